@@ -1,0 +1,351 @@
+//! Recovery: reading every record back, the torn-tail rule, single-record
+//! reads, and the two ways of cutting the log (torn-tail repair and
+//! `truncate_after`).
+
+use super::format::{self, DecodedFile, FileHeader, ScanEnd, WAL_MAGIC};
+use super::{list_segments, segment_path, RecordPos};
+use crate::error::{Error, Result};
+use crate::fs::{FileHandle, FileSystem, OpenMode};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Segments decoded ahead of the consumer in parallel recovery.
+const PARALLEL_SEGMENTS: usize = 3;
+
+/// A torn tail found by recovery: the last segment holding data ends in an
+/// incomplete record (or the last segment's header was never written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment.
+    pub segment: u64,
+    /// Offset of the first byte that is not part of a valid record: where
+    /// [`truncate_torn_tail`] cuts the file. 0 means the segment's header was
+    /// never completely written, and the whole file goes.
+    pub offset: u64,
+    /// Bytes from `offset` to the end of the file (what the cut removes).
+    pub bytes_dropped: u64,
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments read.
+    pub segments: u64,
+    /// Records returned.
+    pub records: u64,
+    /// Payload bytes returned (after decompression).
+    pub bytes: u64,
+    /// Highest segment number present at or above `from_segment`.
+    pub last_segment: Option<u64>,
+    /// Position of the last record returned.
+    pub last_record: Option<RecordPos>,
+    /// The torn tail, if the log ended in one. It must be repaired (by
+    /// [`truncate_torn_tail`], which [`super::Wal::open`] calls) before new
+    /// segments are written.
+    pub truncated: Option<TornTail>,
+}
+
+/// Every record of the log, in order, with the report.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// Position and payload of every record.
+    pub records: Vec<(RecordPos, Bytes)>,
+    /// What recovery found.
+    pub report: RecoveryReport,
+}
+
+/// Reads every record of the WAL in `dir` from segments numbered
+/// `from_segment` and up, collecting them. See [`replay`].
+pub fn recover(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    from_segment: u64,
+    parallel: bool,
+) -> Result<Recovery> {
+    let mut records = Vec::new();
+    let report = replay(fs, dir, from_segment, parallel, |pos, payload| {
+        records.push((pos, payload));
+        Ok(())
+    })?;
+    Ok(Recovery { records, report })
+}
+
+/// Calls `f` with the position and payload (decompressed) of every record of
+/// the WAL in `dir`, in log order, from segments numbered `from_segment` and
+/// up (lower ones are ignored: they may be half deleted). Payloads are
+/// zero-copy slices of the segment buffer unless they were compressed.
+///
+/// Rules (see `FORMAT-wal.md`):
+/// * In the last segment holding data, a bad record with no valid record
+///   after it in that segment is a torn tail: recovery stops there and
+///   reports it in [`RecoveryReport::truncated`]. So is a last segment whose
+///   header was never completely written.
+/// * Any other damage is [`Error::Corruption`] naming the file and the byte
+///   offset of the bad record, and so is a missing segment number between
+///   the first and the last. Records before the damage may already have
+///   been passed to `f`; a damaged payload never is.
+///
+/// With `parallel` and several segments, up to three segments are read and
+/// decoded ahead on scoped threads; `f` still runs on the calling thread, in
+/// order, and the result is identical. Without it no thread is started.
+pub fn replay(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    from_segment: u64,
+    parallel: bool,
+    mut f: impl FnMut(RecordPos, Bytes) -> Result<()>,
+) -> Result<RecoveryReport> {
+    let mut segs = list_segments(fs, dir)?;
+    segs.retain(|&n| n >= from_segment);
+    for w in segs.windows(2) {
+        if w[1] != w[0] + 1 {
+            return Err(Error::corruption(
+                segment_path(dir, w[0] + 1),
+                0,
+                format!("segment missing: the log jumps from {} to {}", w[0], w[1]),
+            ));
+        }
+    }
+    if parallel && segs.len() > 1 {
+        std::thread::scope(|s| {
+            let mut in_flight = VecDeque::new();
+            let mut next = 0;
+            let mut source = || {
+                let head = in_flight.pop_front();
+                while in_flight.len() < PARALLEL_SEGMENTS && next < segs.len() {
+                    let n = segs[next];
+                    in_flight.push_back(s.spawn(move || load_segment(fs, dir, n)));
+                    next += 1;
+                }
+                let head = head.or_else(|| in_flight.pop_front())?;
+                Some(
+                    head.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                )
+            };
+            apply(&segs, &mut source, &mut f)
+        })
+    } else {
+        let mut next = 0;
+        let mut source = || {
+            let n = *segs.get(next)?;
+            next += 1;
+            Some(load_segment(fs, dir, n))
+        };
+        apply(&segs, &mut source, &mut f)
+    }
+}
+
+/// One segment, read and decoded.
+struct Segment {
+    number: u64,
+    path: PathBuf,
+    file: DecodedFile,
+}
+
+impl Segment {
+    /// No records and no damage (header-only, zero-filled or unwritten).
+    fn holds_no_data(&self) -> bool {
+        self.file.records.is_empty() && matches!(self.file.end, ScanEnd::Clean { .. })
+    }
+}
+
+/// Reads a whole segment with one large read and decodes it.
+fn load_segment(fs: &dyn FileSystem, dir: &Path, number: u64) -> Result<Segment> {
+    let path = segment_path(dir, number);
+    let data = read_whole(fs, &path)?;
+    let file = format::decode_file(&path, Bytes::from(data), &WAL_MAGIC, Some(number))?;
+    Ok(Segment { number, path, file })
+}
+
+fn read_whole(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>> {
+    crate::fs::read_file(fs, path).map_err(|e| Error::io(path, e))
+}
+
+/// The in-order part of recovery, shared by the sequential and parallel
+/// paths: yields records and applies the torn-tail rule across segments.
+fn apply(
+    segs: &[u64],
+    source: &mut dyn FnMut() -> Option<Result<Segment>>,
+    f: &mut dyn FnMut(RecordPos, Bytes) -> Result<()>,
+) -> Result<RecoveryReport> {
+    let mut report = RecoveryReport {
+        last_segment: segs.last().copied(),
+        ..RecoveryReport::default()
+    };
+    let mut seen = 0usize;
+    while let Some(seg) = source() {
+        let seg = seg?;
+        seen += 1;
+        report.segments += 1;
+        let is_last = seen == segs.len();
+        if seg.file.header == FileHeader::Unwritten {
+            if is_last {
+                report.truncated = Some(TornTail {
+                    segment: seg.number,
+                    offset: 0,
+                    bytes_dropped: seg.file.file_len,
+                });
+                break;
+            }
+            return Err(Error::corruption(
+                &seg.path,
+                0,
+                "segment header incomplete (short, zeroed or torn, with no data after it) but later segments exist",
+            ));
+        }
+        for (offset, len, payload) in seg.file.records {
+            let pos = RecordPos {
+                segment: seg.number,
+                offset,
+                len,
+            };
+            report.records += 1;
+            report.bytes += payload.len() as u64;
+            report.last_record = Some(pos);
+            f(pos, payload)?;
+        }
+        match seg.file.end {
+            ScanEnd::Clean { .. } => {}
+            ScanEnd::Bad {
+                offset,
+                reason,
+                valid_after: Some(p),
+            } => {
+                return Err(Error::corruption(
+                    &seg.path,
+                    offset,
+                    format!("{reason}; a valid record follows at offset {p}"),
+                ));
+            }
+            ScanEnd::Bad {
+                offset,
+                reason,
+                valid_after: None,
+            } => {
+                // A torn tail only if no later segment holds data.
+                while let Some(later) = source() {
+                    let later = later?;
+                    seen += 1;
+                    report.segments += 1;
+                    let later_is_last = seen == segs.len();
+                    let empty = later.holds_no_data()
+                        && (later.file.header != FileHeader::Unwritten || later_is_last);
+                    if !empty {
+                        return Err(Error::corruption(
+                            &seg.path,
+                            offset,
+                            format!(
+                                "{reason}, and a later segment ({}) holds data",
+                                later.number
+                            ),
+                        ));
+                    }
+                }
+                report.truncated = Some(TornTail {
+                    segment: seg.number,
+                    offset,
+                    bytes_dropped: seg.file.file_len - offset,
+                });
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Repairs a torn tail reported by recovery so that the next segment can be
+/// written: removes every segment numbered above `torn.segment` (they hold
+/// no data), highest first, each removal made durable before the next; then
+/// cuts `torn.segment` at `torn.offset` (set_len, fdatasync), or removes it
+/// if its header was never written (`offset` 0). Idempotent.
+pub fn truncate_torn_tail(fs: &dyn FileSystem, dir: &Path, torn: &TornTail) -> Result<()> {
+    remove_segments_above(fs, dir, torn.segment)?;
+    let path = segment_path(dir, torn.segment);
+    if torn.offset < format::FILE_HEADER_LEN as u64 {
+        match fs.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        return fs.sync_dir(dir).map_err(|e| Error::io(dir, e));
+    }
+    let file = fs
+        .open(&path, OpenMode::Write)
+        .map_err(|e| Error::io(&path, e))?;
+    cut(&*file, &path, torn.offset)
+}
+
+fn cut(file: &dyn FileHandle, path: &Path, len: u64) -> Result<()> {
+    file.set_len(len).map_err(|e| Error::io(path, e))?;
+    file.sync_data().map_err(|e| Error::io(path, e))
+}
+
+/// Removes the segments numbered above `n`, highest first, fsyncing the
+/// directory after each removal so that a crash always leaves a prefix of
+/// the log (never a gap).
+fn remove_segments_above(fs: &dyn FileSystem, dir: &Path, n: u64) -> Result<()> {
+    for s in list_segments(fs, dir)?.into_iter().rev() {
+        if s <= n {
+            break;
+        }
+        let path = segment_path(dir, s);
+        fs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Cuts the log right after the record at `pos` (a Raft log conflict): checks
+/// that a valid record is at `pos`, removes every later segment (highest
+/// first, each removal fsynced in the directory, so a crash leaves a prefix
+/// of the old log), then cuts `pos`'s segment at `pos.end()` (set_len,
+/// fdatasync). A writer must not be appending to this directory meanwhile:
+/// use [`super::Wal::truncate_after`] when one is.
+pub fn truncate_after(fs: &dyn FileSystem, dir: &Path, pos: RecordPos) -> Result<()> {
+    let path = segment_path(dir, pos.segment);
+    let file = fs
+        .open(&path, OpenMode::Write)
+        .map_err(|e| Error::io(&path, e))?;
+    read_record_in(&*file, &path, pos)?;
+    remove_segments_above(fs, dir, pos.segment)?;
+    cut(&*file, &path, pos.end())
+}
+
+/// Reads the record at `pos` back (decompressed), checking its checksum with
+/// the segment's salt and that its length matches `pos.len`. A position that
+/// does not hold a valid record is [`Error::Corruption`] at `pos.offset`.
+pub fn read_record_at(fs: &dyn FileSystem, dir: &Path, pos: RecordPos) -> Result<Vec<u8>> {
+    let path = segment_path(dir, pos.segment);
+    let file = fs
+        .open(&path, OpenMode::Read)
+        .map_err(|e| Error::io(&path, e))?;
+    read_record_in(&*file, &path, pos)
+}
+
+/// [`read_record_at`] on an open segment file.
+pub(crate) fn read_record_in(
+    file: &dyn FileHandle,
+    path: &Path,
+    pos: RecordPos,
+) -> Result<Vec<u8>> {
+    let len = usize::try_from(pos.len)
+        .ok()
+        .filter(|&l| l <= format::RECORD_HEADER_LEN + format::MAX_PAYLOAD_LEN)
+        .ok_or_else(|| Error::corruption(path, pos.offset, "record length out of range"))?;
+    let mut buf = vec![0u8; len];
+    match file.read_exact_at(&mut buf, pos.offset) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(Error::corruption(
+                path,
+                pos.offset,
+                "record position runs past the end of the file",
+            ))
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    format::decode_single_record(path, pos.offset, buf, pos.segment)
+}
