@@ -9,16 +9,31 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod coding;
+mod compaction;
+mod db;
 pub mod error;
+mod flush;
 pub mod fs;
 pub mod iter;
 pub mod key;
+mod manifest;
+pub mod memtable;
+pub mod merge;
 pub mod options;
+mod scan;
+pub mod stats;
 pub mod table;
+pub mod version;
 pub mod wal;
 
+pub use batch::WriteBatch;
+pub use db::{table_path, wal_dir, Db, RecoveryReport, Snapshot};
 pub use error::{Error, Result};
+pub use manifest::{MANIFEST_BYTES_MAX, MANIFEST_MAGIC};
 pub use options::{
     Background, Clock, Compression, FsyncPolicy, ManualClock, Options, Preset, SystemClock,
 };
+pub use scan::ScanIter;
+pub use stats::{LevelStats, StatsSnapshot};

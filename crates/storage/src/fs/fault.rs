@@ -90,7 +90,7 @@ impl FaultFs {
 }
 
 fn eio(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::Other, format!("injected EIO on {what}"))
+    io::Error::other(format!("injected EIO on {what}"))
 }
 
 #[derive(Debug)]

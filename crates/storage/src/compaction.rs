@@ -1,0 +1,382 @@
+//! Leveled compaction, and the table-writing routine that flush shares.
+//!
+//! L0 -> L1 when L0 holds `l0_compaction_trigger` tables; Ln -> Ln+1 when
+//! Ln is over its target size (`level_base_bytes * multiplier^(n-1)`), one
+//! file at a time, round-robin through the key space. Compaction drops
+//! values shadowed for every reader, tombstones at the bottom of their key's
+//! history, and expired entries.
+
+use crate::db::{lock, table_path, Inner};
+use crate::error::{Error, Result};
+use crate::fs::{self, IoOp, OpenMode};
+use crate::iter::InternalIterator;
+use crate::key::{parse_internal_key, SeqNo, ValueKind};
+use crate::manifest::log_and_apply;
+use crate::merge::MergingIterator;
+use crate::options::LEVELS;
+use crate::stats::add;
+use crate::table::{Table, TableBuilder, TableOptions};
+use crate::version::{FileDesc, FileMeta, Version, VersionEdit};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// What to do with one entry on its way to a new table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Keep,
+    Drop,
+    /// Write a tombstone instead (an expired value above the bottom level
+    /// must still hide older versions below it).
+    Tombstone,
+}
+
+/// Answers "does no level below the output hold this user key?".
+pub(crate) type IsBaseLevel<'a> = Box<dyn Fn(&[u8]) -> bool + Send + 'a>;
+
+/// Decides, entry by entry in internal-key order, what survives.
+pub(crate) struct EntryFilter<'a> {
+    smallest_snapshot: SeqNo,
+    now_ms: u64,
+    /// True if no level below the output holds `user_key`; `None` means
+    /// "never" (flush to L0).
+    is_base: Option<IsBaseLevel<'a>>,
+    current: Vec<u8>,
+    has_current: bool,
+    last_seq_for_key: SeqNo,
+}
+
+impl<'a> EntryFilter<'a> {
+    pub(crate) fn new(
+        smallest_snapshot: SeqNo,
+        now_ms: u64,
+        is_base: Option<IsBaseLevel<'a>>,
+    ) -> Self {
+        EntryFilter {
+            smallest_snapshot,
+            now_ms,
+            is_base,
+            current: Vec::new(),
+            has_current: false,
+            last_seq_for_key: u64::MAX,
+        }
+    }
+
+    pub(crate) fn decide(
+        &mut self,
+        user_key: &[u8],
+        seq: SeqNo,
+        kind: ValueKind,
+        value: &[u8],
+    ) -> Decision {
+        if !self.has_current || self.current != user_key {
+            self.current.clear();
+            self.current.extend_from_slice(user_key);
+            self.has_current = true;
+            self.last_seq_for_key = u64::MAX;
+        }
+        let decision = if self.last_seq_for_key <= self.smallest_snapshot {
+            // A newer entry of this key is visible to every reader.
+            Decision::Drop
+        } else if seq <= self.smallest_snapshot {
+            let base = || self.is_base.as_ref().is_some_and(|f| f(user_key));
+            match kind {
+                ValueKind::Delete if base() => Decision::Drop,
+                ValueKind::PutExpiring
+                    if value.len() >= 8 && crate::coding::get_fixed64(value) <= self.now_ms =>
+                {
+                    if base() {
+                        Decision::Drop
+                    } else {
+                        Decision::Tombstone
+                    }
+                }
+                _ => Decision::Keep,
+            }
+        } else {
+            Decision::Keep
+        };
+        self.last_seq_for_key = seq;
+        decision
+    }
+}
+
+fn table_options(inner: &Inner) -> TableOptions {
+    TableOptions {
+        block_bytes: inner.opts.block_bytes as usize,
+        compression: inner.opts.compression,
+        bloom_bits_per_key: inner.opts.bloom_bits_per_key as u32,
+        restart_interval: 16,
+    }
+}
+
+/// Writes the entries of `iter` that `filter` keeps into new tables at
+/// `level`, starting a new table past `split_bytes` (never between two
+/// versions of one user key). Each table is fsynced; the caller records
+/// them in the manifest (which fsyncs the directory first).
+pub(crate) async fn write_tables(
+    inner: &Arc<Inner>,
+    level: u32,
+    iter: &mut dyn InternalIterator,
+    filter: &mut EntryFilter<'_>,
+    split_bytes: Option<u64>,
+) -> Result<Vec<Arc<FileMeta>>> {
+    let mut outputs = Vec::new();
+    let mut builder: Option<(u64, std::path::PathBuf, TableBuilder)> = None;
+    let mut last_user_key: Vec<u8> = Vec::new();
+    let mut tombstone = Vec::new();
+    iter.seek_to_first()?;
+    while iter.valid() {
+        let ikey = iter.key();
+        let p = parse_internal_key(ikey).ok_or_else(|| {
+            Error::corruption(&inner.dir, 0, "unparsable internal key during compaction")
+        })?;
+        let decision = filter.decide(p.user_key, p.seq, p.kind, iter.value());
+        if decision != Decision::Drop {
+            if let (Some(split), Some((_, _, b))) = (split_bytes, builder.as_ref()) {
+                if b.estimated_size() >= split && last_user_key != p.user_key {
+                    let (number, path, b) = builder.take().ok_or(Error::Closed)?;
+                    outputs.push(finish_table(inner, level, number, path, b).await?);
+                }
+            }
+            if builder.is_none() {
+                let number = inner.next_file_number.fetch_add(1, Ordering::SeqCst);
+                let path = table_path(&inner.dir, number);
+                let file = inner
+                    .fs
+                    .open(&path, OpenMode::CreateNew)
+                    .map_err(|e| Error::io(&path, e))?;
+                builder = Some((
+                    number,
+                    path.clone(),
+                    TableBuilder::new(file, path, table_options(inner)),
+                ));
+            }
+            let (_, _, b) = builder.as_mut().ok_or(Error::Closed)?;
+            match decision {
+                Decision::Tombstone => {
+                    tombstone.clear();
+                    crate::key::append_internal_key(
+                        &mut tombstone,
+                        p.user_key,
+                        p.seq,
+                        ValueKind::Delete,
+                    );
+                    b.add(&tombstone, &[])?;
+                }
+                _ => b.add(ikey, iter.value())?,
+            }
+            last_user_key.clear();
+            last_user_key.extend_from_slice(p.user_key);
+        }
+        iter.next()?;
+    }
+    if let Some((number, path, b)) = builder.take() {
+        if b.entries() > 0 {
+            outputs.push(finish_table(inner, level, number, path, b).await?);
+        } else {
+            drop(b);
+            let _ = inner.fs.remove_file(&path);
+        }
+    }
+    Ok(outputs)
+}
+
+async fn finish_table(
+    inner: &Arc<Inner>,
+    level: u32,
+    number: u64,
+    path: std::path::PathBuf,
+    builder: TableBuilder,
+) -> Result<Arc<FileMeta>> {
+    fs::pause(&*inner.fs, IoOp::Sync).await;
+    let summary = builder.finish()?;
+    let file = inner
+        .fs
+        .open(&path, OpenMode::Read)
+        .map_err(|e| Error::io(&path, e))?;
+    let table = Table::open(file, path, number, summary.file_size, inner.cache.clone())?;
+    let desc = FileDesc {
+        level,
+        number,
+        size: summary.file_size,
+        smallest: summary.smallest,
+        largest: summary.largest,
+        smallest_seq: summary.smallest_seq,
+        largest_seq: summary.largest_seq,
+    };
+    Ok(FileMeta::new(desc, table, inner.graveyard.clone()))
+}
+
+/// One planned compaction.
+struct Compaction {
+    level: usize,
+    inputs: Vec<Arc<FileMeta>>,
+    /// Overlapping files of `level + 1`.
+    next: Vec<Arc<FileMeta>>,
+    version: Arc<Version>,
+}
+
+fn level_target_bytes(inner: &Inner, level: usize) -> u64 {
+    let mut t = inner.opts.level_base_bytes;
+    for _ in 1..level {
+        t = t.saturating_mul(inner.opts.level_size_multiplier);
+    }
+    t
+}
+
+fn pick(inner: &Inner, force_l0: bool) -> Option<Compaction> {
+    let version = lock(&inner.state).version.clone();
+    let l0 = &version.levels[0];
+    if !l0.is_empty() && (force_l0 || l0.len() as u64 >= inner.opts.l0_compaction_trigger) {
+        let inputs: Vec<_> = l0.clone();
+        let lo = inputs
+            .iter()
+            .map(|f| f.desc.smallest_user().to_vec())
+            .min()?;
+        let hi = inputs
+            .iter()
+            .map(|f| f.desc.largest_user().to_vec())
+            .max()?;
+        let next = version.overlapping(1, &lo, &hi);
+        return Some(Compaction {
+            level: 0,
+            inputs,
+            next,
+            version,
+        });
+    }
+    let mut best: Option<(f64, usize)> = None;
+    for level in 1..LEVELS - 1 {
+        let score = version.level_bytes(level) as f64 / level_target_bytes(inner, level) as f64;
+        if score >= 1.0 && best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, level));
+        }
+    }
+    let (_, level) = best?;
+    let files = &version.levels[level];
+    let pointer = lock(&inner.compact_pointers)[level].clone();
+    let f = files
+        .iter()
+        .find(|f| pointer.is_empty() || f.desc.smallest_user() > pointer.as_slice())
+        .or_else(|| files.first())?
+        .clone();
+    let next = version.overlapping(level + 1, f.desc.smallest_user(), f.desc.largest_user());
+    Some(Compaction {
+        level,
+        inputs: vec![f],
+        next,
+        version,
+    })
+}
+
+/// Runs compactions while any is due, whenever woken.
+pub(crate) async fn compaction_worker(inner: Arc<Inner>) {
+    loop {
+        if inner.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        while !inner.shutdown.load(Ordering::SeqCst) && inner.stopped_error().is_none() {
+            match run_one(&inner, false).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    inner.stop_writes("compaction", &e);
+                    break;
+                }
+            }
+        }
+        inner.compaction_wanted.notified().await;
+    }
+}
+
+/// Compacts L0 away and every level down to its target.
+pub(crate) async fn compact_all(inner: &Arc<Inner>) -> Result<()> {
+    while run_one(inner, true).await? {
+        if let Some(e) = inner.stopped_error() {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Picks and runs one compaction; false if none was due.
+async fn run_one(inner: &Arc<Inner>, force_l0: bool) -> Result<bool> {
+    let _running = inner.compaction_lock.lock().await;
+    let Some(c) = pick(inner, force_l0) else {
+        return Ok(false);
+    };
+    run(inner, c).await?;
+    Ok(true)
+}
+
+async fn run(inner: &Arc<Inner>, c: Compaction) -> Result<()> {
+    let out_level = c.level + 1;
+    let bytes_in: u64 = c.inputs.iter().chain(&c.next).map(|f| f.desc.size).sum();
+    let mut edit = VersionEdit::default();
+    for f in c.inputs.iter().chain(&c.next) {
+        edit.deleted.push((f.desc.level, f.desc.number));
+    }
+    if let Some(last) = c
+        .inputs
+        .iter()
+        .map(|f| f.desc.largest_user().to_vec())
+        .max()
+    {
+        lock(&inner.compact_pointers)[c.level] = last;
+    }
+    let added = if c.level > 0 && c.inputs.len() == 1 && c.next.is_empty() {
+        // Trivial move: nothing to merge with, so the file changes level only.
+        let f = &c.inputs[0];
+        let mut desc = f.desc.clone();
+        desc.level = out_level as u32;
+        vec![FileMeta::new(
+            desc,
+            f.table.clone(),
+            inner.graveyard.clone(),
+        )]
+    } else {
+        let children: Vec<Box<dyn InternalIterator>> = c
+            .inputs
+            .iter()
+            .chain(&c.next)
+            .map(|f| Box::new(f.table.iter()) as Box<dyn InternalIterator>)
+            .collect();
+        let mut merged = MergingIterator::new(children);
+        let version = c.version.clone();
+        let is_base = move |ukey: &[u8]| {
+            version.levels[out_level + 1..]
+                .iter()
+                .all(|l| l.iter().all(|f| !f.desc.overlaps(ukey, ukey)))
+        };
+        let mut filter = EntryFilter::new(
+            inner.oldest_snapshot(),
+            inner.opts.clock.now_ms(),
+            Some(Box::new(is_base)),
+        );
+        write_tables(
+            inner,
+            out_level as u32,
+            &mut merged,
+            &mut filter,
+            Some(inner.opts.table_target_bytes),
+        )
+        .await?
+    };
+    let bytes_out: u64 = added.iter().map(|f| f.desc.size).sum();
+    edit.added = added.iter().map(|f| f.desc.clone()).collect();
+    let moved = c.level > 0 && c.inputs.len() == 1 && c.next.is_empty();
+    log_and_apply(inner, edit, added, false).await?;
+    if !moved {
+        for f in c.inputs.iter().chain(&c.next) {
+            f.mark_obsolete();
+        }
+    }
+    add(&inner.stats.compactions, 1);
+    add(&inner.stats.compaction_bytes_in, bytes_in);
+    add(&inner.stats.compaction_bytes_out, bytes_out);
+    tracing::debug!(level = c.level, bytes_in, bytes_out, "compaction done");
+    drop(c);
+    inner.collect_garbage();
+    inner.state_changed.notify_waiters();
+    Ok(())
+}

@@ -1,0 +1,1196 @@
+//! The engine: open and recovery, the group-commit write path, point reads,
+//! snapshots and scans, flush, sync and close.
+//!
+//! Write path: a writer queues its batch; the first writer that finds no
+//! leader leads one group: it takes queued batches (bounded in bytes and
+//! count), assigns consecutive sequence numbers, writes one WAL record, and
+//! (durable preset) fsyncs once, then inserts the group into the memtable,
+//! publishes the new sequence number and acknowledges everyone. It then
+//! hands leadership to the first waiting writer, so no writer leads twice
+//! in a row while others wait.
+
+use crate::batch::{decode_group, encode_group, WriteBatch};
+use crate::compaction;
+use crate::error::{Error, Result};
+use crate::flush;
+use crate::fs::{self, DynFile, DynFs, IoOp};
+use crate::key::{lookup_key, parse_internal_key, SeqNo, ValueKind};
+use crate::manifest::{self, VersionSet};
+use crate::memtable::{MemKey, MemTable};
+use crate::options::{Background, FsyncPolicy, Options};
+use crate::scan::ScanIter;
+use crate::stats::{add, LevelStats, Stats, StatsSnapshot};
+use crate::table::BlockCache;
+use crate::version::Version;
+use crate::wal::{self, Wal, WalOptions};
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use tokio::sync::{oneshot, Notify};
+
+/// What one open reported about recovery.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// WAL segments read.
+    pub wal_segments: u64,
+    /// WAL records replayed.
+    pub wal_records: u64,
+    /// WAL bytes read.
+    pub wal_bytes: u64,
+    /// Entries inserted into memtables.
+    pub entries: u64,
+    /// A torn tail that was cut: (segment, offset, bytes dropped).
+    pub truncated_tail: Option<(u64, u64, u64)>,
+    /// Microseconds the WAL replay took.
+    pub replay_us: u64,
+    /// Orphan files deleted.
+    pub orphans_removed: u64,
+}
+
+/// The memtables and tables a reader sees, swapped as a unit.
+#[derive(Debug)]
+pub(crate) struct SuperVersion {
+    pub mem: Arc<MemTable>,
+    /// Newest first.
+    pub imms: Vec<Arc<MemTable>>,
+    pub version: Arc<Version>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub mem: Arc<MemTable>,
+    /// Oldest first.
+    pub imms: VecDeque<Arc<MemTable>>,
+    pub version: Arc<Version>,
+}
+
+enum LeaderMsg {
+    Done(Result<()>),
+    Lead,
+}
+
+struct Waiter {
+    batch: WriteBatch,
+    rotate: bool,
+    tx: Option<oneshot::Sender<LeaderMsg>>,
+}
+
+#[derive(Default)]
+struct WriteQueue {
+    leader_active: bool,
+    waiters: VecDeque<Waiter>,
+}
+
+/// Shared engine state.
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub opts: Options,
+    pub fs: DynFs,
+    pub cache: Arc<BlockCache>,
+    pub stats: Stats,
+    queue: Mutex<WriteQueue>,
+    queue_space: Notify,
+    pub wal: Mutex<Option<Wal>>,
+    /// Highest sequence number assigned (written by the group leader only).
+    last_seq: AtomicU64,
+    /// Highest sequence number readers may see.
+    pub visible_seq: AtomicU64,
+    pub state: Mutex<State>,
+    sv: RwLock<Arc<SuperVersion>>,
+    pub versions: tokio::sync::Mutex<VersionSet>,
+    pub next_file_number: AtomicU64,
+    /// Set when a durability step failed: no more writes until reopen.
+    stopped: Mutex<Option<Error>>,
+    pub closed: AtomicBool,
+    pub shutdown: AtomicBool,
+    /// Wakes the flush worker.
+    pub flush_wanted: Notify,
+    /// Wakes the compaction worker.
+    pub compaction_wanted: Notify,
+    /// Wakes the WAL timer.
+    pub timer_wake: Notify,
+    /// Signalled whenever memtables or versions change (wakes stalled writers).
+    pub state_changed: Notify,
+    pub snapshots: Mutex<BTreeMap<SeqNo, usize>>,
+    pub graveyard: Arc<Mutex<Vec<u64>>>,
+    /// Per level, the largest user key of the last compaction input, so
+    /// compactions walk the key space round-robin.
+    pub compact_pointers: Mutex<[Vec<u8>; crate::options::LEVELS]>,
+    /// Held while a compaction runs: one at a time.
+    pub compaction_lock: tokio::sync::Mutex<()>,
+    workers: Mutex<Vec<WorkerHandle>>,
+    _lock: Option<DynFile>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+enum WorkerHandle {
+    Task(tokio::task::JoinHandle<()>),
+    /// Signalled when the thread's work is done.
+    Thread(oneshot::Receiver<()>),
+}
+
+/// Locks a std mutex, recovering the data if a panicking thread poisoned it
+/// (every critical section leaves the data consistent before it can panic).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The path of SSTable `number` in `dir`.
+pub fn table_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:06}.sst"))
+}
+
+/// The WAL directory of an engine in `dir`.
+pub fn wal_dir(dir: &Path) -> PathBuf {
+    dir.join("wal")
+}
+
+/// An open storage engine.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use ballast_storage::{Db, Options, Preset};
+/// let dir = tempfile::tempdir().unwrap();
+/// let db = Db::open(dir.path(), Options::preset(Preset::Durable)).await.unwrap();
+/// db.put(b"greeting", b"hello").await.unwrap();
+/// assert_eq!(db.get(b"greeting").unwrap().as_deref(), Some(&b"hello"[..]));
+/// db.delete(b"greeting").await.unwrap();
+/// assert_eq!(db.get(b"greeting").unwrap(), None);
+/// db.close().await.unwrap();
+/// # });
+/// ```
+pub struct Db {
+    pub(crate) inner: Arc<Inner>,
+    report: RecoveryReport,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.inner.dir).finish()
+    }
+}
+
+/// A point-in-time view: reads through it see exactly the writes
+/// acknowledged before it was taken. Compaction keeps what it needs.
+#[derive(Debug)]
+pub struct Snapshot {
+    seq: SeqNo,
+    inner: Arc<Inner>,
+}
+
+impl Snapshot {
+    /// The sequence number the snapshot reads at.
+    pub fn seq(&self) -> SeqNo {
+        self.seq
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let mut s = lock(&self.inner.snapshots);
+        if let Some(n) = s.get_mut(&self.seq) {
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&self.seq);
+            }
+        }
+    }
+}
+
+impl Db {
+    /// Opens (or creates) the engine in `dir`, recovering from the manifest
+    /// and the WAL.
+    pub async fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let fs = opts.fs.clone();
+        fs.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        fs::sync_parent(&*fs, &dir).map_err(|e| Error::io(&dir, e))?;
+        let lock_path = dir.join("LOCK");
+        let lock_file = fs.lock(&lock_path).map_err(|e| Error::Locked {
+            path: lock_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let cache = BlockCache::new(opts.block_cache_bytes);
+        let graveyard = Arc::new(Mutex::new(Vec::new()));
+        let recovered = manifest::recover(&*fs, &dir, &cache, &graveyard)?;
+        let mut report = RecoveryReport::default();
+        let wal_dir = wal_dir(&dir);
+        fs.create_dir_all(&wal_dir)
+            .map_err(|e| Error::io(&wal_dir, e))?;
+        fs::sync_parent(&*fs, &wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+
+        // Start a fresh manifest holding the recovered state, so every open
+        // bounds the manifest's size and drops a torn tail for good.
+        let next_file_number = AtomicU64::new(recovered.next_file_number.max(1));
+        let versions = VersionSet::create(
+            fs.clone(),
+            &dir,
+            &recovered,
+            next_file_number.fetch_add(1, Ordering::SeqCst),
+        )
+        .await?;
+
+        let inner = Arc::new(Inner {
+            dir: dir.clone(),
+            fs: fs.clone(),
+            cache,
+            stats: Stats::default(),
+            queue: Mutex::new(WriteQueue::default()),
+            queue_space: Notify::new(),
+            wal: Mutex::new(None),
+            last_seq: AtomicU64::new(recovered.last_seq),
+            visible_seq: AtomicU64::new(recovered.last_seq),
+            state: Mutex::new(State {
+                mem: MemTable::new(0),
+                imms: VecDeque::new(),
+                version: Arc::new(recovered.version.clone()),
+            }),
+            sv: RwLock::new(Arc::new(SuperVersion {
+                mem: MemTable::new(0),
+                imms: Vec::new(),
+                version: Arc::new(recovered.version.clone()),
+            })),
+            versions: tokio::sync::Mutex::new(versions),
+            next_file_number,
+            stopped: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            flush_wanted: Notify::new(),
+            compaction_wanted: Notify::new(),
+            timer_wake: Notify::new(),
+            state_changed: Notify::new(),
+            snapshots: Mutex::new(BTreeMap::new()),
+            graveyard,
+            compact_pointers: Mutex::new(Default::default()),
+            compaction_lock: tokio::sync::Mutex::new(()),
+            workers: Mutex::new(Vec::new()),
+            _lock: lock_file,
+            opts,
+        });
+
+        if inner.opts.wal {
+            inner.replay_wal(&recovered, &mut report).await?;
+        }
+        report.orphans_removed = inner.remove_orphans()?;
+        inner.start_workers();
+        inner.flush_wanted.notify_one();
+        inner.compaction_wanted.notify_one();
+        tracing::info!(
+            dir = %dir.display(),
+            wal_records = report.wal_records,
+            entries = report.entries,
+            truncated = ?report.truncated_tail,
+            replay_us = report.replay_us,
+            "opened"
+        );
+        Ok(Db { inner, report })
+    }
+
+    /// What recovery did when this engine was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        self.write(b).await
+    }
+
+    /// Stores `value` under `key` until `expire_at_ms` (milliseconds since the
+    /// Unix epoch by the engine's clock); from then on the key reads as absent
+    /// and compaction drops it.
+    pub async fn put_expiring(&self, key: &[u8], value: &[u8], expire_at_ms: u64) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put_expiring(key, value, expire_at_ms);
+        self.write(b).await
+    }
+
+    /// Removes `key`.
+    pub async fn delete(&self, key: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        self.write(b).await
+    }
+
+    /// Applies `batch` atomically: after a crash either all of it is there or
+    /// none of it.
+    pub async fn write(&self, mut batch: WriteBatch) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_writable()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        inner.check_limits(&batch)?;
+        batch.coalesce();
+        let started = tokio::time::Instant::now();
+        let bytes = batch.encoded_len() as u64;
+        let res = inner.commit(batch, false).await;
+        if res.is_ok() {
+            add(&inner.stats.writes, 1);
+            add(&inner.stats.write_bytes, bytes);
+            inner
+                .stats
+                .record_write_latency_us(started.elapsed().as_micros() as u64);
+        }
+        res
+    }
+
+    /// Reads the newest value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        self.inner.get_at(key, seq)
+    }
+
+    /// Reads `key` as of `snapshot`.
+    pub fn get_at(&self, snapshot: &Snapshot, key: &[u8]) -> Result<Option<Bytes>> {
+        self.inner.get_at(key, snapshot.seq)
+    }
+
+    /// Takes a snapshot of everything acknowledged so far.
+    pub fn snapshot(&self) -> Snapshot {
+        self.inner.snapshot()
+    }
+
+    /// Iterates the live keys in `range` (user keys, bytewise order) as of now.
+    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<ScanIter> {
+        let snap = self.inner.snapshot();
+        ScanIter::new(self.inner.clone(), snap, range)
+    }
+
+    /// Iterates the live keys in `range` as of `snapshot`.
+    pub fn scan_at<K: AsRef<[u8]>>(
+        &self,
+        snapshot: &Snapshot,
+        range: impl RangeBounds<K>,
+    ) -> Result<ScanIter> {
+        let snap = Snapshot {
+            seq: snapshot.seq,
+            inner: self.inner.clone(),
+        };
+        *lock(&self.inner.snapshots).entry(snap.seq).or_insert(0) += 1;
+        ScanIter::new(self.inner.clone(), snap, range)
+    }
+
+    /// Freezes the memtable and waits until it (and every older one) is in an
+    /// SSTable.
+    pub async fn flush(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_writable()?;
+        inner.commit(WriteBatch::new(), true).await?;
+        loop {
+            let notified = inner.state_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(e) = inner.stopped_error() {
+                return Err(e);
+            }
+            if lock(&inner.state).imms.is_empty() {
+                return Ok(());
+            }
+            inner.flush_wanted.notify_one();
+            notified.await;
+        }
+    }
+
+    /// Compacts until no level is over its target and L0 is empty; returns
+    /// when done.
+    pub async fn compact(&self) -> Result<()> {
+        self.flush().await?;
+        compaction::compact_all(&self.inner).await
+    }
+
+    /// Makes every acknowledged write durable now (for the balanced and
+    /// throughput presets; a no-op cost for durable).
+    pub async fn sync(&self) -> Result<()> {
+        self.inner.check_writable()?;
+        self.inner.sync_wal().await
+    }
+
+    /// Statistics.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats_snapshot()
+    }
+
+    /// Waits for in-flight writes, makes the WAL durable, stops background
+    /// work and releases the directory.
+    pub async fn close(self) -> Result<()> {
+        let inner = self.inner.clone();
+        // Drain the write queue: a rotate-free empty commit runs after every
+        // queued group.
+        let drained = inner.commit(WriteBatch::new(), false).await;
+        inner.closed.store(true, Ordering::SeqCst);
+        let synced = if inner.stopped_error().is_none() {
+            inner.sync_wal().await
+        } else {
+            Ok(())
+        };
+        inner.stop_workers().await;
+        drained.and(synced)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::SeqCst);
+        if !inner.shutdown.swap(true, Ordering::SeqCst) {
+            // Hand buffered WAL bytes to the OS so a process that drops the
+            // engine without closing it loses nothing a process crash would
+            // not; no fsync here.
+            if let Some(w) = lock(&inner.wal).as_mut() {
+                let _ = w.write_pending();
+            }
+            inner.wake_workers();
+        }
+    }
+}
+
+impl Inner {
+    fn check_writable(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        if let Some(e) = self.stopped_error() {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn stopped_error(&self) -> Option<Error> {
+        lock(&self.stopped).clone()
+    }
+
+    /// Records a failed durability step: from now on writes are refused.
+    pub(crate) fn stop_writes(&self, op: &'static str, err: &Error) {
+        let mut s = lock(&self.stopped);
+        if s.is_none() {
+            tracing::error!(op, error = %err, "stopping writes after a failed durability step");
+            *s = Some(Error::WritesStopped {
+                op,
+                reason: err.to_string(),
+            });
+        }
+        drop(s);
+        self.state_changed.notify_waiters();
+    }
+
+    fn check_limits(&self, batch: &WriteBatch) -> Result<()> {
+        let (kmax, vmax) = batch.max_lens();
+        if kmax as u64 > self.opts.key_bytes_max {
+            return Err(Error::KeyTooLarge {
+                len: kmax,
+                max: self.opts.key_bytes_max as usize,
+            });
+        }
+        if vmax as u64 > self.opts.value_bytes_max {
+            return Err(Error::ValueTooLarge {
+                len: vmax,
+                max: self.opts.value_bytes_max as usize,
+            });
+        }
+        if batch.iter().any(|e| e.key.is_empty()) {
+            return Err(Error::EmptyKey);
+        }
+        if batch.encoded_len() as u64 > self.opts.batch_bytes_max {
+            return Err(Error::BatchTooLarge {
+                len: batch.encoded_len(),
+                max: self.opts.batch_bytes_max as usize,
+            });
+        }
+        Ok(())
+    }
+
+    fn snapshot(self: &Arc<Self>) -> Snapshot {
+        let mut s = lock(&self.snapshots);
+        // Read the sequence under the lock so compaction, which reads the
+        // oldest snapshot under the same lock, never misses this one.
+        let seq = self.visible_seq.load(Ordering::Acquire);
+        *s.entry(seq).or_insert(0) += 1;
+        Snapshot {
+            seq,
+            inner: self.clone(),
+        }
+    }
+
+    /// The oldest sequence number any reader may still ask for.
+    pub(crate) fn oldest_snapshot(&self) -> SeqNo {
+        let s = lock(&self.snapshots);
+        let visible = self.visible_seq.load(Ordering::Acquire);
+        s.keys().next().copied().unwrap_or(visible).min(visible)
+    }
+
+    pub(crate) fn super_version(&self) -> Arc<SuperVersion> {
+        self.sv.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Publishes the memtables and version of `st` to readers.
+    pub(crate) fn install_super_version(&self, st: &State) {
+        let sv = Arc::new(SuperVersion {
+            mem: st.mem.clone(),
+            imms: st.imms.iter().rev().cloned().collect(),
+            version: st.version.clone(),
+        });
+        *self.sv.write().unwrap_or_else(|e| e.into_inner()) = sv;
+        self.state_changed.notify_waiters();
+    }
+
+    fn get_at(&self, key: &[u8], seq: SeqNo) -> Result<Option<Bytes>> {
+        add(&self.stats.gets, 1);
+        let sv = self.super_version();
+        let lookup = lookup_key(key, seq);
+        if let Some(e) = sv.mem.get(&lookup) {
+            return Ok(self.resolve(e.ikey(), e.value_bytes()));
+        }
+        for m in &sv.imms {
+            if let Some(e) = m.get(&lookup) {
+                return Ok(self.resolve(e.ikey(), e.value_bytes()));
+            }
+        }
+        match sv.version.get(&lookup)? {
+            Some(found) => Ok(self.resolve(&found.ikey, found.value)),
+            None => Ok(None),
+        }
+    }
+
+    /// Turns a found entry into what the user sees.
+    fn resolve(&self, ikey: &[u8], value: Bytes) -> Option<Bytes> {
+        let parsed = parse_internal_key(ikey)?;
+        match parsed.kind {
+            ValueKind::Delete => None,
+            ValueKind::Put => Some(value),
+            ValueKind::PutExpiring => {
+                let at = crate::coding::get_fixed64(&value);
+                (at > self.opts.clock.now_ms()).then(|| value.slice(8..))
+            }
+        }
+    }
+
+    /// Queues `batch` for a group commit and waits for its outcome.
+    async fn commit(&self, batch: WriteBatch, rotate: bool) -> Result<()> {
+        enum Next {
+            Lead(WriteBatch),
+            Wait(oneshot::Receiver<LeaderMsg>),
+            Full(WriteBatch),
+        }
+        let mut batch = Some(batch);
+        let rx = loop {
+            let notified = self.queue_space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Some(b) = batch.take() else {
+                return Err(Error::Closed);
+            };
+            let next = {
+                let mut q = lock(&self.queue);
+                if !q.leader_active && q.waiters.is_empty() {
+                    q.leader_active = true;
+                    Next::Lead(b)
+                } else if (q.waiters.len() as u64) < self.opts.write_queue_max {
+                    let (tx, rx) = oneshot::channel();
+                    q.waiters.push_back(Waiter {
+                        batch: b,
+                        rotate,
+                        tx: Some(tx),
+                    });
+                    Next::Wait(rx)
+                } else {
+                    Next::Full(b)
+                }
+            };
+            match next {
+                Next::Lead(b) => return self.lead(Some((b, rotate))).await,
+                Next::Wait(rx) => break rx,
+                Next::Full(b) => {
+                    // The queue is full: wait for a group to take some of it.
+                    batch = Some(b);
+                    add(&self.stats.stalls, 1);
+                    notified.await;
+                }
+            }
+        };
+        match rx.await {
+            Ok(LeaderMsg::Done(r)) => r,
+            Ok(LeaderMsg::Lead) => self.lead(None).await,
+            Err(_) => Err(self.stopped_error().unwrap_or(Error::Closed)),
+        }
+    }
+
+    /// Leads one group: `own` is the leader's batch when it did not queue;
+    /// otherwise its batch is at the front of the queue.
+    async fn lead(&self, own: Option<(WriteBatch, bool)>) -> Result<()> {
+        let mut guard = LeaderGuard {
+            inner: self,
+            armed: true,
+        };
+        let result = self.lead_one_group(own).await;
+        self.hand_off().await;
+        guard.armed = false;
+        result
+    }
+
+    async fn lead_one_group(&self, own: Option<(WriteBatch, bool)>) -> Result<()> {
+        let mut batches: Vec<WriteBatch> = Vec::new();
+        let mut txs: Vec<Option<oneshot::Sender<LeaderMsg>>> = Vec::new();
+        let mut rotate = false;
+        let mut bytes: u64 = 0;
+        {
+            let mut q = lock(&self.queue);
+            match own {
+                Some((b, r)) => {
+                    bytes += b.encoded_len() as u64;
+                    rotate |= r;
+                    batches.push(b);
+                    txs.push(None);
+                }
+                None => {
+                    if let Some(w) = q.waiters.pop_front() {
+                        bytes += w.batch.encoded_len() as u64;
+                        rotate |= w.rotate;
+                        batches.push(w.batch);
+                        txs.push(None);
+                    }
+                }
+            }
+            while let Some(w) = q.waiters.front() {
+                let len = w.batch.encoded_len() as u64;
+                if batches.len() as u64 >= self.opts.group_commit_batches_max
+                    || bytes + len > self.opts.group_commit_bytes_max
+                {
+                    break;
+                }
+                let Some(w) = q.waiters.pop_front() else {
+                    break;
+                };
+                bytes += len;
+                rotate |= w.rotate;
+                batches.push(w.batch);
+                txs.push(w.tx);
+            }
+        }
+        self.queue_space.notify_waiters();
+        let result = self.commit_group(&batches, rotate).await;
+        for tx in txs.into_iter().skip(1).flatten() {
+            let _ = tx.send(LeaderMsg::Done(result.clone()));
+        }
+        result
+    }
+
+    /// Passes leadership to the first waiting writer, or releases it.
+    async fn hand_off(&self) {
+        while !self.try_hand_off() {
+            // That writer stopped waiting; its batch is still queued, so
+            // commit it on its behalf.
+            let _ = Box::pin(self.lead_one_group(None)).await;
+        }
+    }
+
+    /// True when leadership was passed on or released; false when the front
+    /// waiter is gone and its batch must be committed by the current leader.
+    fn try_hand_off(&self) -> bool {
+        let mut q = lock(&self.queue);
+        match q.waiters.front_mut() {
+            None => {
+                q.leader_active = false;
+                true
+            }
+            Some(w) => match w.tx.take() {
+                Some(tx) => tx.send(LeaderMsg::Lead).is_ok(),
+                None => false,
+            },
+        }
+    }
+
+    /// Writes one group to the WAL and the memtable.
+    async fn commit_group(&self, batches: &[WriteBatch], rotate: bool) -> Result<()> {
+        if let Some(e) = self.stopped_error() {
+            return Err(e);
+        }
+        self.wait_for_room().await?;
+        let count: u64 = batches.iter().map(|b| u64::from(b.count())).sum();
+        let base = self.last_seq.load(Ordering::Acquire) + 1;
+        if count > 0 {
+            if self.opts.wal {
+                let refs: Vec<&WriteBatch> = batches.iter().collect();
+                let mut payload = Vec::with_capacity(
+                    crate::batch::GROUP_HEADER_LEN
+                        + refs.iter().map(|b| b.encoded_len()).sum::<usize>(),
+                );
+                encode_group(&mut payload, base, &refs);
+                self.append_to_wal(&payload).await?;
+            }
+            self.insert_group(batches, base);
+            self.last_seq.store(base + count - 1, Ordering::Release);
+            self.visible_seq.store(base + count - 1, Ordering::Release);
+            self.stats.record_group(batches.len() as u64);
+        }
+        let over = lock(&self.state).mem.approx_bytes() >= self.opts.memtable_bytes;
+        if over || (rotate && !lock(&self.state).mem.is_empty()) {
+            self.switch_memtable()?;
+        }
+        Ok(())
+    }
+
+    async fn append_to_wal(&self, payload: &[u8]) -> Result<()> {
+        let policy = self.opts.fsync;
+        {
+            let mut g = lock(&self.wal);
+            let wal = g.as_mut().ok_or(Error::Closed)?;
+            wal.add_record(payload)
+                .map_err(|e| self.stop_on("write", e))?;
+            let write_now = match policy {
+                FsyncPolicy::Group | FsyncPolicy::Interval { .. } => true,
+                FsyncPolicy::WriteBack { buffer_bytes, .. } => {
+                    wal.pending_bytes() as u64 >= buffer_bytes
+                }
+            };
+            if write_now {
+                wal.write_pending().map_err(|e| self.stop_on("write", e))?;
+            }
+        }
+        add(&self.stats.wal_bytes, payload.len() as u64);
+        if policy == FsyncPolicy::Group {
+            fs::pause(&*self.fs, IoOp::Sync).await;
+            let mut g = lock(&self.wal);
+            let wal = g.as_mut().ok_or(Error::Closed)?;
+            wal.sync().map_err(|e| self.stop_on("fsync", e))?;
+            add(&self.stats.wal_fsyncs, 1);
+        }
+        Ok(())
+    }
+
+    fn stop_on(&self, op: &'static str, e: Error) -> Error {
+        self.stop_writes(op, &e);
+        e
+    }
+
+    /// Inserts a group's entries into the active memtable. All entries share
+    /// one allocation.
+    fn insert_group(&self, batches: &[WriteBatch], base: SeqNo) {
+        let total: usize = batches
+            .iter()
+            .map(|b| b.encoded_len() + 8 * b.count() as usize)
+            .sum();
+        let mut buf = Vec::with_capacity(total);
+        let mut spans = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
+        let mut seq = base;
+        for b in batches {
+            for e in b.iter() {
+                let start = buf.len();
+                crate::key::append_internal_key(&mut buf, e.key, seq, e.kind);
+                let klen = buf.len() - start;
+                buf.extend_from_slice(e.value);
+                spans.push((start, buf.len(), klen, seq));
+                seq += 1;
+            }
+        }
+        let buf = Bytes::from(buf);
+        let mem = lock(&self.state).mem.clone();
+        for (start, end, klen, seq) in spans {
+            mem.insert(MemKey::new(buf.slice(start..end), klen), seq);
+        }
+    }
+
+    /// Stalls the leader (and so every writer) while too many memtables wait
+    /// for flush or L0 has too many tables.
+    async fn wait_for_room(&self) -> Result<()> {
+        let mut stalled_since = None;
+        loop {
+            let notified = self.state_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(e) = self.stopped_error() {
+                return Err(e);
+            }
+            if self.closed.load(Ordering::SeqCst) && self.shutdown.load(Ordering::SeqCst) {
+                return Err(Error::Closed);
+            }
+            let (imms, l0) = {
+                let st = lock(&self.state);
+                (st.imms.len() as u64, st.version.levels[0].len() as u64)
+            };
+            if imms < self.opts.immutable_memtables_max && l0 < self.opts.l0_stop_writes_trigger {
+                if let Some(t) = stalled_since {
+                    let t: tokio::time::Instant = t;
+                    add(&self.stats.stall_us, t.elapsed().as_micros() as u64);
+                }
+                return Ok(());
+            }
+            if stalled_since.is_none() {
+                stalled_since = Some(tokio::time::Instant::now());
+                add(&self.stats.stalls, 1);
+                tracing::debug!(imms, l0, "write stall");
+            }
+            self.flush_wanted.notify_one();
+            self.compaction_wanted.notify_one();
+            notified.await;
+        }
+    }
+
+    /// Freezes the active memtable and starts a new one (and a new WAL
+    /// segment, so the frozen memtable's segments can be deleted once it is
+    /// flushed). Called by the group leader only.
+    pub(crate) fn switch_memtable(&self) -> Result<()> {
+        let segment = if self.opts.wal {
+            let mut g = lock(&self.wal);
+            let wal = g.as_mut().ok_or(Error::Closed)?;
+            wal.roll().map_err(|e| self.stop_on("WAL roll", e))?
+        } else {
+            0
+        };
+        let mut st = lock(&self.state);
+        let old = std::mem::replace(&mut st.mem, MemTable::new(segment));
+        st.imms.push_back(old);
+        self.install_super_version(&st);
+        drop(st);
+        self.flush_wanted.notify_one();
+        Ok(())
+    }
+
+    async fn sync_wal(&self) -> Result<()> {
+        if !self.opts.wal {
+            return Ok(());
+        }
+        fs::pause(&*self.fs, IoOp::Sync).await;
+        let mut g = lock(&self.wal);
+        let Some(wal) = g.as_mut() else {
+            return Ok(());
+        };
+        wal.write_pending().map_err(|e| self.stop_on("write", e))?;
+        wal.sync().map_err(|e| self.stop_on("fsync", e))?;
+        add(&self.stats.wal_fsyncs, 1);
+        Ok(())
+    }
+
+    /// Replays the WAL into memtables, flushing when they fill, then opens a
+    /// new WAL segment for writing.
+    async fn replay_wal(
+        self: &Arc<Self>,
+        recovered: &manifest::Recovered,
+        report: &mut RecoveryReport,
+    ) -> Result<()> {
+        let started = tokio::time::Instant::now();
+        let wal_dir = wal_dir(&self.dir);
+        let parallel = self.opts.background == Background::Thread;
+        let recovery = wal::recover(&*self.fs, &wal_dir, recovered.wal_min_segment, parallel)?;
+        self.check_wal_continuity(recovered.wal_min_segment)?;
+        let mut max_seq = self.last_seq.load(Ordering::Acquire);
+        let mut mem: Option<Arc<MemTable>> = None;
+        for (pos, payload) in &recovery.records {
+            let group = decode_group(payload).ok_or_else(|| {
+                Error::corruption(
+                    wal::segment_path(&wal_dir, pos.segment),
+                    pos.offset,
+                    "WAL record is not a valid write group",
+                )
+            })?;
+            report.wal_records += 1;
+            if group.last_seq() <= recovered.flushed_seq {
+                continue;
+            }
+            let m = mem
+                .get_or_insert_with(|| MemTable::new(pos.segment))
+                .clone();
+            for (seq, e) in group.entries() {
+                if seq <= recovered.flushed_seq {
+                    continue;
+                }
+                let mut buf = crate::key::internal_key(e.key, seq, e.kind);
+                let klen = buf.len();
+                buf.extend_from_slice(e.value);
+                m.insert(MemKey::new(Bytes::from(buf), klen), seq);
+                report.entries += 1;
+            }
+            max_seq = max_seq.max(group.last_seq());
+            if m.approx_bytes() >= self.opts.memtable_bytes {
+                let full = mem.take().ok_or(Error::Closed)?;
+                self.push_recovered(full).await?;
+            }
+        }
+        let rep = &recovery.report;
+        report.wal_segments = rep.segments;
+        report.wal_bytes = rep.bytes;
+        report.truncated_tail = rep
+            .truncated
+            .map(|t| (t.segment, t.offset, t.bytes_dropped));
+        if let Some(m) = mem.take() {
+            self.push_recovered(m).await?;
+        }
+        self.last_seq.store(max_seq, Ordering::Release);
+        self.visible_seq.store(max_seq, Ordering::Release);
+
+        let wal_opts = WalOptions {
+            segment_bytes: self.opts.wal_segment_bytes,
+            preallocate: self.opts.wal_preallocate,
+            compression_threshold_bytes: self.opts.wal_compression_threshold_bytes,
+        };
+        // Repairs the torn tail (if any) and starts a new segment.
+        let wal = Wal::open(self.fs.clone(), &wal_dir, wal_opts, &recovery.report)?;
+        let mut st = lock(&self.state);
+        st.mem = MemTable::new(wal.current_segment());
+        self.install_super_version(&st);
+        drop(st);
+        *lock(&self.wal) = Some(wal);
+        report.replay_us = started.elapsed().as_micros() as u64;
+        Ok(())
+    }
+
+    /// A manifest whose last edit was lost (a damaged final record reads as
+    /// a torn tail) would point below WAL segments that were already deleted
+    /// after that edit became durable. Refuse to open rather than silently
+    /// lose what those segments held.
+    fn check_wal_continuity(&self, wal_min_segment: u64) -> Result<()> {
+        let wal_dir = wal_dir(&self.dir);
+        let segments = wal::list_segments(&*self.fs, &wal_dir)?;
+        let has_min = segments.contains(&wal_min_segment);
+        let has_later = segments.iter().any(|&s| s > wal_min_segment);
+        if has_later && !has_min && wal_min_segment > 0 {
+            return Err(Error::corruption(
+                wal::segment_path(&wal_dir, wal_min_segment),
+                0,
+                "the manifest needs this WAL segment but it is gone: the manifest lost an edit",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Queues a recovered memtable for flush; flushes the oldest right away
+    /// when the queue is full, so recovery memory stays bounded.
+    async fn push_recovered(self: &Arc<Self>, m: Arc<MemTable>) -> Result<()> {
+        let full = {
+            let mut st = lock(&self.state);
+            st.imms.push_back(m);
+            self.install_super_version(&st);
+            st.imms.len() as u64 > self.opts.immutable_memtables_max
+        };
+        if full {
+            flush::flush_oldest(self).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes files no version, manifest or WAL needs: tables left by an
+    /// interrupted flush or compaction, old manifests, temporary files.
+    fn remove_orphans(&self) -> Result<u64> {
+        let live: std::collections::BTreeSet<u64> =
+            lock(&self.state).version.live_files().into_iter().collect();
+        let current_manifest = self
+            .versions
+            .try_lock()
+            .map(|v| v.manifest_name())
+            .unwrap_or_default();
+        let names = self
+            .fs
+            .list_dir(&self.dir)
+            .map_err(|e| Error::io(&self.dir, e))?;
+        let mut removed = 0;
+        for name in names {
+            let orphan = if let Some(num) = name.strip_suffix(".sst") {
+                num.parse::<u64>()
+                    .map(|n| !live.contains(&n))
+                    .unwrap_or(false)
+            } else if name.starts_with("MANIFEST-") {
+                name != current_manifest
+            } else {
+                name.ends_with(".tmp")
+            };
+            if orphan {
+                let p = self.dir.join(&name);
+                self.fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io(&self.dir, e))?;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes the files of obsolete tables that no reader holds any more.
+    pub(crate) fn collect_garbage(&self) {
+        let numbers: Vec<u64> = std::mem::take(&mut *lock(&self.graveyard));
+        for n in numbers {
+            let p = table_path(&self.dir, n);
+            if let Err(e) = self.fs.remove_file(&p) {
+                // Harmless: the next open removes orphans.
+                tracing::warn!(path = %p.display(), error = %e, "could not delete obsolete table");
+            }
+        }
+    }
+
+    fn stats_snapshot(&self) -> StatsSnapshot {
+        let mut s = self.stats.snapshot();
+        s.cache_hits = self.cache.hits();
+        s.cache_misses = self.cache.misses();
+        let st = lock(&self.state);
+        s.levels = st
+            .version
+            .levels
+            .iter()
+            .map(|l| LevelStats {
+                files: l.len() as u64,
+                bytes: l.iter().map(|f| f.desc.size).sum(),
+            })
+            .collect();
+        s.immutable_memtables = st.imms.len() as u64;
+        s
+    }
+
+    fn start_workers(self: &Arc<Self>) {
+        let mut handles = lock(&self.workers);
+        let spawn =
+            |name: &'static str,
+             fut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+                match self.opts.background {
+                    Background::Tasks => WorkerHandle::Task(tokio::spawn(fut)),
+                    Background::Thread => {
+                        let (done_tx, done_rx) = oneshot::channel();
+                        let h = std::thread::Builder::new().name(name.to_string()).spawn(move || {
+                        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                            Ok(rt) => rt.block_on(fut),
+                            Err(e) => tracing::error!(error = %e, "could not start a background runtime"),
+                        }
+                        let _ = done_tx.send(());
+                    });
+                        match h {
+                            Ok(_detached) => WorkerHandle::Thread(done_rx),
+                            Err(e) => {
+                                tracing::error!(error = %e, "could not start a background thread; using a task");
+                                WorkerHandle::Task(tokio::spawn(async {}))
+                            }
+                        }
+                    }
+                }
+            };
+        handles.push(spawn(
+            "ballast-flush",
+            Box::pin(flush::flush_worker(self.clone())),
+        ));
+        handles.push(spawn(
+            "ballast-compact",
+            Box::pin(compaction::compaction_worker(self.clone())),
+        ));
+        if self.opts.wal && self.opts.fsync != FsyncPolicy::Group {
+            handles.push(spawn(
+                "ballast-wal-timer",
+                Box::pin(wal_timer(self.clone())),
+            ));
+        }
+    }
+
+    fn wake_workers(&self) {
+        self.flush_wanted.notify_one();
+        self.compaction_wanted.notify_one();
+        self.timer_wake.notify_one();
+        self.state_changed.notify_waiters();
+    }
+
+    async fn stop_workers(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.wake_workers();
+        let handles: Vec<WorkerHandle> = std::mem::take(&mut *lock(&self.workers));
+        for h in handles {
+            match h {
+                WorkerHandle::Task(t) => {
+                    let _ = t.await;
+                }
+                WorkerHandle::Thread(done) => {
+                    let _ = done.await;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the group commit from wedging if the leading writer's future is
+/// dropped mid-group (only possible at its fsync pause, under simulation):
+/// the WAL's state is then unknown, so writes stop, and leadership passes on
+/// so that queued writers get that error instead of waiting forever.
+struct LeaderGuard<'a> {
+    inner: &'a Inner,
+    armed: bool,
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.inner.stop_writes(
+            "group commit",
+            &Error::WritesStopped {
+                op: "group commit",
+                reason: "the leading writer was cancelled in the middle of a commit".into(),
+            },
+        );
+        let mut q = lock(&self.inner.queue);
+        for w in q.waiters.drain(..) {
+            if let Some(tx) = w.tx {
+                let _ = tx.send(LeaderMsg::Done(Err(Error::WritesStopped {
+                    op: "group commit",
+                    reason: "the leading writer was cancelled in the middle of a commit".into(),
+                })));
+            }
+        }
+        q.leader_active = false;
+    }
+}
+
+/// Balanced: fsync the WAL every `sync_interval_ms`. Throughput: hand the
+/// write-back buffer to the OS every `flush_interval_ms`.
+async fn wal_timer(inner: Arc<Inner>) {
+    let interval_ms = match inner.opts.fsync {
+        FsyncPolicy::Group => return,
+        FsyncPolicy::Interval { sync_interval_ms } => sync_interval_ms,
+        FsyncPolicy::WriteBack {
+            flush_interval_ms, ..
+        } => flush_interval_ms,
+    };
+    let period = std::time::Duration::from_millis(interval_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = inner.timer_wake.notified() => {}
+        }
+        if inner.shutdown.load(Ordering::SeqCst) || inner.stopped_error().is_some() {
+            return;
+        }
+        match inner.opts.fsync {
+            FsyncPolicy::Interval { .. } => {
+                fs::pause(&*inner.fs, IoOp::Sync).await;
+                let mut g = lock(&inner.wal);
+                if let Some(w) = g.as_mut() {
+                    if !w.is_synced() {
+                        match w.sync() {
+                            Ok(()) => add(&inner.stats.wal_fsyncs, 1),
+                            Err(e) => inner.stop_writes("fsync", &e),
+                        }
+                    }
+                }
+            }
+            FsyncPolicy::WriteBack { .. } => {
+                let mut g = lock(&inner.wal);
+                if let Some(w) = g.as_mut() {
+                    if let Err(e) = w.write_pending() {
+                        inner.stop_writes("write", &e);
+                    }
+                }
+            }
+            FsyncPolicy::Group => return,
+        }
+    }
+}

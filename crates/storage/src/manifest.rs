@@ -1,0 +1,283 @@
+//! The manifest: a log of version edits (in the WAL's record format, one
+//! edit per record), and CURRENT, which names the live manifest.
+//!
+//! Every open writes a fresh manifest holding a snapshot of the recovered
+//! state and switches CURRENT to it (write CURRENT.tmp, fsync, rename,
+//! fsync the directory); a manifest that grows past
+//! [`MANIFEST_BYTES_MAX`] is replaced the same way. An edit takes effect
+//! only after its record is fsynced (and, when it adds tables, after the
+//! directory holding them is fsynced).
+
+use crate::db::{lock, table_path, Inner};
+use crate::error::{Error, Result};
+use crate::fs::{self, DynFs, FileSystem, IoOp, OpenMode};
+use crate::key::SeqNo;
+use crate::table::{BlockCache, Table};
+use crate::version::{FileDesc, FileMeta, Version, VersionEdit, MANIFEST_FORMAT_VERSION};
+use crate::wal::{read_log, LogFile};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+/// Magic bytes at the start of every manifest file.
+pub const MANIFEST_MAGIC: &[u8; 8] = b"BLSTMAN\0";
+/// A manifest larger than this is replaced by a fresh snapshot.
+pub const MANIFEST_BYTES_MAX: u64 = 4 << 20;
+
+/// The state found in the manifest at open.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recovered {
+    pub version: Version,
+    pub next_file_number: u64,
+    pub last_seq: SeqNo,
+    pub flushed_seq: SeqNo,
+    pub wal_min_segment: u64,
+    pub applied_marker: Option<Vec<u8>>,
+}
+
+fn manifest_name(number: u64) -> String {
+    format!("MANIFEST-{number:06}")
+}
+
+/// Reads CURRENT and the manifest it names, and opens every live table.
+pub(crate) fn recover(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    cache: &Arc<BlockCache>,
+    graveyard: &Arc<Mutex<Vec<u64>>>,
+) -> Result<Recovered> {
+    let current = dir.join("CURRENT");
+    if !fs.exists(&current).map_err(|e| Error::io(&current, e))? {
+        // A new engine (or one whose first open died before CURRENT was
+        // switched in, when nothing else was written yet).
+        return Ok(Recovered {
+            next_file_number: 1,
+            wal_min_segment: 1,
+            ..Recovered::default()
+        });
+    }
+    let text = fs::read_file(fs, &current).map_err(|e| Error::io(&current, e))?;
+    let name = std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| t.strip_suffix('\n'))
+        .filter(|n| {
+            n.starts_with("MANIFEST-") && n.len() > 9 && n[9..].bytes().all(|b| b.is_ascii_digit())
+        })
+        .ok_or_else(|| Error::corruption(&current, 0, "CURRENT does not name a manifest"))?
+        .to_string();
+    let path = dir.join(&name);
+    let data = fs::read_file(fs, &path).map_err(|e| Error::io(&path, e))?;
+    let contents = read_log(&path, Bytes::from(data), MANIFEST_MAGIC)?;
+    if let Some(torn) = &contents.torn {
+        // An edit that never became durable was never acted upon.
+        tracing::warn!(path = %path.display(), offset = torn.offset, "manifest ends in a torn record; ignoring it");
+    }
+    let mut files: BTreeMap<u64, FileDesc> = BTreeMap::new();
+    let mut r = Recovered {
+        next_file_number: 1,
+        wal_min_segment: 1,
+        ..Recovered::default()
+    };
+    let mut saw_version = false;
+    for (i, rec) in contents.records.iter().enumerate() {
+        let edit = VersionEdit::decode(rec, &path, i as u64)?;
+        saw_version |= edit.format_version == Some(MANIFEST_FORMAT_VERSION);
+        for (_, number) in &edit.deleted {
+            files.remove(number);
+        }
+        for f in edit.added {
+            files.insert(f.number, f);
+        }
+        if let Some(v) = edit.next_file_number {
+            r.next_file_number = r.next_file_number.max(v);
+        }
+        if let Some(v) = edit.last_seq {
+            r.last_seq = r.last_seq.max(v);
+        }
+        if let Some(v) = edit.flushed_seq {
+            r.flushed_seq = r.flushed_seq.max(v);
+        }
+        if let Some(v) = edit.wal_min_segment {
+            r.wal_min_segment = r.wal_min_segment.max(v);
+        }
+        if edit.applied_marker.is_some() {
+            r.applied_marker = edit.applied_marker;
+        }
+    }
+    if !saw_version {
+        return Err(Error::corruption(
+            &path,
+            0,
+            "manifest has no format version record",
+        ));
+    }
+    let mut added = Vec::with_capacity(files.len());
+    for (number, desc) in files {
+        r.next_file_number = r.next_file_number.max(number + 1);
+        let tpath = table_path(dir, number);
+        let file = fs
+            .open(&tpath, OpenMode::Read)
+            .map_err(|e| Error::io(&tpath, e))?;
+        let table = Table::open(file, tpath, number, desc.size, cache.clone())?;
+        added.push(FileMeta::new(desc, table, graveyard.clone()));
+    }
+    r.last_seq = r.last_seq.max(r.flushed_seq);
+    r.version = Version::default().apply(&[], added);
+    if let Err(e) = r.version.check_invariants() {
+        return Err(Error::corruption(
+            &path,
+            0,
+            format!("manifest describes overlapping tables: {e}"),
+        ));
+    }
+    Ok(r)
+}
+
+/// The live manifest and the engine-wide values recorded in it.
+pub(crate) struct VersionSet {
+    fs: DynFs,
+    dir: std::path::PathBuf,
+    log: LogFile,
+    number: u64,
+    flushed_seq: SeqNo,
+    wal_min_segment: u64,
+    applied_marker: Option<Vec<u8>>,
+}
+
+impl VersionSet {
+    /// Writes a new manifest `number` holding `r`'s state and switches CURRENT to it.
+    pub(crate) async fn create(
+        fs: DynFs,
+        dir: &Path,
+        r: &Recovered,
+        number: u64,
+    ) -> Result<VersionSet> {
+        let mut vs = VersionSet {
+            log: start_manifest(&fs, dir, number, &snapshot_edit(r, &r.version, number + 1))
+                .await?,
+            fs,
+            dir: dir.to_path_buf(),
+            number,
+            flushed_seq: r.flushed_seq,
+            wal_min_segment: r.wal_min_segment,
+            applied_marker: r.applied_marker.clone(),
+        };
+        vs.number = number;
+        Ok(vs)
+    }
+
+    /// The file name of the live manifest.
+    pub(crate) fn manifest_name(&self) -> String {
+        manifest_name(self.number)
+    }
+}
+
+fn snapshot_edit(r: &Recovered, version: &Version, next_file_number: u64) -> VersionEdit {
+    VersionEdit {
+        format_version: Some(MANIFEST_FORMAT_VERSION),
+        wal_min_segment: Some(r.wal_min_segment),
+        next_file_number: Some(next_file_number.max(r.next_file_number)),
+        flushed_seq: Some(r.flushed_seq),
+        last_seq: Some(r.last_seq),
+        deleted: Vec::new(),
+        added: version.descs(),
+        applied_marker: r.applied_marker.clone(),
+    }
+}
+
+/// Creates manifest `number` with `first` as its only edit, makes it
+/// durable, and points CURRENT at it.
+async fn start_manifest(
+    fs: &DynFs,
+    dir: &Path,
+    number: u64,
+    first: &VersionEdit,
+) -> Result<LogFile> {
+    let path = dir.join(manifest_name(number));
+    let mut log = LogFile::create(fs.clone(), &path, MANIFEST_MAGIC, number, 0)?;
+    log.add_record(&first.encode())?;
+    log.write_pending()?;
+    fs::pause(&**fs, IoOp::Sync).await;
+    log.sync()?;
+    let tmp = dir.join("CURRENT.tmp");
+    let current = dir.join("CURRENT");
+    fs::write_file_durably(
+        &**fs,
+        &tmp,
+        format!("{}\n", manifest_name(number)).as_bytes(),
+    )
+    .map_err(|e| Error::io(&tmp, e))?;
+    fs::pause(&**fs, IoOp::Metadata).await;
+    fs.rename(&tmp, &current)
+        .map_err(|e| Error::io(&current, e))?;
+    fs::pause(&**fs, IoOp::SyncDir).await;
+    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(log)
+}
+
+/// Records `edit` durably in the manifest, then installs the new version
+/// (and, for a flush, drops the flushed memtable) for readers.
+pub(crate) async fn log_and_apply(
+    inner: &Arc<Inner>,
+    mut edit: VersionEdit,
+    added: Vec<Arc<FileMeta>>,
+    pop_imm: bool,
+) -> Result<()> {
+    let mut vs = inner.versions.lock().await;
+    edit.next_file_number = Some(inner.next_file_number.load(Ordering::SeqCst));
+    edit.last_seq = Some(inner.visible_seq.load(Ordering::Acquire));
+    if !edit.added.is_empty() {
+        // New tables' directory entries must be durable before the manifest
+        // refers to them.
+        fs::pause(&*vs.fs, IoOp::SyncDir).await;
+        vs.fs.sync_dir(&vs.dir).map_err(|e| Error::io(&vs.dir, e))?;
+    }
+    vs.log.add_record(&edit.encode())?;
+    vs.log.write_pending()?;
+    fs::pause(&*vs.fs, IoOp::Sync).await;
+    vs.log.sync()?;
+    if let Some(s) = edit.flushed_seq {
+        vs.flushed_seq = vs.flushed_seq.max(s);
+    }
+    if let Some(s) = edit.wal_min_segment {
+        vs.wal_min_segment = vs.wal_min_segment.max(s);
+    }
+    if edit.applied_marker.is_some() {
+        vs.applied_marker = edit.applied_marker.clone();
+    }
+    let version = {
+        let mut st = lock(&inner.state);
+        st.version = Arc::new(st.version.apply(&edit.deleted, added));
+        if pop_imm {
+            st.imms.pop_front();
+        }
+        debug_assert!(
+            st.version.check_invariants().is_ok(),
+            "{:?}",
+            st.version.check_invariants()
+        );
+        inner.install_super_version(&st);
+        st.version.clone()
+    };
+    if vs.log.len() > MANIFEST_BYTES_MAX {
+        let number = inner.next_file_number.fetch_add(1, Ordering::SeqCst);
+        let r = Recovered {
+            version: Version::default(),
+            next_file_number: inner.next_file_number.load(Ordering::SeqCst),
+            last_seq: inner.visible_seq.load(Ordering::Acquire),
+            flushed_seq: vs.flushed_seq,
+            wal_min_segment: vs.wal_min_segment,
+            applied_marker: vs.applied_marker.clone(),
+        };
+        let first = snapshot_edit(&r, &version, r.next_file_number);
+        let old = vs.dir.join(vs.manifest_name());
+        vs.log = start_manifest(&vs.fs, &vs.dir, number, &first).await?;
+        vs.number = number;
+        if let Err(e) = vs.fs.remove_file(&old) {
+            tracing::warn!(path = %old.display(), error = %e, "could not remove the old manifest");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! The memtable: a lock-free skiplist (crossbeam-skiplist) of internal keys.
+//!
+//! Each entry is one allocation holding the internal key followed by the
+//! value; entries of one group commit share their allocation, so a group of
+//! a thousand small writes costs one allocation plus the skiplist nodes.
+
+use crate::error::Result;
+use crate::iter::InternalIterator;
+use crate::key::{compare_internal, SeqNo};
+use bytes::Bytes;
+use crossbeam_skiplist::SkipMap;
+use std::cmp::Ordering;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
+
+/// Bytes charged per entry on top of key and value: the skiplist node and
+/// the `Bytes` handle. An estimate; it keeps the size bound honest for small
+/// entries.
+const ENTRY_OVERHEAD_BYTES: u64 = 80;
+
+/// An internal key with its value, sharing one buffer.
+#[derive(Clone, Debug)]
+pub struct MemKey {
+    buf: Bytes,
+    key_len: u32,
+}
+
+impl MemKey {
+    /// `buf` holds the internal key in its first `key_len` bytes, then the value.
+    pub fn new(buf: Bytes, key_len: usize) -> MemKey {
+        debug_assert!(key_len <= buf.len() && key_len >= crate::key::TRAILER_LEN);
+        MemKey {
+            buf,
+            key_len: key_len as u32,
+        }
+    }
+
+    /// A key with no value, for lookups.
+    pub fn lookup(ikey: &[u8]) -> MemKey {
+        MemKey::new(Bytes::copy_from_slice(ikey), ikey.len())
+    }
+
+    /// The internal key.
+    #[inline]
+    pub fn ikey(&self) -> &[u8] {
+        &self.buf[..self.key_len as usize]
+    }
+
+    /// The value.
+    #[inline]
+    pub fn value(&self) -> &[u8] {
+        &self.buf[self.key_len as usize..]
+    }
+
+    /// The value as a shared handle.
+    #[inline]
+    pub fn value_bytes(&self) -> Bytes {
+        self.buf.slice(self.key_len as usize..)
+    }
+}
+
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for MemKey {}
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for MemKey {
+    #[inline]
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare_internal(self.ikey(), other.ikey())
+    }
+}
+
+/// One memtable.
+#[derive(Debug)]
+pub struct MemTable {
+    map: SkipMap<MemKey, ()>,
+    approx_bytes: AtomicU64,
+    /// Highest sequence number inserted.
+    max_seq: AtomicU64,
+    /// The first WAL segment that may hold this memtable's entries. When the
+    /// memtable is flushed, segments older than the next memtable's
+    /// `first_wal_segment` are no longer needed.
+    pub first_wal_segment: u64,
+}
+
+impl MemTable {
+    /// An empty memtable whose entries start in WAL segment `first_wal_segment`.
+    pub fn new(first_wal_segment: u64) -> Arc<MemTable> {
+        Arc::new(MemTable {
+            map: SkipMap::new(),
+            approx_bytes: AtomicU64::new(0),
+            max_seq: AtomicU64::new(0),
+            first_wal_segment,
+        })
+    }
+
+    /// Inserts an entry. Entries are never replaced: every write has its own
+    /// sequence number, so internal keys are unique.
+    pub fn insert(&self, entry: MemKey, seq: SeqNo) {
+        let charge = entry.buf.len() as u64 + ENTRY_OVERHEAD_BYTES;
+        self.map.insert(entry, ());
+        self.approx_bytes.fetch_add(charge, AtomicOrdering::Relaxed);
+        self.max_seq.fetch_max(seq, AtomicOrdering::Relaxed);
+    }
+
+    /// The first entry at or after `lookup` (an internal key), if its user
+    /// key is the same as the lookup's.
+    pub fn get(&self, lookup: &[u8]) -> Option<MemKey> {
+        if self.map.is_empty() {
+            return None;
+        }
+        let probe = MemKey::lookup(lookup);
+        let entry = self.map.lower_bound(Bound::Included(&probe))?;
+        let found = entry.key();
+        (crate::key::user_key(found.ikey()) == crate::key::user_key(lookup)).then(|| found.clone())
+    }
+
+    /// Approximate memory use in bytes.
+    pub fn approx_bytes(&self) -> u64 {
+        self.approx_bytes.load(AtomicOrdering::Relaxed)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Highest sequence number inserted (0 if none).
+    pub fn max_seq(&self) -> SeqNo {
+        self.max_seq.load(AtomicOrdering::Relaxed)
+    }
+
+    /// An iterator over the entries in internal-key order.
+    pub fn iter(self: &Arc<Self>) -> MemTableIterator {
+        MemTableIterator {
+            mem: self.clone(),
+            current: None,
+        }
+    }
+}
+
+/// Iterates a memtable. It holds the current entry by value (a cheap handle
+/// clone), so it needs no borrow of the skiplist; `next` is a skiplist search
+/// from the current key.
+#[derive(Debug)]
+pub struct MemTableIterator {
+    mem: Arc<MemTable>,
+    current: Option<MemKey>,
+}
+
+impl InternalIterator for MemTableIterator {
+    fn valid(&self) -> bool {
+        self.current.is_some()
+    }
+    fn seek_to_first(&mut self) -> Result<()> {
+        self.current = self.mem.map.front().map(|e| e.key().clone());
+        Ok(())
+    }
+    fn seek(&mut self, target: &[u8]) -> Result<()> {
+        let probe = MemKey::lookup(target);
+        self.current = self
+            .mem
+            .map
+            .lower_bound(Bound::Included(&probe))
+            .map(|e| e.key().clone());
+        Ok(())
+    }
+    fn next(&mut self) -> Result<()> {
+        if let Some(cur) = self.current.take() {
+            self.current = self
+                .mem
+                .map
+                .lower_bound(Bound::Excluded(&cur))
+                .map(|e| e.key().clone());
+        }
+        Ok(())
+    }
+    fn key(&self) -> &[u8] {
+        self.current.as_ref().map_or(&[], |c| c.ikey())
+    }
+    fn value(&self) -> &[u8] {
+        self.current.as_ref().map_or(&[], |c| c.value())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::{internal_key, lookup_key, ValueKind};
+
+    fn entry(k: &[u8], seq: u64, v: &[u8]) -> MemKey {
+        let mut buf = internal_key(k, seq, ValueKind::Put);
+        let klen = buf.len();
+        buf.extend_from_slice(v);
+        MemKey::new(Bytes::from(buf), klen)
+    }
+
+    #[test]
+    fn get_sees_the_newest_version_at_or_below_the_snapshot() {
+        let m = MemTable::new(1);
+        m.insert(entry(b"a", 1, b"one"), 1);
+        m.insert(entry(b"a", 3, b"three"), 3);
+        m.insert(entry(b"b", 2, b"bee"), 2);
+        assert_eq!(m.get(&lookup_key(b"a", 10)).unwrap().value(), b"three");
+        assert_eq!(m.get(&lookup_key(b"a", 2)).unwrap().value(), b"one");
+        assert!(m.get(&lookup_key(b"a", 0)).is_none());
+        assert!(m.get(&lookup_key(b"c", 10)).is_none());
+        assert!(m.get(&lookup_key(b"", 10)).is_none());
+        assert_eq!(m.max_seq(), 3);
+        assert!(m.approx_bytes() >= 3 * ENTRY_OVERHEAD_BYTES);
+    }
+
+    #[test]
+    fn iterator_walks_in_internal_key_order() {
+        let m = MemTable::new(1);
+        for (k, s) in [(&b"b"[..], 5), (b"a", 1), (b"a", 7), (b"c", 2)] {
+            m.insert(entry(k, s, b"v"), s);
+        }
+        let mut it = m.iter();
+        it.seek_to_first().unwrap();
+        let mut seen = Vec::new();
+        while it.valid() {
+            let p = crate::key::parse_internal_key(it.key()).unwrap();
+            seen.push((p.user_key.to_vec(), p.seq));
+            it.next().unwrap();
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (b"a".to_vec(), 7),
+                (b"a".to_vec(), 1),
+                (b"b".to_vec(), 5),
+                (b"c".to_vec(), 2)
+            ]
+        );
+        it.seek(&lookup_key(b"a", 3)).unwrap();
+        assert_eq!(crate::key::parse_internal_key(it.key()).unwrap().seq, 1);
+    }
+}

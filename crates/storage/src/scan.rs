@@ -1,0 +1,252 @@
+//! Range scans over a snapshot: a merging iterator over memtables, L0
+//! tables and one concatenating iterator per deeper level, filtered to the
+//! newest visible version of each user key.
+
+use crate::db::{Inner, Snapshot, SuperVersion};
+use crate::error::Result;
+use crate::iter::InternalIterator;
+use crate::key::{compare_internal, lookup_key, parse_internal_key, SeqNo, ValueKind};
+use crate::merge::MergingIterator;
+use crate::table::TableIterator;
+use crate::version::FileMeta;
+use bytes::Bytes;
+use std::cmp::Ordering;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+/// Iterates the tables of one sorted, non-overlapping level in order,
+/// opening one table iterator at a time.
+pub(crate) struct LevelIterator {
+    files: Vec<Arc<FileMeta>>,
+    index: usize,
+    current: Option<TableIterator>,
+}
+
+impl LevelIterator {
+    pub(crate) fn new(files: Vec<Arc<FileMeta>>) -> LevelIterator {
+        LevelIterator {
+            files,
+            index: 0,
+            current: None,
+        }
+    }
+
+    fn open(&mut self, index: usize) -> bool {
+        self.index = index;
+        match self.files.get(index) {
+            Some(f) => {
+                self.current = Some(f.table.iter());
+                true
+            }
+            None => {
+                self.current = None;
+                false
+            }
+        }
+    }
+
+    /// Moves to following files until one has an entry.
+    fn skip_exhausted(&mut self) -> Result<()> {
+        while self.current.as_ref().is_some_and(|c| !c.valid()) {
+            if !self.open(self.index + 1) {
+                break;
+            }
+            if let Some(c) = self.current.as_mut() {
+                c.seek_to_first()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl InternalIterator for LevelIterator {
+    fn valid(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.valid())
+    }
+    fn seek_to_first(&mut self) -> Result<()> {
+        if self.open(0) {
+            if let Some(c) = self.current.as_mut() {
+                c.seek_to_first()?;
+            }
+        }
+        self.skip_exhausted()
+    }
+    fn seek(&mut self, target: &[u8]) -> Result<()> {
+        let i = self
+            .files
+            .partition_point(|f| compare_internal(&f.desc.largest, target) == Ordering::Less);
+        if self.open(i) {
+            if let Some(c) = self.current.as_mut() {
+                c.seek(target)?;
+            }
+        }
+        self.skip_exhausted()
+    }
+    fn next(&mut self) -> Result<()> {
+        if let Some(c) = self.current.as_mut() {
+            c.next()?;
+        }
+        self.skip_exhausted()
+    }
+    fn key(&self) -> &[u8] {
+        self.current.as_ref().map_or(&[], |c| c.key())
+    }
+    fn value(&self) -> &[u8] {
+        self.current.as_ref().map_or(&[], |c| c.value())
+    }
+}
+
+/// All internal entries visible through `sv`, merged.
+pub(crate) fn merged(sv: &SuperVersion) -> MergingIterator {
+    let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
+    children.push(Box::new(sv.mem.iter()));
+    for m in &sv.imms {
+        children.push(Box::new(m.iter()));
+    }
+    for f in &sv.version.levels[0] {
+        children.push(Box::new(f.table.iter()));
+    }
+    for level in &sv.version.levels[1..] {
+        if !level.is_empty() {
+            children.push(Box::new(LevelIterator::new(level.clone())));
+        }
+    }
+    MergingIterator::new(children)
+}
+
+/// Iterates live (key, value) pairs of a range in key order, as of a
+/// snapshot. Items are owned copies; errors (a corrupt block, an I/O error)
+/// are yielded once and end the iteration.
+pub struct ScanIter {
+    inner: Arc<Inner>,
+    _snapshot: Snapshot,
+    _sv: Arc<SuperVersion>,
+    iter: MergingIterator,
+    seq: SeqNo,
+    start: Bound<Vec<u8>>,
+    end: Bound<Vec<u8>>,
+    positioned: bool,
+    last_key: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl std::fmt::Debug for ScanIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanIter")
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+fn owned<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<Vec<u8>> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_ref().to_vec()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_ref().to_vec()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl ScanIter {
+    pub(crate) fn new<K: AsRef<[u8]>>(
+        inner: Arc<Inner>,
+        snapshot: Snapshot,
+        range: impl RangeBounds<K>,
+    ) -> Result<ScanIter> {
+        let sv = inner.super_version();
+        let iter = merged(&sv);
+        Ok(ScanIter {
+            seq: snapshot.seq(),
+            inner,
+            _snapshot: snapshot,
+            _sv: sv,
+            iter,
+            start: owned(range.start_bound()),
+            end: owned(range.end_bound()),
+            positioned: false,
+            last_key: None,
+            done: false,
+        })
+    }
+
+    fn position(&mut self) -> Result<()> {
+        self.positioned = true;
+        match &self.start {
+            Bound::Unbounded => self.iter.seek_to_first(),
+            Bound::Included(k) | Bound::Excluded(k) => {
+                let target = lookup_key(k, self.seq);
+                self.iter.seek(&target)?;
+                if let Bound::Excluded(k) = &self.start {
+                    self.last_key = Some(k.clone());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn past_end(&self, ukey: &[u8]) -> bool {
+        match &self.end {
+            Bound::Unbounded => false,
+            Bound::Included(e) => ukey > e.as_slice(),
+            Bound::Excluded(e) => ukey >= e.as_slice(),
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+        if !self.positioned {
+            self.position()?;
+        }
+        let now_ms = self.inner.opts.clock.now_ms();
+        while self.iter.valid() {
+            let ikey = self.iter.key();
+            let p = parse_internal_key(ikey).ok_or_else(|| {
+                crate::error::Error::corruption(
+                    &self.inner.dir,
+                    0,
+                    "unparsable internal key in scan",
+                )
+            })?;
+            if p.seq > self.seq || self.last_key.as_deref() == Some(p.user_key) {
+                self.iter.next()?;
+                continue;
+            }
+            if self.past_end(p.user_key) {
+                return Ok(None);
+            }
+            self.last_key = Some(p.user_key.to_vec());
+            let value = self.iter.value();
+            let item = match p.kind {
+                ValueKind::Delete => None,
+                ValueKind::Put => Some(Bytes::copy_from_slice(value)),
+                ValueKind::PutExpiring => (value.len() >= 8
+                    && crate::coding::get_fixed64(value) > now_ms)
+                    .then(|| Bytes::copy_from_slice(&value[8..])),
+            };
+            let key = Bytes::copy_from_slice(p.user_key);
+            self.iter.next()?;
+            if let Some(v) = item {
+                return Ok(Some((key, v)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Iterator for ScanIter {
+    type Item = Result<(Bytes, Bytes)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.advance() {
+            Ok(Some(kv)) => Some(Ok(kv)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
