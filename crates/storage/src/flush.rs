@@ -42,6 +42,13 @@ pub(crate) async fn flush_oldest(inner: &Arc<Inner>) -> Result<()> {
             .map_or(st.mem.first_wal_segment, |m| m.first_wal_segment);
         (imm, next)
     };
+    if crate::planted::active(crate::planted::PlantedBug::TruncateWalBeforeFlushDurable)
+        && inner.opts.wal
+    {
+        if let Some(w) = lock(&inner.wal).as_mut() {
+            w.remove_segments_below(next_segment)?;
+        }
+    }
     let mut added = Vec::new();
     if !imm.is_empty() {
         let mut filter = EntryFilter::new(inner.oldest_snapshot(), inner.opts.clock.now_ms(), None);

@@ -22,6 +22,7 @@ mod manifest;
 pub mod memtable;
 pub mod merge;
 pub mod options;
+pub mod planted;
 mod scan;
 pub mod stats;
 pub mod table;

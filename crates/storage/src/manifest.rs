@@ -213,7 +213,9 @@ async fn start_manifest(
     fs.rename(&tmp, &current)
         .map_err(|e| Error::io(&current, e))?;
     fs::pause(&**fs, IoOp::SyncDir).await;
-    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    if !crate::planted::active(crate::planted::PlantedBug::SkipManifestDirSync) {
+        fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
     Ok(log)
 }
 

@@ -229,7 +229,9 @@ fn check_record(rest: &[u8], salted: &Hasher) -> Option<(usize, u8)> {
     }
     let mut h = salted.clone();
     h.update(&rest[4..end]);
-    (h.finalize() == get_fixed32(rest)).then_some((len, rest[8]))
+    let ok = h.finalize() == get_fixed32(rest)
+        || crate::planted::active(crate::planted::PlantedBug::IgnoreCrcMismatch);
+    ok.then_some((len, rest[8]))
 }
 
 #[inline]

@@ -105,6 +105,10 @@ impl Appender {
         if self.synced == self.written {
             return Ok(());
         }
+        if crate::planted::active(crate::planted::PlantedBug::SkipWalFsync) {
+            self.synced = self.written;
+            return Ok(());
+        }
         self.file
             .sync_data()
             .map_err(|e| Error::io(&self.path, e))?;
@@ -409,6 +413,8 @@ fn create_segment(
         let _ = fs.sync_dir(dir);
         return Err(Error::io(&path, e));
     }
-    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    if !crate::planted::active(crate::planted::PlantedBug::SkipSegmentDirSync) {
+        fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
     Ok(Appender::new(path, file, number, FILE_HEADER_LEN as u64))
 }
