@@ -106,6 +106,8 @@ pub(crate) struct Inner {
     pub next_file_number: AtomicU64,
     /// Set when a durability step failed: no more writes until reopen.
     stopped: Mutex<Option<Error>>,
+    /// True once `stopped` is set; read on every write without the lock.
+    stopped_flag: AtomicBool,
     pub closed: AtomicBool,
     pub shutdown: AtomicBool,
     /// Wakes the flush worker.
@@ -267,6 +269,7 @@ impl Db {
             versions: tokio::sync::Mutex::new(versions),
             next_file_number,
             stopped: Mutex::new(None),
+            stopped_flag: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             flush_wanted: Notify::new(),
@@ -473,6 +476,9 @@ impl Inner {
     }
 
     pub(crate) fn stopped_error(&self) -> Option<Error> {
+        if !self.stopped_flag.load(Ordering::Acquire) {
+            return None;
+        }
         lock(&self.stopped).clone()
     }
 
@@ -485,6 +491,7 @@ impl Inner {
                 op,
                 reason: err.to_string(),
             });
+            self.stopped_flag.store(true, Ordering::Release);
         }
         drop(s);
         self.state_changed.notify_waiters();
@@ -717,7 +724,7 @@ impl Inner {
     }
 
     /// Writes one group to the WAL and the memtable.
-    async fn commit_group(&self, batches: &[WriteBatch], rotate: bool) -> Result<()> {
+    async fn commit_group(&self, batches: &[WriteBatch], mut rotate: bool) -> Result<()> {
         if let Some(e) = self.stopped_error() {
             return Err(e);
         }
@@ -734,13 +741,13 @@ impl Inner {
                 encode_group(&mut payload, base, &refs);
                 self.append_to_wal(&payload).await?;
             }
-            self.insert_group(batches, base);
+            let full = self.insert_group(batches, base);
+            rotate |= full;
             self.last_seq.store(base + count - 1, Ordering::Release);
             self.visible_seq.store(base + count - 1, Ordering::Release);
             self.stats.record_group(batches.len() as u64);
         }
-        let over = lock(&self.state).mem.approx_bytes() >= self.opts.memtable_bytes;
-        if over || (rotate && !lock(&self.state).mem.is_empty()) {
+        if rotate && !lock(&self.state).mem.is_empty() {
             self.switch_memtable()?;
         }
         Ok(())
@@ -793,9 +800,9 @@ impl Inner {
         e
     }
 
-    /// Inserts a group's entries into the active memtable. All entries share
-    /// one allocation.
-    fn insert_group(&self, batches: &[WriteBatch], base: SeqNo) {
+    /// Inserts a group's entries into the active memtable (all entries share
+    /// one allocation); true if the memtable is now full.
+    fn insert_group(&self, batches: &[WriteBatch], base: SeqNo) -> bool {
         let total: usize = batches
             .iter()
             .map(|b| b.encoded_len() + 8 * b.count() as usize)
@@ -818,11 +825,15 @@ impl Inner {
         for (start, end, klen, seq) in spans {
             mem.insert(MemKey::new(buf.slice(start..end), klen), seq);
         }
+        mem.approx_bytes() >= self.opts.memtable_bytes
     }
 
     /// Stalls the leader (and so every writer) while too many memtables wait
     /// for flush or L0 has too many tables.
     async fn wait_for_room(&self) -> Result<()> {
+        if self.has_room() {
+            return Ok(());
+        }
         let mut stalled_since = None;
         loop {
             let notified = self.state_changed.notified();
@@ -854,6 +865,12 @@ impl Inner {
             self.compaction_wanted.notify_one();
             notified.await;
         }
+    }
+
+    fn has_room(&self) -> bool {
+        let st = lock(&self.state);
+        (st.imms.len() as u64) < self.opts.immutable_memtables_max
+            && (st.version.levels[0].len() as u64) < self.opts.l0_stop_writes_trigger
     }
 
     /// Freezes the active memtable and starts a new one (and a new WAL

@@ -38,3 +38,8 @@ pub use options::{
 };
 pub use scan::ScanIter;
 pub use stats::{LevelStats, StatsSnapshot};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
