@@ -31,6 +31,10 @@ pub struct WriteBatch {
     count: u32,
     max_key_len: usize,
     max_value_len: usize,
+    /// Opaque marker recorded with the memtable that receives this batch and
+    /// persisted with its flush (replicated mode: the Raft log id of the
+    /// entry that carried the batch). Not written to the WAL.
+    applied_marker: Option<Vec<u8>>,
 }
 
 /// One decoded entry of a batch.
@@ -89,6 +93,18 @@ impl WriteBatch {
         self.max_value_len = self.max_value_len.max(value.len());
     }
 
+    /// Attaches an applied marker (see [`crate::Db::applied_marker`]). A batch
+    /// with a marker and no entries still records the marker.
+    pub fn set_applied_marker(&mut self, marker: &[u8]) -> &mut Self {
+        self.applied_marker = Some(marker.to_vec());
+        self
+    }
+
+    /// The attached applied marker.
+    pub fn applied_marker(&self) -> Option<&[u8]> {
+        self.applied_marker.as_deref()
+    }
+
     /// Number of entries (before coalescing).
     pub fn len(&self) -> usize {
         self.count as usize
@@ -115,6 +131,7 @@ impl WriteBatch {
         self.count = 0;
         self.max_key_len = 0;
         self.max_value_len = 0;
+        self.applied_marker = None;
     }
 
     /// The entries in order.
@@ -139,6 +156,7 @@ impl WriteBatch {
             return;
         }
         let mut out = WriteBatch::new();
+        out.applied_marker = self.applied_marker.clone();
         for (i, e) in entries.iter().enumerate() {
             if last.get(e.key) == Some(&i) {
                 out.push_entry(e);

@@ -303,6 +303,14 @@ impl Db {
         Ok(Db { inner, report })
     }
 
+    /// The applied marker of the newest flushed memtable, as recorded in the
+    /// manifest: everything applied up to it is in SSTables. In replicated
+    /// mode (`Options::wal == false`) the Raft log is replayed from here
+    /// after a restart.
+    pub async fn applied_marker(&self) -> Option<Vec<u8>> {
+        self.inner.versions.lock().await.applied_marker()
+    }
+
     /// What recovery did when this engine was opened.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.report
@@ -336,7 +344,7 @@ impl Db {
     pub async fn write(&self, mut batch: WriteBatch) -> Result<()> {
         let inner = &self.inner;
         inner.check_writable()?;
-        if batch.is_empty() {
+        if batch.is_empty() && batch.applied_marker().is_none() {
             return Ok(());
         }
         inner.check_limits(&batch)?;
@@ -743,9 +751,12 @@ impl Inner {
             }
             let full = self.insert_group(batches, base);
             rotate |= full;
+            self.set_marker(batches);
             self.last_seq.store(base + count - 1, Ordering::Release);
             self.visible_seq.store(base + count - 1, Ordering::Release);
             self.stats.record_group(batches.len() as u64);
+        } else {
+            self.set_marker(batches);
         }
         if rotate && !lock(&self.state).mem.is_empty() {
             self.switch_memtable()?;
@@ -826,6 +837,13 @@ impl Inner {
             mem.insert(MemKey::new(buf.slice(start..end), klen), seq);
         }
         mem.approx_bytes() >= self.opts.memtable_bytes
+    }
+
+    /// Records the last applied marker of the group in the active memtable.
+    fn set_marker(&self, batches: &[WriteBatch]) {
+        if let Some(m) = batches.iter().rev().find_map(|b| b.applied_marker()) {
+            lock(&self.state).mem.set_applied_marker(m);
+        }
     }
 
     /// Stalls the leader (and so every writer) while too many memtables wait

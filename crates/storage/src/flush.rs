@@ -63,6 +63,7 @@ pub(crate) async fn flush_oldest(inner: &Arc<Inner>) -> Result<()> {
         added: added.iter().map(|f| f.desc.clone()).collect(),
         flushed_seq: (imm.max_seq() > 0).then(|| imm.max_seq()),
         wal_min_segment: inner.opts.wal.then_some(next_segment),
+        applied_marker: imm.applied_marker(),
         ..VersionEdit::default()
     };
     log_and_apply(inner, edit, added, true).await?;

@@ -168,6 +168,11 @@ impl VersionSet {
         Ok(vs)
     }
 
+    /// The newest durable applied marker.
+    pub(crate) fn applied_marker(&self) -> Option<Vec<u8>> {
+        self.applied_marker.clone()
+    }
+
     /// The file name of the live manifest.
     pub(crate) fn manifest_name(&self) -> String {
         manifest_name(self.number)

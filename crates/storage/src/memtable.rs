@@ -89,6 +89,8 @@ pub struct MemTable {
     /// memtable is flushed, segments older than the next memtable's
     /// `first_wal_segment` are no longer needed.
     pub first_wal_segment: u64,
+    /// The newest applied marker of the batches inserted here.
+    applied_marker: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl MemTable {
@@ -99,6 +101,7 @@ impl MemTable {
             approx_bytes: AtomicU64::new(0),
             max_seq: AtomicU64::new(0),
             first_wal_segment,
+            applied_marker: std::sync::Mutex::new(None),
         })
     }
 
@@ -121,6 +124,23 @@ impl MemTable {
         let entry = self.map.lower_bound(Bound::Included(&probe))?;
         let found = entry.key();
         (crate::key::user_key(found.ikey()) == crate::key::user_key(lookup)).then(|| found.clone())
+    }
+
+    /// Records the newest applied marker (called in commit order).
+    pub fn set_applied_marker(&self, marker: &[u8]) {
+        let mut m = self
+            .applied_marker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *m = Some(marker.to_vec());
+    }
+
+    /// The newest applied marker inserted, if any.
+    pub fn applied_marker(&self) -> Option<Vec<u8>> {
+        self.applied_marker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Approximate memory use in bytes.
