@@ -229,10 +229,12 @@ impl Db {
         let graveyard = Arc::new(Mutex::new(Vec::new()));
         let recovered = manifest::recover(&*fs, &dir, &cache, &graveyard)?;
         let mut report = RecoveryReport::default();
-        let wal_dir = wal_dir(&dir);
-        fs.create_dir_all(&wal_dir)
-            .map_err(|e| Error::io(&wal_dir, e))?;
-        fs::sync_parent(&*fs, &wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        if opts.wal {
+            let wal_dir = wal_dir(&dir);
+            fs.create_dir_all(&wal_dir)
+                .map_err(|e| Error::io(&wal_dir, e))?;
+            fs::sync_parent(&*fs, &wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        }
 
         // Start a fresh manifest holding the recovered state, so every open
         // bounds the manifest's size and drops a torn tail for good.
