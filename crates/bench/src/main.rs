@@ -95,6 +95,10 @@ struct Args {
     /// Size of the preallocated rawsync file in MiB.
     #[arg(long, default_value_t = 64)]
     rawsync_file_mib: u64,
+    /// After each write benchmark, print the group-commit size histogram
+    /// (groups per power-of-two bucket of batches per group).
+    #[arg(long)]
+    group_histogram: bool,
     /// Worker threads of the tokio runtime the writers run on.
     #[arg(long, default_value_t = 2)]
     runtime_workers: usize,
@@ -323,10 +327,11 @@ fn print_header(args: &Args, opts: &Options, dir: &Path, temporary: bool) {
 /// The percentile part of a result line.
 fn percentiles(h: &Histogram<u64>) -> String {
     format!(
-        "p50 {}  p99 {}  p999 {}",
+        "p50 {}  p99 {}  p999 {}  max {}",
         fmt_ns(h.value_at_quantile(0.50)),
         fmt_ns(h.value_at_quantile(0.99)),
-        fmt_ns(h.value_at_quantile(0.999))
+        fmt_ns(h.value_at_quantile(0.999)),
+        fmt_ns(h.max())
     )
 }
 
@@ -377,6 +382,25 @@ fn group_percentiles(before: &StatsSnapshot, after: &StatsSnapshot) -> String {
         q(0.99),
         max
     )
+}
+
+/// This benchmark's groups per power-of-two size bucket.
+fn group_buckets(before: &StatsSnapshot, after: &StatsSnapshot) -> String {
+    let prev = |bound: u64| {
+        before
+            .group_batches_histogram
+            .iter()
+            .find(|(b, _)| *b == bound)
+            .map_or(0, |(_, c)| *c)
+    };
+    let parts: Vec<String> = after
+        .group_batches_histogram
+        .iter()
+        .map(|(b, c)| (*b, c.saturating_sub(prev(*b))))
+        .filter(|(_, c)| *c > 0)
+        .map(|(b, c)| format!("<={b}: {}", commas(c)))
+        .collect();
+    parts.join(", ")
 }
 
 fn levels(s: &StatsSnapshot) -> String {
@@ -626,6 +650,12 @@ impl Runner {
             lp99,
             lp999
         );
+        if a.group_histogram {
+            println!(
+                "               groups by batches/group: {}",
+                group_buckets(&before, &after)
+            );
+        }
         self.outcomes.push(Outcome {
             bench: b,
             ops_per_sec,
