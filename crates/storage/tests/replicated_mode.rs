@@ -40,7 +40,10 @@ async fn flush_records_the_marker_and_unflushed_state_is_left_to_the_log() {
         db.write(batch(&format!("k{i}"), i)).await.unwrap();
     }
     db.close().await.unwrap();
-    assert!(!dir.path().join("wal").exists(), "replicated mode keeps no WAL");
+    assert!(
+        !dir.path().join("wal").exists(),
+        "replicated mode keeps no WAL"
+    );
 
     let db = Db::open(dir.path(), options()).await.unwrap();
     assert_eq!(
