@@ -20,3 +20,7 @@ microbench:
 # The 3-node local cluster (issue: replication and the node).
 cluster:
     @echo "the local cluster arrives with the replication issue; see README"
+
+# Deterministic simulation: just sim run --scenario all --seeds 100 (see sim/README.md).
+sim *ARGS:
+    cargo run --release -p ballast-sim -- {{ARGS}}

@@ -1217,6 +1217,9 @@ async fn wal_timer(inner: Arc<Inner>) {
     let period = std::time::Duration::from_millis(interval_ms);
     loop {
         tokio::select! {
+            // Fixed polling order: an unbiased select! draws from tokio's
+            // runtime RNG, which only `--cfg tokio_unstable` can seed.
+            biased;
             _ = tokio::time::sleep(period) => {}
             _ = inner.timer_wake.notified() => {}
         }

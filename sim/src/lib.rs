@@ -1,0 +1,40 @@
+//! ballast-sim: deterministic simulation of the ballast storage engine on
+//! turmoil's simulated disk.
+//!
+//! - [`fs`]: the engine's file seam on `turmoil::fs::shim`, with seeded
+//!   latencies and switchable fault injectors.
+//! - [`scenario`]: fault kinds, the workload of concurrent clients, the crash
+//!   driver.
+//! - [`model`]: the oracle that checks each preset's durability contract.
+//! - [`matrix`]: preset x fault kind results.
+//! - [`trace`]: hashed event traces for the determinism check.
+//!
+//! See `sim/README.md`.
+#![forbid(unsafe_code)]
+
+pub mod fs;
+pub mod matrix;
+pub mod model;
+pub mod scenario;
+pub mod trace;
+
+pub use matrix::Matrix;
+pub use scenario::{run, FaultKind, Outcome, RunConfig, Scenario};
+
+/// Runs `seed` twice and compares the traces; `Err` shows the first
+/// difference.
+pub fn check_determinism(scenario: Scenario, seed: u64, cfg: RunConfig) -> Result<Outcome, String> {
+    let cfg = RunConfig {
+        keep_trace: true,
+        ..cfg
+    };
+    let a = run(scenario, seed, cfg);
+    let b = run(scenario, seed, cfg);
+    match trace::first_difference(&a.trace, &b.trace) {
+        None => Ok(a),
+        Some(d) => Err(format!(
+            "{} seed {seed} is not deterministic: {d}",
+            scenario.name()
+        )),
+    }
+}

@@ -1,0 +1,244 @@
+//! The seed runner: `run`, `sweep` and `planted`. See `sim/README.md`.
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, Context, Result};
+use ballast_sim::{run, FaultKind, Matrix, Outcome, RunConfig, Scenario};
+use ballast_storage::planted::PlantedBug;
+use clap::{Parser, Subcommand};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "Deterministic crash simulation of the ballast storage engine")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs N seeds of a scenario (or `all`), or replays one seed.
+    Run {
+        /// `{preset}-{fault}` (e.g. durable-power-loss) or `all`.
+        #[arg(long, default_value = "all")]
+        scenario: String,
+        /// A planted bug to switch on (see `planted`).
+        #[arg(long)]
+        bug: Option<String>,
+        /// Seeds per scenario.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Replay this one seed with its trace.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Runs fresh seeds over every scenario until stopped (or for --secs).
+    Sweep {
+        /// `{preset}-{fault}` or `all`.
+        #[arg(long, default_value = "all")]
+        scenario: String,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        secs: Option<u64>,
+        /// First seed (default: from the clock).
+        #[arg(long)]
+        start: Option<u64>,
+    },
+    /// Runs every planted bug against its scenario and reports the seeds it
+    /// took to catch.
+    Planted {
+        /// Give up on a bug after this many seeds.
+        #[arg(long, default_value_t = 1000)]
+        max_seeds: u64,
+    },
+}
+
+fn scenarios(name: &str, bug: Option<&str>) -> Result<Vec<Scenario>> {
+    let bug = match bug {
+        None => None,
+        Some(b) => Some(PlantedBug::parse(b).with_context(|| {
+            let names: Vec<_> = PlantedBug::ALL.iter().map(|b| b.name()).collect();
+            format!("unknown bug `{b}`; one of {}", names.join(", "))
+        })?),
+    };
+    let mut v = if name == "all" {
+        Scenario::all()
+    } else {
+        match Scenario::parse(name) {
+            Some(s) => vec![s],
+            None => bail!(
+                "unknown scenario `{name}`: use {{durable,balanced,throughput}}-{{{}}} or all",
+                FaultKind::ALL.map(|k| k.name()).join(",")
+            ),
+        }
+    };
+    for s in &mut v {
+        s.bug = bug;
+    }
+    Ok(v)
+}
+
+fn report_failure(o: &Outcome) {
+    println!(
+        "FAIL {} seed {}: {}\n  repro: {}",
+        o.scenario.name(),
+        o.seed,
+        o.violations.first().map_or("", String::as_str),
+        o.repro()
+    );
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run {
+            scenario,
+            bug,
+            seeds,
+            start,
+            seed,
+        } => {
+            let list = scenarios(&scenario, bug.as_deref())?;
+            if let Some(seed) = seed {
+                tracing_subscriber::fmt()
+                    .with_env_filter(
+                        tracing_subscriber::EnvFilter::try_from_default_env()
+                            .unwrap_or_else(|_| "ballast_sim=info,ballast_storage=info".into()),
+                    )
+                    .without_time()
+                    .init();
+                let cfg = RunConfig {
+                    keep_trace: true,
+                    echo: true,
+                    ..RunConfig::default()
+                };
+                let mut failed = false;
+                for s in list {
+                    let o = run(s, seed, cfg);
+                    println!(
+                        "{} seed {seed}: {} cycles, fired {}, trace hash {:016x} ({} events)",
+                        s.name(),
+                        o.cycles,
+                        o.fired,
+                        o.trace.hash(),
+                        o.trace.len()
+                    );
+                    for v in &o.violations {
+                        println!("  violation: {v}");
+                    }
+                    failed |= !o.violations.is_empty();
+                }
+                if failed {
+                    std::process::exit(1);
+                }
+                return Ok(());
+            }
+            let mut m = Matrix::default();
+            let started = Instant::now();
+            let mut failures = 0;
+            for s in &list {
+                for seed in start..start + seeds {
+                    let o = run(*s, seed, RunConfig::default());
+                    if !o.violations.is_empty() {
+                        failures += 1;
+                        report_failure(&o);
+                    }
+                    m.add(&o);
+                }
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!("{m}");
+            println!(
+                "{} seeds, {} crash-recover cycles in {secs:.2}s: {:.0} cycles/s, {failures} failing seeds",
+                seeds * list.len() as u64,
+                m.cycles(),
+                m.cycles() as f64 / secs
+            );
+            if failures > 0 {
+                std::process::exit(1);
+            }
+        }
+        Cmd::Sweep {
+            scenario,
+            secs,
+            start,
+        } => {
+            let list = scenarios(&scenario, None)?;
+            let mut seed = start.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0)
+            });
+            println!("sweep from seed {seed}");
+            let mut m = Matrix::default();
+            let started = Instant::now();
+            let mut last = Instant::now();
+            let (mut done, mut failures) = (0u64, 0u64);
+            loop {
+                for s in &list {
+                    let o = run(*s, seed, RunConfig::default());
+                    done += 1;
+                    if !o.violations.is_empty() {
+                        failures += 1;
+                        report_failure(&o);
+                    }
+                    m.add(&o);
+                }
+                seed = seed.wrapping_add(1);
+                let el = started.elapsed().as_secs_f64();
+                if last.elapsed().as_secs() >= 2 {
+                    last = Instant::now();
+                    println!(
+                        "{done} seeds, {:.0} seeds/s, {:.0} cycles/s, {failures} failures",
+                        done as f64 / el,
+                        m.cycles() as f64 / el
+                    );
+                }
+                if secs.is_some_and(|s| el >= s as f64) {
+                    break;
+                }
+            }
+            println!("{m}");
+            if failures > 0 {
+                std::process::exit(1);
+            }
+        }
+        Cmd::Planted { max_seeds } => {
+            let mut missed = 0;
+            for bug in PlantedBug::ALL {
+                let s = Scenario::for_bug(bug);
+                let started = Instant::now();
+                let caught = (0..max_seeds).find_map(|seed| {
+                    let o = run(s, seed, RunConfig::default());
+                    (!o.violations.is_empty()).then_some(o)
+                });
+                match caught {
+                    Some(o) => println!(
+                        "{:<36} caught by {} after {} seeds ({:.2}s): {}\n  repro: {}",
+                        bug.name(),
+                        s.name(),
+                        o.seed + 1,
+                        started.elapsed().as_secs_f64(),
+                        o.violations[0],
+                        o.repro()
+                    ),
+                    None => {
+                        missed += 1;
+                        println!(
+                            "{:<36} NOT caught by {} in {max_seeds} seeds",
+                            bug.name(),
+                            s.name()
+                        );
+                    }
+                }
+            }
+            if missed > 0 {
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! The event trace of one run: every event is hashed (FNV-1a, 64 bits) in
+//! order, and optionally kept, so two runs of one seed can be compared and
+//! the first difference shown.
+
+/// An ordered record of a run's events.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    hash: u64,
+    count: u64,
+    lines: Option<Vec<String>>,
+    echo: bool,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+impl Trace {
+    /// A trace that keeps its lines when `keep`, and logs each event through
+    /// `tracing` when `echo`.
+    pub fn new(keep: bool, echo: bool) -> Trace {
+        Trace {
+            hash: FNV_OFFSET,
+            count: 0,
+            lines: keep.then(Vec::new),
+            echo,
+        }
+    }
+
+    /// Records one event.
+    pub fn event(&mut self, line: String) {
+        for b in line.as_bytes().iter().chain(b"\n") {
+            self.hash ^= u64::from(*b);
+            self.hash = self.hash.wrapping_mul(FNV_PRIME);
+        }
+        self.count += 1;
+        if self.echo {
+            tracing::info!(target: "ballast_sim::trace", "{line}");
+        }
+        if let Some(l) = &mut self.lines {
+            l.push(line);
+        }
+    }
+
+    /// The hash of every event so far.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// Events recorded.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// True if nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The kept lines (empty unless kept).
+    pub fn lines(&self) -> &[String] {
+        self.lines.as_deref().unwrap_or(&[])
+    }
+}
+
+/// The first line where two kept traces differ, as a readable message.
+pub fn first_difference(a: &Trace, b: &Trace) -> Option<String> {
+    let (la, lb) = (a.lines(), b.lines());
+    for i in 0..la.len().max(lb.len()) {
+        let (x, y) = (la.get(i), lb.get(i));
+        if x != y {
+            return Some(format!(
+                "event {i} differs:\n  first run:  {}\n  second run: {}",
+                x.map_or("<end of trace>", String::as_str),
+                y.map_or("<end of trace>", String::as_str)
+            ));
+        }
+    }
+    (a.hash != b.hash).then(|| "hashes differ but kept lines are equal".to_string())
+}
