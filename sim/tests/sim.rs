@@ -23,40 +23,23 @@ fn run_twice(s: Scenario, seed: u64) -> Outcome {
     a
 }
 
-/// The known engine bug this suite found and that is not fixed yet: after a
-/// power loss, the balanced and throughput presets can leave unsynced WAL
-/// writes torn out of order (a hole followed by a record that did reach the
-/// disk), and recovery refuses to open with "a valid record follows".
-fn known_torn_wal_refusal(o: &Outcome) -> bool {
-    o.scenario.fault == FaultKind::TornWrite
-        && o.scenario.preset != Preset::Durable
-        && o.violations.len() == 1
-        && o.violations[0].contains("recovery failed")
-        && o.violations[0].contains("a valid record follows")
-}
-
 #[test]
 fn fixed_seeds_hold_every_preset_contract_under_every_fault_kind() {
     const SEEDS_PER_CELL: u64 = 22;
     let mut m = Matrix::default();
     let mut unexpected = Vec::new();
-    let mut known = 0;
     for s in Scenario::all() {
         for seed in 0..SEEDS_PER_CELL {
             let o = run_twice(s, seed);
             if !o.violations.is_empty() {
-                if known_torn_wal_refusal(&o) {
-                    known += 1;
-                } else {
-                    unexpected.push(format!("{}: {}", o.repro(), o.violations[0]));
-                }
+                unexpected.push(format!("{}: {}", o.repro(), o.violations[0]));
             }
             m.add(&o);
         }
     }
     println!("{m}");
     println!(
-        "{} seeds, {} crash-recover cycles; known torn-WAL refusals (balanced/throughput torn-write): {known}",
+        "{} seeds, {} crash-recover cycles",
         SEEDS_PER_CELL * Scenario::all().len() as u64,
         m.cycles()
     );
@@ -91,10 +74,6 @@ fn every_scenario_gives_the_same_trace_twice() {
 fn planted_bugs_are_caught_within_1000_seeds() {
     let mut report = Vec::new();
     for bug in PlantedBug::ALL {
-        if bug == PlantedBug::SkipManifestDirSync {
-            // Masked in this engine: see skip_manifest_dir_sync_is_masked.
-            continue;
-        }
         let s = Scenario::for_bug(bug);
         let caught =
             (0..1000u64).find(|&seed| !run(s, seed, RunConfig::default()).violations.is_empty());
@@ -108,22 +87,6 @@ fn planted_bugs_are_caught_within_1000_seeds() {
         ));
     }
     println!("{}", report.join("\n"));
-}
-
-/// Skipping the directory fsync after CURRENT is renamed loses nothing in
-/// this engine: every later open removes the old manifest and fsyncs the
-/// directory (which makes the rename durable with it), the first flush's
-/// table directory sync does the same, and a lost CURRENT on a fresh
-/// database leaves the WAL whole. This test keeps that finding honest: if it
-/// ever fails, the planted bug became observable and belongs in the test
-/// above.
-#[test]
-fn skip_manifest_dir_sync_is_masked_by_later_directory_syncs() {
-    let s = Scenario::for_bug(PlantedBug::SkipManifestDirSync);
-    for seed in 0..200 {
-        let o = run(s, seed, RunConfig::default());
-        assert!(o.violations.is_empty(), "{}: {:?}", o.repro(), o.violations);
-    }
 }
 
 #[test]
@@ -140,12 +103,13 @@ fn replaying_a_failing_seed_gives_the_same_trace_hash() {
     assert_eq!(a.violations, b.violations);
 }
 
-/// Found by this suite (see known_torn_wal_refusal): balanced and throughput
-/// must reopen after a power loss that tore unsynced WAL writes out of
-/// order, recovering a prefix. Fails until the engine's WAL recovery treats
-/// damage in the unsynced region as a torn tail for those presets.
+/// Regression seeds: the simulation found that after a power loss the
+/// balanced and throughput presets could hold unsynced WAL writes torn out of
+/// order (an earlier record lost, a later one on disk), and recovery refused
+/// to open ("a valid record follows") where their contract promises a
+/// prefix. Fixed by reading the last segment point-in-time in those presets
+/// (`wal::TailPolicy::PointInTime`).
 #[test]
-#[ignore = "engine bug found by the simulation, not fixed yet: relaxed presets refuse to open after torn unsynced WAL writes"]
 fn relaxed_presets_reopen_after_torn_unsynced_wal_writes() {
     for (preset, seed) in [
         (Preset::Throughput, 2),

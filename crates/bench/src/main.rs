@@ -9,6 +9,12 @@
 
 mod gen;
 
+// The engine allocates per memtable entry; like RocksDB's db_bench with
+// jemalloc, the benchmark binary picks a fast allocator (the library itself
+// leaves that choice to the program embedding it).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{anyhow, bail, Context, Result};
 use ballast_storage::{
     Db, Error as DbError, FsyncPolicy, Options, Preset, StatsSnapshot, WriteBatch,

@@ -4,7 +4,9 @@
 
 use crate::coding::{put_fixed64, put_varint64, Decoder};
 use crate::key::{SeqNo, ValueKind};
-use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 /// Bytes of the write-group header: tag, base sequence, entry count.
 pub const GROUP_HEADER_LEN: usize = 1 + 8 + 4;
@@ -147,7 +149,10 @@ impl WriteBatch {
         if self.count < 2 {
             return;
         }
-        let mut last: BTreeMap<&[u8], usize> = BTreeMap::new();
+        // Only looked up, never iterated, so the map's order cannot leak
+        // into behaviour; the fixed-key hasher keeps it deterministic anyway.
+        let mut last: HashMap<&[u8], usize, BuildHasherDefault<DefaultHasher>> =
+            HashMap::with_capacity_and_hasher(self.count as usize, Default::default());
         let entries: Vec<BatchEntry<'_>> = self.iter().collect();
         for (i, e) in entries.iter().enumerate() {
             last.insert(e.key, i);

@@ -208,12 +208,16 @@ async fn start_manifest(
     log.sync()?;
     let tmp = dir.join("CURRENT.tmp");
     let current = dir.join("CURRENT");
-    fs::write_file_durably(
-        &**fs,
-        &tmp,
-        format!("{}\n", manifest_name(number)).as_bytes(),
-    )
-    .map_err(|e| Error::io(&tmp, e))?;
+    let contents = format!("{}\n", manifest_name(number));
+    if crate::planted::active(crate::planted::PlantedBug::SkipManifestDirSync) {
+        let f = fs
+            .open(&tmp, OpenMode::CreateTruncate)
+            .map_err(|e| Error::io(&tmp, e))?;
+        f.write_all_at(contents.as_bytes(), 0)
+            .map_err(|e| Error::io(&tmp, e))?;
+    } else {
+        fs::write_file_durably(&**fs, &tmp, contents.as_bytes()).map_err(|e| Error::io(&tmp, e))?;
+    }
     fs::pause(&**fs, IoOp::Metadata).await;
     fs.rename(&tmp, &current)
         .map_err(|e| Error::io(&current, e))?;

@@ -20,10 +20,25 @@ use std::sync::Arc;
 const ENTRY_OVERHEAD_BYTES: u64 = 80;
 
 /// An internal key with its value, sharing one buffer.
+///
+/// `prefix` holds the first 16 bytes of the user key (zero-padded,
+/// big-endian) inline, so most skiplist comparisons are decided without following the
+/// pointer into `buf`: random-key inserts are bound by cache misses, and
+/// this halves them. Zero-padding keeps prefix order consistent with
+/// bytewise order; equal prefixes fall back to the full comparison.
 #[derive(Clone, Debug)]
 pub struct MemKey {
+    prefix: u128,
     buf: Bytes,
     key_len: u32,
+}
+
+#[inline]
+fn key_prefix(user_key: &[u8]) -> u128 {
+    let mut p = [0u8; 16];
+    let n = user_key.len().min(16);
+    p[..n].copy_from_slice(&user_key[..n]);
+    u128::from_be_bytes(p)
 }
 
 impl MemKey {
@@ -31,6 +46,7 @@ impl MemKey {
     pub fn new(buf: Bytes, key_len: usize) -> MemKey {
         debug_assert!(key_len <= buf.len() && key_len >= crate::key::TRAILER_LEN);
         MemKey {
+            prefix: key_prefix(&buf[..key_len - crate::key::TRAILER_LEN]),
             buf,
             key_len: key_len as u32,
         }
@@ -74,7 +90,10 @@ impl PartialOrd for MemKey {
 impl Ord for MemKey {
     #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        compare_internal(self.ikey(), other.ikey())
+        match self.prefix.cmp(&other.prefix) {
+            Ordering::Equal => compare_internal(self.ikey(), other.ikey()),
+            o => o,
+        }
     }
 }
 
@@ -167,52 +186,60 @@ impl MemTable {
     pub fn iter(self: &Arc<Self>) -> MemTableIterator {
         MemTableIterator {
             mem: self.clone(),
-            current: None,
+            ahead: std::collections::VecDeque::new(),
         }
     }
 }
 
-/// Iterates a memtable. It holds the current entry by value (a cheap handle
-/// clone), so it needs no borrow of the skiplist; `next` is a skiplist search
-/// from the current key.
+/// Entries an iterator copies out of the skiplist per search.
+const ITER_BATCH: usize = 64;
+
+/// Iterates a memtable. It holds entries by value (cheap handle clones), so
+/// it needs no borrow of the skiplist: each refill searches once from the
+/// last entry and copies out the next [`ITER_BATCH`] entries, so a full
+/// scan costs one O(log n) search per batch rather than per entry.
 #[derive(Debug)]
 pub struct MemTableIterator {
     mem: Arc<MemTable>,
-    current: Option<MemKey>,
+    /// The current entry first, then the following ones.
+    ahead: std::collections::VecDeque<MemKey>,
+}
+
+impl MemTableIterator {
+    fn fill_from(&mut self, from: Bound<&MemKey>) {
+        self.ahead.clear();
+        let range = self.mem.map.range((from, Bound::Unbounded));
+        self.ahead
+            .extend(range.take(ITER_BATCH).map(|e| e.key().clone()));
+    }
 }
 
 impl InternalIterator for MemTableIterator {
     fn valid(&self) -> bool {
-        self.current.is_some()
+        !self.ahead.is_empty()
     }
     fn seek_to_first(&mut self) -> Result<()> {
-        self.current = self.mem.map.front().map(|e| e.key().clone());
+        self.fill_from(Bound::Unbounded);
         Ok(())
     }
     fn seek(&mut self, target: &[u8]) -> Result<()> {
         let probe = MemKey::lookup(target);
-        self.current = self
-            .mem
-            .map
-            .lower_bound(Bound::Included(&probe))
-            .map(|e| e.key().clone());
+        self.fill_from(Bound::Included(&probe));
         Ok(())
     }
     fn next(&mut self) -> Result<()> {
-        if let Some(cur) = self.current.take() {
-            self.current = self
-                .mem
-                .map
-                .lower_bound(Bound::Excluded(&cur))
-                .map(|e| e.key().clone());
+        if let Some(cur) = self.ahead.pop_front() {
+            if self.ahead.is_empty() {
+                self.fill_from(Bound::Excluded(&cur));
+            }
         }
         Ok(())
     }
     fn key(&self) -> &[u8] {
-        self.current.as_ref().map_or(&[], |c| c.ikey())
+        self.ahead.front().map_or(&[], |c| c.ikey())
     }
     fn value(&self) -> &[u8] {
-        self.current.as_ref().map_or(&[], |c| c.value())
+        self.ahead.front().map_or(&[], |c| c.value())
     }
 }
 

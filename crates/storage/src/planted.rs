@@ -15,7 +15,11 @@ pub enum PlantedBug {
     AckBeforeGroupFsync,
     /// A new WAL segment's directory entry is never fsynced.
     SkipSegmentDirSync,
-    /// The directory is not fsynced after CURRENT is renamed into place.
+    /// The switch of CURRENT is not made durable: `CURRENT.tmp` is not
+    /// fsynced before the rename and the directory is not fsynced after it.
+    /// (Skipping only the directory fsync loses nothing here: later
+    /// directory fsyncs make the rename durable too, as the simulation
+    /// showed; an unsynced file renamed into place is what loses data.)
     SkipManifestDirSync,
     /// A flush deletes the WAL segments it covers before its table and
     /// manifest edit are durable.

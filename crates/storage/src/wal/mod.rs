@@ -33,8 +33,8 @@ mod tests;
 
 pub use log_file::{read_log, LogContents, LogFile};
 pub use reader::{
-    read_record_at, recover, replay, truncate_after, truncate_torn_tail, Recovery, RecoveryReport,
-    TornTail,
+    read_record_at, recover, recover_with, replay, replay_with, truncate_after, truncate_torn_tail,
+    Recovery, RecoveryReport, TailPolicy, TornTail,
 };
 pub use writer::Wal;
 

@@ -41,6 +41,10 @@ pub struct RecoveryReport {
     pub last_segment: Option<u64>,
     /// Position of the last record returned.
     pub last_record: Option<RecordPos>,
+    /// Under [`TailPolicy::PointInTime`], the offset of the first valid
+    /// record that was cut with the torn tail because an earlier record in
+    /// the same (last) segment was damaged.
+    pub records_dropped: Option<u64>,
     /// The torn tail, if the log ended in one. It must be repaired (by
     /// [`truncate_torn_tail`], which [`super::Wal::open`] calls) before new
     /// segments are written.
@@ -56,6 +60,23 @@ pub struct Recovery {
     pub report: RecoveryReport,
 }
 
+/// How recovery reads damage in the last segment holding data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TailPolicy {
+    /// Every record was fsynced before the next one was written (the durable
+    /// preset), so only the very last write can be torn: a bad record followed
+    /// by a valid one is corruption, and recovery refuses to go on.
+    Strict,
+    /// Several writes may be unsynced at once (balanced, throughput), and a
+    /// power loss may keep a later one and lose an earlier one. In the last
+    /// segment holding data, everything from the first bad record on is the
+    /// torn tail, even if valid records follow (they are cut, and counted in
+    /// [`RecoveryReport::records_dropped`]). Earlier segments were sealed by
+    /// an fsync before the next one received data, so damage there is still
+    /// corruption.
+    PointInTime,
+}
+
 /// Reads every record of the WAL in `dir` from segments numbered
 /// `from_segment` and up, collecting them. See [`replay`].
 pub fn recover(
@@ -64,8 +85,19 @@ pub fn recover(
     from_segment: u64,
     parallel: bool,
 ) -> Result<Recovery> {
+    recover_with(fs, dir, from_segment, parallel, TailPolicy::Strict)
+}
+
+/// [`recover`] with a choice of [`TailPolicy`].
+pub fn recover_with(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    from_segment: u64,
+    parallel: bool,
+    policy: TailPolicy,
+) -> Result<Recovery> {
     let mut records = Vec::new();
-    let report = replay(fs, dir, from_segment, parallel, |pos, payload| {
+    let report = replay_with(fs, dir, from_segment, parallel, policy, |pos, payload| {
         records.push((pos, payload));
         Ok(())
     })?;
@@ -95,6 +127,18 @@ pub fn replay(
     dir: &Path,
     from_segment: u64,
     parallel: bool,
+    f: impl FnMut(RecordPos, Bytes) -> Result<()>,
+) -> Result<RecoveryReport> {
+    replay_with(fs, dir, from_segment, parallel, TailPolicy::Strict, f)
+}
+
+/// [`replay`] with a choice of [`TailPolicy`].
+pub fn replay_with(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    from_segment: u64,
+    parallel: bool,
+    policy: TailPolicy,
     mut f: impl FnMut(RecordPos, Bytes) -> Result<()>,
 ) -> Result<RecoveryReport> {
     let mut segs = list_segments(fs, dir)?;
@@ -125,7 +169,7 @@ pub fn replay(
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
                 )
             };
-            apply(&segs, &mut source, &mut f)
+            apply(&segs, policy, &mut source, &mut f)
         })
     } else {
         let mut next = 0;
@@ -134,7 +178,7 @@ pub fn replay(
             next += 1;
             Some(load_segment(fs, dir, n))
         };
-        apply(&segs, &mut source, &mut f)
+        apply(&segs, policy, &mut source, &mut f)
     }
 }
 
@@ -168,6 +212,7 @@ fn read_whole(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>> {
 /// paths: yields records and applies the torn-tail rule across segments.
 fn apply(
     segs: &[u64],
+    policy: TailPolicy,
     source: &mut dyn FnMut() -> Option<Result<Segment>>,
     f: &mut dyn FnMut(RecordPos, Bytes) -> Result<()>,
 ) -> Result<RecoveryReport> {
@@ -213,7 +258,7 @@ fn apply(
                 offset,
                 reason,
                 valid_after: Some(p),
-            } => {
+            } if policy == TailPolicy::Strict => {
                 return Err(Error::corruption(
                     &seg.path,
                     offset,
@@ -223,8 +268,9 @@ fn apply(
             ScanEnd::Bad {
                 offset,
                 reason,
-                valid_after: None,
+                valid_after,
             } => {
+                report.records_dropped = valid_after;
                 // A torn tail only if no later segment holds data.
                 while let Some(later) = source() {
                     let later = later?;
