@@ -643,7 +643,14 @@ impl Inner {
         };
         match rx.await {
             Ok(LeaderMsg::Done(r)) => r,
-            Ok(LeaderMsg::Lead) => self.lead(None).await,
+            Ok(LeaderMsg::Lead) => {
+                // Leadership came by hand-off, so writers are contending.
+                // Yield once so that the writers the last group just
+                // acknowledged can queue their next batches and join this
+                // group (no timed wait: an idle engine never gets here).
+                tokio::task::yield_now().await;
+                self.lead(None).await
+            }
             Err(_) => Err(self.stopped_error().unwrap_or(Error::Closed)),
         }
     }
@@ -855,10 +862,12 @@ impl Inner {
             }
         }
         let buf = Bytes::from(buf);
+        let mut entries: Vec<(MemKey, SeqNo)> = spans
+            .into_iter()
+            .map(|(start, end, klen, seq)| (MemKey::new(buf.slice(start..end), klen), seq))
+            .collect();
         let mem = lock(&self.state).mem.clone();
-        for (start, end, klen, seq) in spans {
-            mem.insert(MemKey::new(buf.slice(start..end), klen), seq);
-        }
+        insert_sorted(&mem, &mut entries);
         mem.approx_bytes() >= self.opts.memtable_bytes
     }
 
@@ -978,6 +987,9 @@ impl Inner {
         self.check_wal_continuity(recovered.wal_min_segment)?;
         let mut max_seq = self.last_seq.load(Ordering::Acquire);
         let mut mem: Option<Arc<MemTable>> = None;
+        // Entries decoded but not yet inserted into `mem`.
+        let mut pending: Vec<(MemKey, SeqNo)> = Vec::new();
+        let mut pending_bytes = 0u64;
         for (pos, payload) in &recovery.records {
             let group = decode_group(payload).ok_or_else(|| {
                 Error::corruption(
@@ -1000,14 +1012,24 @@ impl Inner {
                 let mut buf = crate::key::internal_key(e.key, seq, e.kind);
                 let klen = buf.len();
                 buf.extend_from_slice(e.value);
-                m.insert(MemKey::new(Bytes::from(buf), klen), seq);
+                pending_bytes += buf.len() as u64 + 80;
+                pending.push((MemKey::new(Bytes::from(buf), klen), seq));
                 report.entries += 1;
             }
             max_seq = max_seq.max(group.last_seq());
-            if m.approx_bytes() >= self.opts.memtable_bytes {
-                let full = mem.take().ok_or(Error::Closed)?;
-                self.push_recovered(full).await?;
+            let full = m.approx_bytes() + pending_bytes >= self.opts.memtable_bytes;
+            if full || pending.len() >= RECOVERY_CHUNK_ENTRIES {
+                insert_sorted(&m, &mut pending);
+                pending.clear();
+                pending_bytes = 0;
             }
+            if full {
+                let m = mem.take().ok_or(Error::Closed)?;
+                self.push_recovered(m).await?;
+            }
+        }
+        if let Some(m) = &mem {
+            insert_sorted(m, &mut pending);
         }
         let rep = &recovery.report;
         report.wal_segments = rep.segments;
@@ -1205,6 +1227,23 @@ impl Inner {
         }
     }
 }
+
+/// Inserts `entries` into `mem` in key order. Every entry has its own
+/// sequence number and readers see none of them before the caller publishes
+/// the new visible sequence, so insertion order is free; sorted insertion
+/// keeps consecutive skiplist searches on warm cache lines, several times
+/// cheaper than random order for large groups and for recovery.
+fn insert_sorted(mem: &MemTable, entries: &mut [(MemKey, SeqNo)]) {
+    if entries.len() > 8 {
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+    for (k, seq) in entries.iter() {
+        mem.insert(k.clone(), *seq);
+    }
+}
+
+/// Entries recovery sorts and inserts at a time.
+const RECOVERY_CHUNK_ENTRIES: usize = 1 << 17;
 
 /// Keeps the group commit from wedging if the leading writer's future is
 /// dropped mid-group (only possible at its fsync pause, under simulation):
