@@ -909,10 +909,11 @@ impl Runner {
         let open = t1.elapsed();
         let r = db.recovery_report().clone();
         println!(
-            "{:<12} :  open {:.3} s (WAL replay {:.3} s), replayed {} records, {} entries, {} from {} WAL segments   ({} took {:.3} s{}; torn tail {}; orphans removed {})",
+            "{:<12} :  open {:.3} s (WAL replay {:.3} s, new segment {:.3} s), replayed {} records, {} entries, {} from {} WAL segments   ({} took {:.3} s{}; torn tail {}; orphans removed {})",
             "reopen",
             open.as_secs_f64(),
             r.replay_us as f64 / 1e6,
+            r.new_segment_us as f64 / 1e6,
             commas(r.wal_records),
             commas(r.entries),
             fmt_bytes(r.wal_bytes),
