@@ -236,7 +236,7 @@ fn decode_entry<'a>(d: &mut Decoder<'a>) -> Option<BatchEntry<'a>> {
 
 /// Encodes a write group: the batches get consecutive sequence numbers from
 /// `base_seq`, in order. Returns the payload.
-pub fn encode_group(dst: &mut Vec<u8>, base_seq: SeqNo, batches: &[&WriteBatch]) {
+pub fn encode_group(dst: &mut Vec<u8>, base_seq: SeqNo, batches: &[WriteBatch]) {
     let count: u32 = batches.iter().map(|b| b.count()).sum();
     dst.push(GROUP_TAG_V1);
     put_fixed64(dst, base_seq);
@@ -331,7 +331,7 @@ mod tests {
         let mut b = WriteBatch::new();
         b.put(b"z", b"2");
         let mut buf = Vec::new();
-        encode_group(&mut buf, 10, &[&a, &b]);
+        encode_group(&mut buf, 10, &[a, b]);
         let g = decode_group(&buf).unwrap();
         let got: Vec<_> = g.entries().map(|(s, e)| (s, e.key.to_vec())).collect();
         assert_eq!(
@@ -350,7 +350,7 @@ mod tests {
         let mut a = WriteBatch::new();
         a.put(b"x", b"1");
         let mut buf = Vec::new();
-        encode_group(&mut buf, 1, &[&a]);
+        encode_group(&mut buf, 1, std::slice::from_ref(&a));
         for cut in 0..buf.len() {
             assert!(decode_group(&buf[..cut]).is_none(), "cut at {cut}");
         }

@@ -107,6 +107,8 @@ pub(crate) struct Inner {
     sv: RwLock<Arc<SuperVersion>>,
     pub versions: tokio::sync::Mutex<VersionSet>,
     pub next_file_number: AtomicU64,
+    /// The group leader's reusable encode buffer.
+    scratch: Mutex<Vec<u8>>,
     /// Set when a durability step failed: no more writes until reopen.
     stopped: Mutex<Option<Error>>,
     /// True once `stopped` is set; read on every write without the lock.
@@ -273,6 +275,7 @@ impl Db {
             })),
             versions: tokio::sync::Mutex::new(versions),
             next_file_number,
+            scratch: Mutex::new(Vec::new()),
             stopped: Mutex::new(None),
             stopped_flag: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -672,6 +675,13 @@ impl Inner {
     }
 
     async fn lead_one_group(&self, own: Option<(WriteBatch, bool)>) -> Result<()> {
+        let own = match own {
+            Some((b, r)) if lock(&self.queue).waiters.is_empty() => {
+                // Nobody else is waiting: a group of one, no bookkeeping.
+                return self.commit_group(std::slice::from_ref(&b), r).await;
+            }
+            other => other,
+        };
         let mut batches: Vec<WriteBatch> = Vec::new();
         let mut txs: Vec<Option<oneshot::Sender<LeaderMsg>>> = Vec::new();
         let mut rotate = false;
@@ -710,7 +720,10 @@ impl Inner {
                 txs.push(w.tx);
             }
         }
-        self.queue_space.notify_waiters();
+        if txs.len() > 1 {
+            // Writers blocked on a full queue can only exist if it held some.
+            self.queue_space.notify_waiters();
+        }
         let result = self.commit_group(&batches, rotate).await;
         for tx in txs.into_iter().skip(1).flatten() {
             let _ = tx.send(LeaderMsg::Done(result.clone()));
@@ -753,13 +766,15 @@ impl Inner {
         let base = self.last_seq.load(Ordering::Acquire) + 1;
         if count > 0 {
             if self.opts.wal {
-                let refs: Vec<&WriteBatch> = batches.iter().collect();
-                let mut payload = Vec::with_capacity(
-                    crate::batch::GROUP_HEADER_LEN
-                        + refs.iter().map(|b| b.encoded_len()).sum::<usize>(),
-                );
-                encode_group(&mut payload, base, &refs);
-                self.append_to_wal(&payload).await?;
+                // The leader is alone here, so one buffer serves every group.
+                let mut payload = std::mem::take(&mut *lock(&self.scratch));
+                payload.clear();
+                encode_group(&mut payload, base, batches);
+                let appended = self.append_to_wal(&payload).await;
+                if payload.capacity() <= SCRATCH_BYTES_MAX {
+                    *lock(&self.scratch) = payload;
+                }
+                appended?;
             }
             let full = self.insert_group(batches, base);
             rotate |= full;
@@ -851,6 +866,20 @@ impl Inner {
             .iter()
             .map(|b| b.encoded_len() + 8 * b.count() as usize)
             .sum();
+        let mem = lock(&self.state).mem.clone();
+        if let [only] = batches {
+            if only.count() == 1 {
+                // The common single write: no span bookkeeping, no sort.
+                if let Some(e) = only.iter().next() {
+                    let mut buf = Vec::with_capacity(total);
+                    crate::key::append_internal_key(&mut buf, e.key, base, e.kind);
+                    let klen = buf.len();
+                    buf.extend_from_slice(e.value);
+                    mem.insert(MemKey::new(Bytes::from(buf), klen), base);
+                }
+                return mem.approx_bytes() >= self.opts.memtable_bytes;
+            }
+        }
         let mut buf = Vec::with_capacity(total);
         let mut spans = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
         let mut seq = base;
@@ -869,7 +898,6 @@ impl Inner {
             .into_iter()
             .map(|(start, end, klen, seq)| (MemKey::new(buf.slice(start..end), klen), seq))
             .collect();
-        let mem = lock(&self.state).mem.clone();
         insert_sorted(&mem, &mut entries);
         mem.approx_bytes() >= self.opts.memtable_bytes
     }
@@ -1023,7 +1051,6 @@ impl Inner {
             let full = m.approx_bytes() + pending_bytes >= self.opts.memtable_bytes;
             if full || pending.len() >= RECOVERY_CHUNK_ENTRIES {
                 insert_sorted(&m, &mut pending);
-                pending.clear();
                 pending_bytes = 0;
             }
             if full {
@@ -1238,14 +1265,17 @@ impl Inner {
 /// the new visible sequence, so insertion order is free; sorted insertion
 /// keeps consecutive skiplist searches on warm cache lines, several times
 /// cheaper than random order for large groups and for recovery.
-fn insert_sorted(mem: &MemTable, entries: &mut [(MemKey, SeqNo)]) {
+fn insert_sorted(mem: &MemTable, entries: &mut Vec<(MemKey, SeqNo)>) {
     if entries.len() > 8 {
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     }
-    for (k, seq) in entries.iter() {
-        mem.insert(k.clone(), *seq);
+    for (k, seq) in entries.drain(..) {
+        mem.insert(k, seq);
     }
 }
+
+/// Largest encode buffer kept between groups (bigger ones are freed).
+const SCRATCH_BYTES_MAX: usize = 1 << 20;
 
 /// Entries recovery sorts and inserts at a time.
 const RECOVERY_CHUNK_ENTRIES: usize = 1 << 17;
