@@ -357,6 +357,12 @@ impl Db {
         }
         inner.check_limits(&batch)?;
         batch.coalesce();
+        // Most writes complete without waiting on anything, so a task writing
+        // in a loop would never yield: another writer woken onto the same
+        // runtime worker (tokio's non-stealable LIFO slot) then waited for
+        // seconds. Spend one unit of the task's cooperative budget per write;
+        // it yields only when the budget runs out.
+        tokio::task::coop::consume_budget().await;
         let started = tokio::time::Instant::now();
         let bytes = batch.encoded_len() as u64;
         let res = inner.commit(batch, false).await;
