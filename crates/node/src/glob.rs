@@ -240,4 +240,55 @@ mod tests {
         assert!(glob_match(b"\x00*\xff", b"\x00abc\xff"));
         assert!(glob_match(b"?", b"\xff"));
     }
+
+    /// An independent, exponential reference for the class-free part of
+    /// the dialect: `*`, `?`, `\x` and literals. Short inputs only.
+    fn reference(pattern: &[u8], subject: &[u8]) -> bool {
+        if subject.is_empty() {
+            // Redis's quirk: an empty subject matches only an empty pattern.
+            return pattern.is_empty();
+        }
+        fn go(pattern: &[u8], subject: &[u8]) -> bool {
+            match pattern.split_first() {
+                None => subject.is_empty(),
+                Some((b'*', rest)) => (0..=subject.len()).any(|skip| go(rest, &subject[skip..])),
+                Some((b'?', rest)) => !subject.is_empty() && go(rest, &subject[1..]),
+                Some((b'\\', rest)) if !rest.is_empty() => {
+                    subject.first() == Some(&rest[0]) && go(&rest[1..], &subject[1..])
+                }
+                Some((&literal, rest)) => {
+                    subject.first() == Some(&literal) && go(rest, &subject[1..])
+                }
+            }
+        }
+        go(pattern, subject)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn class_free_patterns_agree_with_a_reference(
+            pattern in proptest::collection::vec(proptest::sample::select(b"ab*?\\".to_vec()), 0..8),
+            subject in proptest::collection::vec(proptest::sample::select(b"ab*?\\".to_vec()), 0..8),
+        ) {
+            proptest::prop_assert_eq!(glob_match(&pattern, &subject), reference(&pattern, &subject));
+        }
+
+        #[test]
+        fn escaped_subjects_match_themselves_only(
+            subject in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..16),
+            other in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..16),
+        ) {
+            let pattern: Vec<u8> = subject.iter().flat_map(|&byte| [b'\\', byte]).collect();
+            proptest::prop_assert!(glob_match(&pattern, &subject));
+            proptest::prop_assert_eq!(glob_match(&pattern, &other), other == subject);
+        }
+
+        #[test]
+        fn any_pattern_terminates_without_panicking(
+            pattern in proptest::collection::vec(proptest::sample::select(b"a*?[]^-\\".to_vec()), 0..24),
+            subject in proptest::collection::vec(proptest::sample::select(b"a]-^\\b".to_vec()), 0..24),
+        ) {
+            let _ = glob_match(&pattern, &subject);
+        }
+    }
 }
