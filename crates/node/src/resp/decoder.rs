@@ -37,6 +37,9 @@ pub struct Limits {
     pub frame_bytes_max: usize,
     /// Most arguments in one request, command name included. Redis's
     /// limit is `INT_MAX`-ish; 1,048,576 is Redis's historical value.
+    /// Each received argument also costs one `Bytes` handle (32 bytes) on
+    /// top of its wire bytes: at most `args_max` x 32 bytes, 32 MiB with
+    /// the defaults.
     pub args_max: usize,
     /// Longest line without a terminator: an inline request, or the
     /// header line of an array or bulk string. Redis's
