@@ -1,0 +1,34 @@
+//! ballast's node: the client-facing side of a ballast server.
+//!
+//! This increment is the protocol layer only. Clients speak RESP2 so that
+//! every Redis client (redis-cli, redis-benchmark, the `redis` crate, ...)
+//! works unchanged:
+//!
+//! - [`resp::Decoder`] turns bytes from a client into requests (arrays of
+//!   bulk strings, or inline commands typed by a person), refusing
+//!   oversized or malformed input before it is buffered;
+//! - [`resp::Reply`] and [`resp::encode`] write replies;
+//! - [`Command`] is a typed request, parsed with Redis's own error texts;
+//! - [`glob::glob_match`] is Redis's glob dialect for `SCAN ... MATCH`.
+//!
+//! The RESP server, the admin HTTP port and the engine wiring come later.
+//!
+//! ```
+//! use ballast_node::{resp::{Decoder, Limits}, Command};
+//! use bytes::BytesMut;
+//!
+//! let mut decoder = Decoder::new(Limits::default()).unwrap();
+//! let mut buffer = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n"[..]);
+//! let args = decoder.decode(&mut buffer).unwrap().unwrap();
+//! let command = Command::parse(&args).unwrap();
+//! assert_eq!(command, Command::Get { key: "hello".into() });
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod command;
+pub mod error;
+pub mod glob;
+pub mod resp;
+
+pub use command::Command;
+pub use error::{Error, ProtocolError};
