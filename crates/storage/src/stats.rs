@@ -10,7 +10,6 @@ pub struct Stats {
     pub(crate) writes: AtomicU64,
     pub(crate) write_bytes: AtomicU64,
     pub(crate) wal_bytes: AtomicU64,
-    pub(crate) wal_fsyncs: AtomicU64,
     pub(crate) groups: AtomicU64,
     pub(crate) stalls: AtomicU64,
     pub(crate) stall_us: AtomicU64,
@@ -36,7 +35,6 @@ impl Default for Stats {
             writes: AtomicU64::new(0),
             write_bytes: AtomicU64::new(0),
             wal_bytes: AtomicU64::new(0),
-            wal_fsyncs: AtomicU64::new(0),
             groups: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             stall_us: AtomicU64::new(0),
@@ -89,7 +87,8 @@ pub struct StatsSnapshot {
     pub write_bytes: u64,
     /// Bytes appended to the WAL.
     pub wal_bytes: u64,
-    /// WAL fsyncs.
+    /// WAL segment fdatasyncs since open (group commits, timed syncs,
+    /// seals at segment roll, segment creation).
     pub wal_fsyncs: u64,
     /// Group commits.
     pub groups: u64,
@@ -172,7 +171,6 @@ impl Stats {
             writes: l(&self.writes),
             write_bytes: l(&self.write_bytes),
             wal_bytes: l(&self.wal_bytes),
-            wal_fsyncs: l(&self.wal_fsyncs),
             groups: l(&self.groups),
             group_batches_p50_p99_max: (gp50, gp99, gmax),
             group_batches_histogram: buckets,

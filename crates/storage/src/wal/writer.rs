@@ -57,6 +57,8 @@ pub(crate) struct Appender {
     pub(crate) synced: u64,
     /// Records in the file (written or pending).
     pub(crate) records: u64,
+    /// fdatasyncs this appender performed.
+    pub(crate) syncs: u64,
 }
 
 impl Appender {
@@ -69,6 +71,7 @@ impl Appender {
             pending: Vec::new(),
             synced: end,
             records: 0,
+            syncs: 0,
         }
     }
 
@@ -113,6 +116,7 @@ impl Appender {
             .sync_data()
             .map_err(|e| Error::io(&self.path, e))?;
         self.synced = self.written;
+        self.syncs += 1;
         Ok(())
     }
 }
@@ -155,6 +159,9 @@ pub struct Wal {
     options: WalOptions,
     seg: Appender,
     segment: u64,
+    /// fdatasyncs of earlier segments and of segment creation (the current
+    /// appender counts its own).
+    syncs_before: u64,
     compressor: Compressor,
     poison: Poison,
 }
@@ -200,8 +207,16 @@ impl Wal {
             options,
             seg,
             segment: next,
+            // Creating the segment fsynced it once.
+            syncs_before: 1,
             poison: Poison::default(),
         })
+    }
+
+    /// fdatasyncs of WAL segment files so far (group syncs, seals at roll,
+    /// segment creation); directory fsyncs are not counted.
+    pub fn syncs(&self) -> u64 {
+        self.syncs_before + self.seg.syncs
     }
 
     /// Encodes a record for `payload` into the pending buffer and returns
@@ -267,7 +282,9 @@ impl Wal {
 
     fn start_segment(&mut self, number: u64) -> Result<()> {
         let r = create_segment(&*self.fs, &self.dir, number, &self.options);
+        let sealed = self.seg.syncs;
         self.seg = r.map_err(|e| self.poison.fail("segment creation", e))?;
+        self.syncs_before += sealed + 1;
         self.segment = number;
         Ok(())
     }
