@@ -293,6 +293,10 @@ impl Db {
             opts,
         });
 
+        // Readers must see the memtable writes go into (replay installs its
+        // own view; without a WAL nothing else would, and reads missed every
+        // write until the first memtable switch).
+        inner.install_super_version(&lock(&inner.state));
         if inner.opts.wal {
             inner.replay_wal(&recovered, &mut report).await?;
         }

@@ -55,3 +55,15 @@ async fn flush_records_the_marker_and_unflushed_state_is_left_to_the_log() {
     assert_eq!(db.get(b"k12").unwrap(), None);
     db.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn writes_are_readable_before_any_flush_without_a_wal() {
+    // Found by the Raft state machine: without a WAL, readers were handed a
+    // different (empty) memtable from the one writes went into.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), options()).await.unwrap();
+    db.write(batch("fresh", 1)).await.unwrap();
+    assert_eq!(db.get(b"fresh").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(db.scan::<Vec<u8>>(..).unwrap().count(), 1);
+    db.close().await.unwrap();
+}
