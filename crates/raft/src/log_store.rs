@@ -60,8 +60,9 @@ pub struct OpenReport {
     pub entries: u64,
 }
 
-/// The Raft log store. Cheap to clone: clones share one log.
-#[derive(Clone)]
+/// The Raft log store. Deliberately not `Clone`: openraft owns the one
+/// writer, and its read-modify-write of the meta file assumes no other.
+/// Readers come from [`LogStore::reader`].
 pub struct LogStore {
     shared: Arc<Shared>,
 }
@@ -394,16 +395,17 @@ impl LogStore {
             let mut inner = self.shared.lock()?;
             inner.check()?;
             let mut buf = Vec::new();
-            for entry in entries {
+            for (n, entry) in entries.into_iter().enumerate() {
                 if let Some(want) = inner.next_index() {
                     if entry.log_id.index != want {
-                        // Entries added before this one in the same call are
-                        // already in the index and the WAL buffer; stop.
                         let e = Error::Misuse(format!(
                             "append of {} where index {want} was expected",
                             entry.log_id
                         ));
-                        return Err(inner.stop(e));
+                        // Entries added before this one in the same call are
+                        // already in the index and the WAL buffer: stop.
+                        // Otherwise nothing changed and the store goes on.
+                        return Err(if n == 0 { e } else { inner.stop(e) });
                     }
                 }
                 buf.clear();
@@ -498,6 +500,15 @@ impl LogStore {
             {
                 return Ok(());
             }
+            if !inner.index.is_empty() && upto.index + 1 < inner.first_index {
+                // The log would then claim entries between `upto` and its
+                // first live entry that it never had; the next open would
+                // find that hole and refuse.
+                return Err(Error::Misuse(format!(
+                    "purge up to {upto} leaves a hole before the first live entry {}",
+                    inner.first_index
+                )));
+            }
             inner.meta
         };
         next.last_purged = Some(upto);
@@ -510,6 +521,7 @@ impl LogStore {
             ((upto.index - inner.first_index + 1) as usize).min(inner.index.len())
         };
         inner.index.drain(..drop_n);
+        // Checked above: the first live entry (if any) is now `upto + 1`.
         inner.first_index = upto.index + 1;
         let keep_segment = match inner.index.front() {
             Some((_, pos)) => pos.segment,

@@ -369,7 +369,7 @@ async fn a_vote_replacement_cut_short_by_a_crash_leaves_the_old_vote() {
 }
 
 #[tokio::test]
-async fn appending_a_gap_is_refused() {
+async fn appending_a_gap_is_refused_and_leaves_the_log_usable() {
     let dir = TempDir::new().expect("tempdir");
     let (store, _) = open(dir.path(), WalOptions::default()).await;
     store
@@ -378,4 +378,79 @@ async fn appending_a_gap_is_refused() {
         .expect("append");
     let err = store.append_durably([entry(1, 5)]).await.expect_err("gap");
     assert!(matches!(err, ballast_raft::Error::Misuse(_)), "{err}");
+    store
+        .append_durably(entries(1, 3..=3))
+        .await
+        .expect("append");
+    assert_eq!(store.entries(..).expect("read"), entries(1, 0..=3));
+}
+
+#[tokio::test]
+async fn a_gap_in_the_middle_of_one_append_stops_the_store_until_reopen() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let (store, _) = open(dir.path(), WalOptions::default()).await;
+        store
+            .append_durably(entries(1, 0..=2))
+            .await
+            .expect("append");
+        let err = store
+            .append_durably([entry(1, 3), entry(1, 7)])
+            .await
+            .expect_err("gap");
+        assert!(matches!(err, ballast_raft::Error::Misuse(_)), "{err}");
+        let err = store
+            .append_durably([entry(1, 4)])
+            .await
+            .expect_err("stopped");
+        assert!(matches!(err, ballast_raft::Error::Stopped(_)), "{err}");
+    }
+    // Entry 3 was never written to the OS, let alone acknowledged.
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(store.entries(..).expect("read"), entries(1, 0..=2));
+}
+
+#[tokio::test]
+async fn a_purge_that_would_leave_a_hole_before_the_log_is_refused() {
+    let dir = TempDir::new().expect("tempdir");
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    // Nothing purged, and the first entry is 5: purging up to 2 would
+    // claim entries 3 and 4, which the log never had.
+    store
+        .append_durably(entries(1, 5..=9))
+        .await
+        .expect("append");
+    let err = store.purge_durably(log_id(1, 2)).await.expect_err("hole");
+    assert!(matches!(err, ballast_raft::Error::Misuse(_)), "{err}");
+    // Purging right before the first entry is fine, and survives reopen.
+    store.purge_durably(log_id(1, 4)).await.expect("purge");
+    assert_eq!(store.entries(..).expect("read"), entries(1, 5..=9));
+    drop(store);
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(store.entries(..).expect("read"), entries(1, 5..=9));
+}
+
+#[tokio::test]
+async fn a_failed_vote_fsync_stops_the_store_and_the_old_vote_survives() {
+    let dir = TempDir::new().expect("tempdir");
+    let (fs, switches) = FaultFs::new(Arc::new(StdFs));
+    {
+        let (store, _) = open_on(fs, dir.path(), WalOptions::default()).await;
+        store
+            .save_vote_durably(&vote(1, 1, false))
+            .await
+            .expect("vote");
+        switches.fail_sync.store(true, Ordering::SeqCst);
+        assert!(store.save_vote_durably(&vote(2, 2, false)).await.is_err());
+        switches.fail_sync.store(false, Ordering::SeqCst);
+        // The in-memory vote never moved past the durable one.
+        assert_eq!(store.vote().expect("vote"), Some(vote(1, 1, false)));
+        let err = store
+            .append_durably(entries(2, 0..=0))
+            .await
+            .expect_err("stopped");
+        assert!(matches!(err, ballast_raft::Error::Stopped(_)), "{err}");
+    }
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(store.vote().expect("vote"), Some(vote(1, 1, false)));
 }
