@@ -219,7 +219,8 @@ fn decode_request(r: &mut Reader<'_>) -> DResult<Request> {
     })
 }
 
-fn encode_membership(dst: &mut Vec<u8>, m: &Membership) {
+/// Appends the encoding of a membership (the body of a membership entry).
+pub fn encode_membership(dst: &mut Vec<u8>, m: &Membership) {
     let configs = m.get_joint_config();
     put_len(dst, configs.len());
     for config in configs {
@@ -235,6 +236,43 @@ fn encode_membership(dst: &mut Vec<u8>, m: &Membership) {
         put_bytes(dst, node.raft_addr.as_bytes());
         put_bytes(dst, node.client_addr.as_bytes());
     }
+}
+
+/// Decodes a membership encoded by [`encode_membership`] that makes up the
+/// whole of `src`.
+pub fn decode_membership_exact(src: &[u8]) -> DResult<Membership> {
+    let mut r = Reader(src);
+    let m = decode_membership(&mut r)?;
+    r.finish()?;
+    Ok(m)
+}
+
+/// Appends a log id: term, node id, index (24 bytes).
+pub fn encode_log_id_into(dst: &mut Vec<u8>, id: &LogId) {
+    encode_log_id(dst, id)
+}
+
+/// Decodes a log id written by [`encode_log_id_into`] from the front of
+/// `src`; returns it and the rest.
+pub fn decode_log_id_prefix(src: &[u8]) -> DResult<(LogId, &[u8])> {
+    let mut r = Reader(src);
+    let id = decode_log_id(&mut r)?;
+    Ok((id, r.0))
+}
+
+/// Appends length-prefixed bytes (u32 length).
+pub fn encode_bytes_into(dst: &mut Vec<u8>, b: &[u8]) {
+    put_bytes(dst, b)
+}
+
+/// Decodes length-prefixed bytes from the front of `src`; returns them and
+/// the rest.
+pub fn decode_bytes_prefix(src: &[u8]) -> DResult<(&[u8], &[u8])> {
+    let mut r = Reader(src);
+    let n = r.u32()? as usize;
+    let b = r.take(n)?;
+    let rest = r.0;
+    Ok((b, rest))
 }
 
 fn decode_membership(r: &mut Reader<'_>) -> DResult<Membership> {
@@ -291,8 +329,8 @@ fn put_opt_u64(dst: &mut Vec<u8>, v: Option<u64>) {
 /// A cursor over an encoded entry; every read is bounds-checked.
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> DResult<&[u8]> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> DResult<&'a [u8]> {
         if self.0.len() < n {
             return malformed(format!(
                 "truncated: wanted {n} bytes, {} left",

@@ -6,11 +6,15 @@
 //!   segments: one WAL record per log entry, in our own encoding
 //!   ([`codec`], byte layout in `FORMAT-raftlog.md` beside this crate), the
 //!   vote and last purged log id in a small [`meta`] file.
+//! * [`state_machine`]: an *interim* state machine over
+//!   `ballast_storage::Db` in replicated mode (no engine WAL; the applied
+//!   log id rides on each flush), with logical-dump snapshots. Its module
+//!   docs say exactly what is real and what is not yet.
 //!
-//! Still to come: the state machine over `ballast_storage::Db`, snapshots,
-//! the RPC network. The committed log id is not persisted
-//! (`save_committed` keeps openraft's default): until it is, the node must
-//! call `Raft::wait_for_recovery` before serving reads after a restart.
+//! Still to come: SSTable-set snapshots streamed in chunks, the RPC
+//! network, and persisting the committed log id (`save_committed` keeps
+//! openraft's default for now, so the node must call
+//! `Raft::wait_for_recovery` before serving reads after a restart).
 //!
 //! All file I/O goes through `ballast_storage::fs`, the file seam the
 //! simulation replaces; nothing here reads clocks, starts threads or draws
@@ -22,6 +26,7 @@ pub mod codec;
 pub mod error;
 pub mod log_store;
 pub mod meta;
+pub mod state_machine;
 pub mod typ;
 
 pub use error::{Error, Result};
