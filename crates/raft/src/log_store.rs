@@ -226,7 +226,6 @@ impl LogStore {
         dir: &Path,
         wal_options: WalOptions,
     ) -> Result<(LogStore, OpenReport)> {
-        let _span = tracing::info_span!("raft_log_open", dir = %dir.display()).entered();
         wal_options.validate()?;
         let wal_dir = dir.join(LOG_DIR);
         let io_err = |path: &Path| {
@@ -290,6 +289,7 @@ impl LogStore {
         )?;
         if let Some(torn) = &report.truncated {
             tracing::warn!(
+                dir = %dir.display(),
                 segment = torn.segment,
                 offset = torn.offset,
                 bytes_dropped = torn.bytes_dropped,
@@ -304,6 +304,7 @@ impl LogStore {
             entries: index.len() as u64,
         };
         tracing::info!(
+            dir = %dir.display(),
             entries = open_report.entries,
             skipped,
             vote = ?meta.vote,
