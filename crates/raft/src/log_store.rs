@@ -1,0 +1,624 @@
+//! The Raft log store: openraft's [`RaftLogStorage`] and [`RaftLogReader`]
+//! on the storage engine's WAL segment code. The Raft log *is* a WAL: one
+//! record per entry, the entry in our own encoding (see [`crate::codec`] and
+//! `FORMAT-raftlog.md`).
+//!
+//! Directory layout (`dir` given to [`LogStore::open`]):
+//!
+//! ```text
+//! dir/LOCK             advisory lock (production file systems only)
+//! dir/raft-meta        vote and last purged log id (see crate::meta)
+//! dir/log/NNNN.wal     WAL segments holding the entries
+//! ```
+//!
+//! Memory is bounded by the index: one `(leader id, record position)` per
+//! live entry. Entry payloads are read back from the segments on demand.
+//!
+//! Durability: [`RaftLogStorage::append`] writes all the entries of one call
+//! with one positional write and one fsync, and only then calls the
+//! `IOFlushed` callback; `save_vote` and `purge` replace the meta file
+//! (temporary file, fsync, rename, directory fsync) before returning. This
+//! holds in every preset for now; whether relaxed presets may flush lazily
+//! is decided later, by the node.
+//!
+//! Nothing here reads clocks, spawns threads or draws random numbers, and
+//! all I/O goes through the [`FileSystem`] seam, so the simulation can run
+//! it. Simulated disk latency is awaited before each step, never while the
+//! store's lock is held.
+
+use crate::codec::{self, DecodeError};
+use crate::error::{Error, Result};
+use crate::meta::{self, Meta};
+use crate::typ::{Entry, LeaderId, LogId, TypeConfig, Vote};
+use ballast_storage::fs::{self, DynFile, DynFs, IoOp};
+use ballast_storage::wal::{
+    self, segment_path, RecordPos, RecoveryReport, TailPolicy, TornTail, Wal, WalOptions,
+};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use std::collections::VecDeque;
+use std::fmt::{self, Debug};
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Name of the WAL directory inside the log store's directory.
+pub const LOG_DIR: &str = "log";
+/// Name of the lock file inside the log store's directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// What [`LogStore::open`] found on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The WAL's recovery report (records read, torn tail cut, ...).
+    pub wal: RecoveryReport,
+    /// Records skipped because they were at or below the last purged log
+    /// id (purge keeps whole segments).
+    pub purged_records_skipped: u64,
+    /// Live entries in the log after opening.
+    pub entries: u64,
+}
+
+/// The Raft log store. Deliberately not `Clone`: openraft owns the one
+/// writer, and its read-modify-write of the meta file assumes no other.
+/// Readers come from [`LogStore::reader`].
+pub struct LogStore {
+    shared: Arc<Shared>,
+}
+
+/// A reader of the log, for openraft's replication tasks. Shares the log
+/// with the [`LogStore`] that made it.
+#[derive(Clone)]
+pub struct LogReader {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    fs: DynFs,
+    dir: PathBuf,
+    wal_dir: PathBuf,
+    wal_options: WalOptions,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    wal: Wal,
+    /// `index[i]` is the entry with log index `first_index + i`.
+    index: VecDeque<(LeaderId, RecordPos)>,
+    /// Log index of `index[0]`; meaningless while `index` is empty.
+    first_index: u64,
+    /// The durable meta file's content.
+    meta: Meta,
+    /// Set after a failed durability step: the store refuses everything.
+    stopped: Option<String>,
+    /// Held for the life of the store.
+    _lock: Option<DynFile>,
+}
+
+impl Inner {
+    fn check(&self) -> Result<()> {
+        match &self.stopped {
+            None => Ok(()),
+            Some(why) => Err(Error::Stopped(why.clone())),
+        }
+    }
+
+    fn stop(&mut self, e: Error) -> Error {
+        if self.stopped.is_none() {
+            self.stopped = Some(e.to_string());
+        }
+        e
+    }
+
+    fn last_log_id(&self) -> Option<LogId> {
+        match self.index.back() {
+            Some((leader, _)) => Some(LogId::new(
+                *leader,
+                self.first_index + self.index.len() as u64 - 1,
+            )),
+            None => self.meta.last_purged,
+        }
+    }
+
+    /// The log index the next appended entry must have, if constrained.
+    fn next_index(&self) -> Option<u64> {
+        if self.index.is_empty() {
+            self.meta.last_purged.map(|p| p.index + 1)
+        } else {
+            Some(self.first_index + self.index.len() as u64)
+        }
+    }
+
+    fn push(&mut self, log_id: &LogId, pos: RecordPos) {
+        if self.index.is_empty() {
+            self.first_index = log_id.index;
+        }
+        self.index.push_back((log_id.leader_id, pos));
+    }
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogStore")
+            .field("dir", &self.shared.dir)
+            .finish()
+    }
+}
+
+impl Debug for LogReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogReader")
+            .field("dir", &self.shared.dir)
+            .finish()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
+        // A panic while the lock was held may have left the index half
+        // updated: refuse rather than serve it.
+        self.inner
+            .lock()
+            .map_err(|_| Error::Stopped("a panic poisoned the log store's lock".into()))
+    }
+
+    /// Reads and decodes entries `[start, end)` (clamped to the log).
+    fn read_range(&self, start: u64, end: u64) -> Result<Vec<Entry>> {
+        let inner = self.lock()?;
+        if inner.index.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = inner.first_index;
+        let last_excl = first + inner.index.len() as u64;
+        let (s, e) = (start.max(first), end.min(last_excl));
+        let mut out = Vec::with_capacity(e.saturating_sub(s) as usize);
+        for i in s..e {
+            let (leader, pos) = inner.index[(i - first) as usize];
+            let bytes = inner.wal.read_record(pos)?;
+            let entry = codec::decode_entry(&bytes).map_err(|d| self.decode_error(pos, d))?;
+            // Paired with the check in `append`: the record must be the
+            // entry the index says it is.
+            let expected = LogId::new(leader, i);
+            if entry.log_id != expected {
+                return Err(Error::corrupt(
+                    segment_path(&self.wal_dir, pos.segment),
+                    format!(
+                        "record at offset {} holds {} where the index expects {}",
+                        pos.offset, entry.log_id, expected
+                    ),
+                ));
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn decode_error(&self, pos: RecordPos, d: DecodeError) -> Error {
+        let path = segment_path(&self.wal_dir, pos.segment);
+        match d {
+            DecodeError::Version(v) => Error::UnsupportedFormat {
+                path,
+                found: u32::from(v),
+                supported: u32::from(codec::ENTRY_FORMAT_VERSION),
+            },
+            DecodeError::Malformed(why) => {
+                Error::corrupt(path, format!("entry at offset {}: {why}", pos.offset))
+            }
+        }
+    }
+}
+
+impl LogStore {
+    /// Opens (or creates) the log store in `dir` on the file system `fs`:
+    /// loads the meta file, replays the WAL segments to rebuild the index
+    /// (cutting a torn tail, see below), and starts a new segment.
+    ///
+    /// Torn tails: one append writes all its entries with one write before
+    /// its fsync, and a power loss may persist a later sector of that write
+    /// and lose an earlier one. So recovery reads the last segment holding
+    /// data point-in-time ([`TailPolicy::PointInTime`]): from its first bad
+    /// record on, everything is cut. Entries cut that way were never
+    /// acknowledged (their fsync had not returned). Damage in any earlier
+    /// segment is corruption and opening fails.
+    pub async fn open(
+        fs: DynFs,
+        dir: &Path,
+        wal_options: WalOptions,
+    ) -> Result<(LogStore, OpenReport)> {
+        wal_options.validate()?;
+        let wal_dir = dir.join(LOG_DIR);
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        fs.create_dir_all(&wal_dir).map_err(io_err(&wal_dir))?;
+        fs::sync_parent(&*fs, &wal_dir).map_err(io_err(dir))?;
+        fs::sync_parent(&*fs, dir).map_err(io_err(dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = fs.lock(&lock_path).map_err(|e| {
+            Error::Storage(ballast_storage::Error::Locked {
+                path: lock_path.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+        let meta = meta::load(&*fs, dir)?;
+
+        let mut index: VecDeque<(LeaderId, RecordPos)> = VecDeque::new();
+        let mut first_index = 0;
+        let mut skipped = 0;
+        let purged_upto = meta.last_purged.map(|p| p.index);
+        let report = wal::replay_with(
+            &*fs,
+            &wal_dir,
+            0,
+            false,
+            TailPolicy::PointInTime,
+            |pos, payload| {
+                let bad = |why: String| {
+                    ballast_storage::Error::corruption(
+                        segment_path(&wal_dir, pos.segment),
+                        pos.offset,
+                        why,
+                    )
+                };
+                let log_id = codec::decode_log_id_only(&payload)
+                    .map_err(|d| bad(format!("Raft log entry header: {d:?}")))?;
+                if purged_upto.is_some_and(|p| log_id.index <= p) {
+                    skipped += 1;
+                    return Ok(());
+                }
+                let expected = if index.is_empty() {
+                    purged_upto.map(|p| p + 1)
+                } else {
+                    Some(first_index + index.len() as u64)
+                };
+                if let Some(want) = expected {
+                    if log_id.index != want {
+                        return Err(bad(format!(
+                            "hole in the Raft log: entry {log_id} where index {want} was expected"
+                        )));
+                    }
+                }
+                if index.is_empty() {
+                    first_index = log_id.index;
+                }
+                index.push_back((log_id.leader_id, pos));
+                Ok(())
+            },
+        )?;
+        if let Some(torn) = &report.truncated {
+            tracing::warn!(
+                dir = %dir.display(),
+                segment = torn.segment,
+                offset = torn.offset,
+                bytes_dropped = torn.bytes_dropped,
+                records_dropped = ?report.records_dropped,
+                "Raft log ended in a torn tail of unacknowledged entries; cutting it"
+            );
+        }
+        let wal = Wal::open(fs.clone(), &wal_dir, wal_options, &report)?;
+        let open_report = OpenReport {
+            wal: report,
+            purged_records_skipped: skipped,
+            entries: index.len() as u64,
+        };
+        tracing::info!(
+            dir = %dir.display(),
+            entries = open_report.entries,
+            skipped,
+            vote = ?meta.vote,
+            last_purged = ?meta.last_purged,
+            "Raft log opened"
+        );
+        let inner = Inner {
+            wal,
+            index,
+            first_index,
+            meta,
+            stopped: None,
+            _lock: lock,
+        };
+        let store = LogStore {
+            shared: Arc::new(Shared {
+                fs,
+                dir: dir.to_path_buf(),
+                wal_dir,
+                wal_options,
+                inner: Mutex::new(inner),
+            }),
+        };
+        Ok((store, open_report))
+    }
+
+    /// A reader sharing this log.
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The log state: last purged and last log ids.
+    pub fn log_state(&self) -> Result<LogState<TypeConfig>> {
+        let inner = self.shared.lock()?;
+        Ok(LogState {
+            last_purged_log_id: inner.meta.last_purged,
+            last_log_id: inner.last_log_id(),
+        })
+    }
+
+    /// The saved vote.
+    pub fn vote(&self) -> Result<Option<Vote>> {
+        Ok(self.shared.lock()?.meta.vote)
+    }
+
+    /// Entries with log index in `range`, clamped to the live log.
+    pub fn entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry>> {
+        let (start, end) = bounds(range);
+        self.shared.read_range(start, end)
+    }
+
+    /// The WAL segment numbers on disk (for tests and diagnostics).
+    pub fn segments(&self) -> Result<Vec<u64>> {
+        Ok(self.shared.lock()?.wal.segments()?)
+    }
+
+    /// Durably saves `vote` (meta file replaced and directory fsynced).
+    pub async fn save_vote_durably(&self, vote: &Vote) -> Result<()> {
+        let mut next = {
+            let inner = self.shared.lock()?;
+            inner.check()?;
+            inner.meta
+        };
+        next.vote = Some(*vote);
+        self.store_meta(next).await
+    }
+
+    async fn store_meta(&self, next: Meta) -> Result<()> {
+        let r = meta::store(&*self.shared.fs, &self.shared.dir, &next).await;
+        let mut inner = self.shared.lock()?;
+        match r {
+            Ok(()) => {
+                inner.meta = next;
+                Ok(())
+            }
+            // The old or the new content may be on disk: stop, so that
+            // nothing relies on either until a reopen reads which.
+            Err(e) => Err(inner.stop(e)),
+        }
+    }
+
+    /// Appends `entries` (their indexes must continue the log), writes them
+    /// with one write and makes them durable with one fsync. Returns once
+    /// they are durable.
+    pub async fn append_durably(&self, entries: impl IntoIterator<Item = Entry>) -> Result<()> {
+        {
+            let mut inner = self.shared.lock()?;
+            inner.check()?;
+            let mut buf = Vec::new();
+            for (n, entry) in entries.into_iter().enumerate() {
+                if let Some(want) = inner.next_index() {
+                    if entry.log_id.index != want {
+                        let e = Error::Misuse(format!(
+                            "append of {} where index {want} was expected",
+                            entry.log_id
+                        ));
+                        // Entries added before this one in the same call are
+                        // already in the index and the WAL buffer: stop.
+                        // Otherwise nothing changed and the store goes on.
+                        return Err(if n == 0 { e } else { inner.stop(e) });
+                    }
+                }
+                buf.clear();
+                codec::encode_entry(&mut buf, &entry);
+                let pos = match inner.wal.add_record(&buf) {
+                    Ok(pos) => pos,
+                    Err(e) => return Err(inner.stop(e.into())),
+                };
+                inner.push(&entry.log_id, pos);
+            }
+        }
+        fs::pause(&*self.shared.fs, IoOp::Write).await;
+        {
+            let mut inner = self.shared.lock()?;
+            if let Err(e) = inner.wal.write_pending() {
+                return Err(inner.stop(e.into()));
+            }
+        }
+        fs::pause(&*self.shared.fs, IoOp::Sync).await;
+        let mut inner = self.shared.lock()?;
+        if let Err(e) = inner.wal.sync() {
+            return Err(inner.stop(e.into()));
+        }
+        Ok(())
+    }
+
+    /// Removes every entry after `last` (all of them for `None`).
+    pub async fn truncate_after_durably(&self, last: Option<LogId>) -> Result<()> {
+        let mut inner = self.shared.lock()?;
+        inner.check()?;
+        if let (Some(k), Some(p)) = (last, inner.meta.last_purged) {
+            if k.index < p.index {
+                return Err(Error::Misuse(format!(
+                    "truncate after {k}, below the last purged {p}"
+                )));
+            }
+        }
+        if inner.index.is_empty() {
+            return Ok(());
+        }
+        let first = inner.first_index;
+        let cut_from = last.map_or(0, |k| k.index + 1);
+        let end = first + inner.index.len() as u64;
+        if cut_from >= end {
+            return Ok(());
+        }
+        if cut_from > first {
+            let keep = (cut_from - first) as usize;
+            let (_, pos) = inner.index[keep - 1];
+            if let Err(e) = inner.wal.truncate_after(pos) {
+                return Err(inner.stop(e.into()));
+            }
+            inner.index.truncate(keep);
+        } else {
+            // Every live entry goes, and there may be no record before them
+            // to cut after (they follow a purge, or start the log). Cut the
+            // segment right before the first one, exactly as recovery cuts
+            // a torn tail (later segments removed highest first, directory
+            // fsynced after each, then set_len and fdatasync), and start a
+            // new writer after it.
+            let (_, pos) = inner.index[0];
+            let cut = RecoveryReport {
+                truncated: Some(TornTail {
+                    segment: pos.segment,
+                    offset: pos.offset,
+                    bytes_dropped: 0,
+                }),
+                ..RecoveryReport::default()
+            };
+            let shared = &self.shared;
+            match Wal::open(shared.fs.clone(), &shared.wal_dir, shared.wal_options, &cut) {
+                Ok(wal) => inner.wal = wal,
+                Err(e) => return Err(inner.stop(e.into())),
+            }
+            inner.index.clear();
+        }
+        Ok(())
+    }
+
+    /// Purges every entry up to and including `upto`: the last purged log
+    /// id is made durable first, then whole segments holding only purged
+    /// entries are removed (a crash in between leaves purged records that
+    /// the next open skips).
+    pub async fn purge_durably(&self, upto: LogId) -> Result<()> {
+        let mut next = {
+            let inner = self.shared.lock()?;
+            inner.check()?;
+            if inner
+                .meta
+                .last_purged
+                .is_some_and(|p| p.index >= upto.index)
+            {
+                return Ok(());
+            }
+            if !inner.index.is_empty() && upto.index + 1 < inner.first_index {
+                // The log would then claim entries between `upto` and its
+                // first live entry that it never had; the next open would
+                // find that hole and refuse.
+                return Err(Error::Misuse(format!(
+                    "purge up to {upto} leaves a hole before the first live entry {}",
+                    inner.first_index
+                )));
+            }
+            inner.meta
+        };
+        next.last_purged = Some(upto);
+        self.store_meta(next).await?;
+        fs::pause(&*self.shared.fs, IoOp::Metadata).await;
+        let mut inner = self.shared.lock()?;
+        let drop_n = if inner.index.is_empty() || upto.index < inner.first_index {
+            0
+        } else {
+            ((upto.index - inner.first_index + 1) as usize).min(inner.index.len())
+        };
+        inner.index.drain(..drop_n);
+        // Checked above: the first live entry (if any) is now `upto + 1`.
+        inner.first_index = upto.index + 1;
+        let keep_segment = match inner.index.front() {
+            Some((_, pos)) => pos.segment,
+            None => inner.wal.current_segment(),
+        };
+        // Removal failures do not endanger the log (the segments only hold
+        // purged records); report them and let the next purge retry.
+        inner.wal.remove_segments_below(keep_segment)?;
+        Ok(())
+    }
+}
+
+/// `[start, end)` of a range of log indexes.
+fn bounds(range: impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = bounds(range);
+        Ok(self.shared.read_range(start, end)?)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.shared.lock()?.meta.vote)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        Ok(self.entries(range)?)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.vote()?)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        Ok(self.log_state()?)
+    }
+
+    async fn get_log_reader(&mut self) -> LogReader {
+        self.reader()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        Ok(self.save_vote_durably(vote).await?)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        match self.append_durably(entries).await {
+            Ok(()) => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                callback.io_completed(Err(io::Error::other(msg)));
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        Ok(self.truncate_after_durably(last_log_id).await?)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        Ok(self.purge_durably(log_id).await?)
+    }
+}

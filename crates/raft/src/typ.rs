@@ -1,0 +1,200 @@
+//! The openraft type configuration for ballast: who the nodes are, what a
+//! log entry asks of the state machine ([`Request`]), and what it answers
+//! ([`Response`]).
+//!
+//! Requests carry everything a replica needs to apply them identically:
+//! expiry is an absolute time in milliseconds (`expire_at_ms`) chosen by the
+//! leader from its clock handle when it proposes, never read from a clock at
+//! apply time, so replaying the log anywhere gives the same state.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The runtime openraft runs on. Tokio today; the simulation swaps in a
+/// runtime with a seeded RNG through this one alias.
+pub type Runtime = openraft_rt_tokio::TokioRuntime;
+
+openraft::declare_raft_types!(
+    /// ballast's Raft types. Node ids are `u64`; leader ids are the default
+    /// "advanced" kind (term plus node id), so a log id is
+    /// `(term, node_id, index)`.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = u64,
+        Node = Node,
+        AsyncRuntime = Runtime,
+);
+
+/// A node id.
+pub type NodeId = u64;
+
+/// A Raft log id of ballast: `(term, leader node id, index)`.
+pub type LogId = openraft::LogId<LeaderId>;
+
+/// A Raft log entry of ballast.
+pub type Entry = openraft::Entry<LeaderId, EntryPayload>;
+
+/// What a log entry holds: nothing (blank), a [`Request`], or a membership.
+pub type EntryPayload = openraft::EntryPayload<Request, NodeId, Node>;
+
+/// A vote (term, candidate, committed flag).
+pub type Vote = openraft::Vote<LeaderId>;
+
+/// The leader id that votes and log ids carry: `(term, node_id)`, the
+/// default "advanced" kind, whose committed form is itself.
+pub type LeaderId = openraft::impls::leader_id_adv::LeaderId<u64, NodeId>;
+
+/// The membership stored in membership log entries.
+pub type Membership = openraft::Membership<NodeId, Node>;
+
+/// Where a node can be reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Address of the peer-to-peer Raft RPC listener, `host:port`.
+    pub raft_addr: String,
+    /// Address of the client (RESP) listener, `host:port`, for redirecting
+    /// clients to the leader.
+    pub client_addr: String,
+}
+
+impl Node {
+    /// A node reachable at `raft_addr` (peers) and `client_addr` (clients).
+    pub fn new(raft_addr: impl Into<String>, client_addr: impl Into<String>) -> Node {
+        Node {
+            raft_addr: raft_addr.into(),
+            client_addr: client_addr.into(),
+        }
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "raft={} client={}", self.raft_addr, self.client_addr)
+    }
+}
+
+/// One write inside a [`Request::Batch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchOp {
+    /// Sets `key` to `value` (no expiry).
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// The new value.
+        value: Vec<u8>,
+    },
+    /// Removes `key`.
+    Delete {
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
+/// A replicated write: what a normal log entry asks the state machine to do.
+///
+/// Every variant is deterministic given the state it is applied to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// SET: sets `key` to `value`, expiring at `expire_at_ms` (milliseconds
+    /// since the Unix epoch, chosen by the leader) if given.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// The new value.
+        value: Vec<u8>,
+        /// Absolute expiry, if any.
+        expire_at_ms: Option<u64>,
+    },
+    /// DEL of one key.
+    Delete {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// MSET and multi-key DEL: applied atomically, in order.
+    Batch(Vec<BatchOp>),
+    /// INCR / INCRBY / DECR: adds `delta` to the decimal integer at `key`
+    /// (a missing key counts as 0).
+    IncrBy {
+        /// The key.
+        key: Vec<u8>,
+        /// What to add (negative for DECR).
+        delta: i64,
+    },
+    /// CAS key expected new: sets `key` to `new` only if its current value is
+    /// `expected` (`None`: only if the key is absent).
+    Cas {
+        /// The key.
+        key: Vec<u8>,
+        /// The value the key must hold, or `None` for "absent".
+        expected: Option<Vec<u8>>,
+        /// The value to set.
+        new: Vec<u8>,
+    },
+    /// EXPIRE / PEXPIRE: makes an existing key expire at `expire_at_ms`.
+    Expire {
+        /// The key.
+        key: Vec<u8>,
+        /// Absolute expiry, milliseconds since the Unix epoch.
+        expire_at_ms: u64,
+    },
+    /// PERSIST: removes an existing key's expiry.
+    Persist {
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
+impl Request {
+    /// INCR: `IncrBy` with a delta of 1.
+    pub fn incr(key: impl Into<Vec<u8>>) -> Request {
+        Request::IncrBy {
+            key: key.into(),
+            delta: 1,
+        }
+    }
+}
+
+impl fmt::Display for Request {
+    /// A short description for logs: the kind and key sizes, never values
+    /// (they may be large or private).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Put { key, value, .. } => {
+                write!(f, "put(key {}B, value {}B)", key.len(), value.len())
+            }
+            Request::Delete { key } => write!(f, "delete(key {}B)", key.len()),
+            Request::Batch(ops) => write!(f, "batch({} ops)", ops.len()),
+            Request::IncrBy { key, delta } => write!(f, "incr_by(key {}B, {delta})", key.len()),
+            Request::Cas { key, .. } => write!(f, "cas(key {}B)", key.len()),
+            Request::Expire { key, expire_at_ms } => {
+                write!(f, "expire(key {}B, at {expire_at_ms} ms)", key.len())
+            }
+            Request::Persist { key } => write!(f, "persist(key {}B)", key.len()),
+        }
+    }
+}
+
+/// What applying a [`Request`] answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The write was applied (Put, Batch, blank and membership entries).
+    Done,
+    /// Delete, Expire, Persist: whether the key existed (for Persist:
+    /// whether it had an expiry to remove).
+    Existed(bool),
+    /// IncrBy: the new value.
+    Integer(i64),
+    /// Cas: whether the value was swapped, and the value the key held
+    /// before (so a failed CAS tells the client what it raced with).
+    Cas {
+        /// True if `new` was written.
+        swapped: bool,
+        /// The value before this request.
+        current: Option<Vec<u8>>,
+    },
+    /// The request was applied as a no-op because it could not succeed
+    /// (for example IncrBy on a value that is not an integer, or an
+    /// overflow); the reason is for the client.
+    Rejected(String),
+}

@@ -1,0 +1,456 @@
+//! Crash-and-reopen tests of the Raft log store: the store is dropped
+//! without any close (every acknowledged step must already be durable),
+//! reopened from the same directory, and the log state, vote and entries
+//! checked. Torn tails are made by hand on the last segment file.
+
+use ballast_raft::log_store::LOG_DIR;
+use ballast_raft::meta::META_TMP_FILE;
+use ballast_raft::typ::EntryPayload;
+use ballast_raft::{Entry, LeaderId, LogId, LogStore, Membership, Node, OpenReport, Request, Vote};
+use ballast_storage::fs::{DynFs, FaultFs, StdFs};
+use ballast_storage::wal::{self, WalOptions};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tempfile::TempDir;
+
+fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new(LeaderId { term, node_id: 1 }, index)
+}
+
+fn entry(term: u64, index: u64) -> Entry {
+    let payload = match index % 3 {
+        0 => EntryPayload::Blank,
+        1 => EntryPayload::Normal(Request::Put {
+            key: format!("key{index}").into_bytes(),
+            value: vec![index as u8; 40],
+            expire_at_ms: Some(1_000 + index),
+        }),
+        _ => {
+            let mut nodes = BTreeMap::new();
+            nodes.insert(1, Node::new("127.0.0.1:7001", "127.0.0.1:6001"));
+            nodes.insert(2, Node::new("127.0.0.1:7002", "127.0.0.1:6002"));
+            let m = Membership::new(vec![BTreeSet::from([1, 2])], nodes).expect("valid");
+            EntryPayload::Membership(m)
+        }
+    };
+    Entry {
+        log_id: log_id(term, index),
+        payload,
+    }
+}
+
+fn entries(term: u64, range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+    range.map(|i| entry(term, i)).collect()
+}
+
+fn tiny() -> WalOptions {
+    WalOptions {
+        segment_bytes: 200,
+        ..WalOptions::default()
+    }
+}
+
+async fn open(dir: &Path, opts: WalOptions) -> (LogStore, OpenReport) {
+    open_on(Arc::new(StdFs), dir, opts).await
+}
+
+async fn open_on(fs: DynFs, dir: &Path, opts: WalOptions) -> (LogStore, OpenReport) {
+    LogStore::open(fs, dir, opts).await.expect("open")
+}
+
+fn vote(term: u64, node: u64, committed: bool) -> Vote {
+    Vote {
+        leader_id: LeaderId {
+            term,
+            node_id: node,
+        },
+        committed,
+    }
+}
+
+/// The highest-numbered segment file holding more than its header.
+fn last_data_segment(dir: &Path) -> std::path::PathBuf {
+    let log = dir.join(LOG_DIR);
+    let mut segs = wal::list_segments(&StdFs, &log).expect("list");
+    segs.reverse();
+    for s in segs {
+        let p = wal::segment_path(&log, s);
+        if std::fs::metadata(&p).expect("stat").len() > wal::format::FILE_HEADER_LEN as u64 {
+            return p;
+        }
+    }
+    panic!("no segment holds data");
+}
+
+#[tokio::test]
+async fn acknowledged_entries_vote_and_purge_survive_drop_without_close() {
+    for opts in [WalOptions::default(), tiny()] {
+        let dir = TempDir::new().expect("tempdir");
+        {
+            let (store, _) = open(dir.path(), opts).await;
+            store
+                .save_vote_durably(&vote(3, 2, true))
+                .await
+                .expect("vote");
+            store
+                .append_durably(entries(1, 0..=4))
+                .await
+                .expect("append");
+            store
+                .append_durably(entries(2, 5..=10))
+                .await
+                .expect("append");
+            store.purge_durably(log_id(1, 3)).await.expect("purge");
+            // Dropped here: no close, no final sync.
+        }
+        let (store, report) = open(dir.path(), opts).await;
+        assert_eq!(report.entries, 7);
+        assert_eq!(report.wal.truncated, None);
+        let state = store.log_state().expect("state");
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 3)));
+        assert_eq!(state.last_log_id, Some(log_id(2, 10)));
+        assert_eq!(store.vote().expect("vote"), Some(vote(3, 2, true)));
+        let mut want = entries(1, 4..=4);
+        want.extend(entries(2, 5..=10));
+        assert_eq!(store.entries(..).expect("read"), want);
+        assert_eq!(store.entries(0..4).expect("read"), vec![]);
+    }
+}
+
+#[tokio::test]
+async fn one_append_call_costs_one_fsync_and_a_vote_costs_file_and_directory_fsyncs() {
+    let dir = TempDir::new().expect("tempdir");
+    let (fs, switches) = FaultFs::new(Arc::new(StdFs));
+    let (store, _) = open_on(fs, dir.path(), WalOptions::default()).await;
+    let syncs = switches.syncs.load(Ordering::SeqCst);
+    store
+        .append_durably(entries(1, 0..=49))
+        .await
+        .expect("append");
+    assert_eq!(switches.syncs.load(Ordering::SeqCst), syncs + 1);
+
+    let (syncs, dir_syncs) = (
+        switches.syncs.load(Ordering::SeqCst),
+        switches.dir_syncs.load(Ordering::SeqCst),
+    );
+    store
+        .save_vote_durably(&vote(1, 1, false))
+        .await
+        .expect("vote");
+    assert_eq!(switches.syncs.load(Ordering::SeqCst), syncs + 1);
+    assert_eq!(switches.dir_syncs.load(Ordering::SeqCst), dir_syncs + 1);
+}
+
+#[tokio::test]
+async fn truncated_entries_stay_gone_after_reopen_and_appends_continue() {
+    for opts in [WalOptions::default(), tiny()] {
+        let dir = TempDir::new().expect("tempdir");
+        {
+            let (store, _) = open(dir.path(), opts).await;
+            store
+                .append_durably(entries(1, 0..=9))
+                .await
+                .expect("append");
+            store
+                .truncate_after_durably(Some(log_id(1, 5)))
+                .await
+                .expect("truncate");
+            store
+                .append_durably(entries(2, 6..=8))
+                .await
+                .expect("append");
+        }
+        let (store, _) = open(dir.path(), opts).await;
+        let mut want = entries(1, 0..=5);
+        want.extend(entries(2, 6..=8));
+        assert_eq!(store.entries(..).expect("read"), want);
+        assert_eq!(
+            store.log_state().expect("state").last_log_id,
+            Some(log_id(2, 8))
+        );
+    }
+}
+
+#[tokio::test]
+async fn truncating_every_live_entry_after_a_purge_survives_reopen() {
+    for opts in [WalOptions::default(), tiny()] {
+        let dir = TempDir::new().expect("tempdir");
+        {
+            let (store, _) = open(dir.path(), opts).await;
+            store
+                .append_durably(entries(1, 0..=9))
+                .await
+                .expect("append");
+            store.purge_durably(log_id(1, 4)).await.expect("purge");
+            // Nothing after the purge point is kept: there is no live record
+            // to cut after, so the store cuts before entry 5.
+            store
+                .truncate_after_durably(Some(log_id(1, 4)))
+                .await
+                .expect("truncate");
+            assert_eq!(
+                store.log_state().expect("state").last_log_id,
+                Some(log_id(1, 4))
+            );
+            store
+                .append_durably(entries(3, 5..=6))
+                .await
+                .expect("append");
+        }
+        let (store, report) = open(dir.path(), opts).await;
+        assert_eq!(report.entries, 2);
+        assert_eq!(store.entries(..).expect("read"), entries(3, 5..=6));
+        let state = store.log_state().expect("state");
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 4)));
+        assert_eq!(state.last_log_id, Some(log_id(3, 6)));
+    }
+}
+
+#[tokio::test]
+async fn truncate_after_none_empties_an_unpurged_log_for_good() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let (store, _) = open(dir.path(), tiny()).await;
+        store
+            .append_durably(entries(1, 0..=6))
+            .await
+            .expect("append");
+        store.truncate_after_durably(None).await.expect("truncate");
+        assert_eq!(store.log_state().expect("state").last_log_id, None);
+    }
+    let (store, report) = open(dir.path(), tiny()).await;
+    assert_eq!(report.entries, 0);
+    assert_eq!(store.log_state().expect("state").last_log_id, None);
+    store
+        .append_durably(entries(2, 0..=1))
+        .await
+        .expect("append");
+    assert_eq!(store.entries(..).expect("read"), entries(2, 0..=1));
+}
+
+#[tokio::test]
+async fn purge_beyond_the_last_entry_then_append_survives_reopen() {
+    // A follower that installs a snapshot past its log purges everything.
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let (store, _) = open(dir.path(), WalOptions::default()).await;
+        store
+            .append_durably(entries(1, 0..=3))
+            .await
+            .expect("append");
+        store.purge_durably(log_id(2, 10)).await.expect("purge");
+        let state = store.log_state().expect("state");
+        assert_eq!(state.last_log_id, Some(log_id(2, 10)));
+        store
+            .append_durably(entries(2, 11..=13))
+            .await
+            .expect("append");
+    }
+    let (store, report) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(report.purged_records_skipped, 4);
+    let state = store.log_state().expect("state");
+    assert_eq!(state.last_purged_log_id, Some(log_id(2, 10)));
+    assert_eq!(state.last_log_id, Some(log_id(2, 13)));
+    assert_eq!(store.entries(..).expect("read"), entries(2, 11..=13));
+}
+
+#[tokio::test]
+async fn purge_removes_whole_segments_of_purged_entries_only() {
+    let dir = TempDir::new().expect("tempdir");
+    let (store, _) = open(dir.path(), tiny()).await;
+    for i in 0..=19 {
+        store.append_durably([entry(1, i)]).await.expect("append");
+    }
+    let before = store.segments().expect("segments");
+    store.purge_durably(log_id(1, 14)).await.expect("purge");
+    let after = store.segments().expect("segments");
+    assert!(after.len() < before.len(), "{before:?} -> {after:?}");
+    assert_eq!(store.entries(..).expect("read"), entries(1, 15..=19));
+    drop(store);
+    let (store, _) = open(dir.path(), tiny()).await;
+    assert_eq!(store.entries(..).expect("read"), entries(1, 15..=19));
+}
+
+#[tokio::test]
+async fn torn_tail_of_the_last_segment_loses_only_unacknowledged_entries() {
+    let dir = TempDir::new().expect("tempdir");
+    let (fs, switches) = FaultFs::new(Arc::new(StdFs));
+    {
+        let (store, _) = open_on(fs, dir.path(), WalOptions::default()).await;
+        store
+            .append_durably(entries(1, 0..=4))
+            .await
+            .expect("append");
+        // The next append is written but its fsync fails: never acknowledged.
+        switches.fail_sync.store(true, Ordering::SeqCst);
+        assert!(store.append_durably(entries(1, 5..=7)).await.is_err());
+        // A failed fsync stops the store until it is reopened.
+        switches.fail_sync.store(false, Ordering::SeqCst);
+        assert!(store.append_durably(entries(1, 8..=8)).await.is_err());
+    }
+    // Power loss tore the unacknowledged write in the middle of entry 6.
+    let seg = last_data_segment(dir.path());
+    let len = std::fs::metadata(&seg).expect("stat").len();
+    let file = OpenOptions::new().write(true).open(&seg).expect("open");
+    file.set_len(len - 60).expect("cut");
+    drop(file);
+
+    let (store, report) = open(dir.path(), WalOptions::default()).await;
+    assert!(report.wal.truncated.is_some(), "{report:?}");
+    let got = store.entries(..).expect("read");
+    // Every acknowledged entry survives; of the unacknowledged, a prefix.
+    assert_eq!(got[..5], entries(1, 0..=4)[..]);
+    assert!(got.len() < 8, "the torn entry 7 came back");
+    assert_eq!(got, entries(1, 0..=(got.len() as u64 - 1)));
+    // The store appends after the cut and reopens cleanly.
+    let next = got.len() as u64;
+    store
+        .append_durably(entries(2, next..=next + 2))
+        .await
+        .expect("append");
+    drop(store);
+    let (store, report) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(report.wal.truncated, None);
+    assert_eq!(
+        store.log_state().expect("state").last_log_id,
+        Some(log_id(2, next + 2))
+    );
+}
+
+#[tokio::test]
+async fn garbage_after_the_last_acknowledged_entry_is_cut_not_returned() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let (store, _) = open(dir.path(), WalOptions::default()).await;
+        store
+            .append_durably(entries(1, 0..=3))
+            .await
+            .expect("append");
+    }
+    // A record header that claims more bytes than the file holds.
+    let seg = last_data_segment(dir.path());
+    let mut bytes = std::fs::read(&seg).expect("read");
+    bytes.extend_from_slice(&[0xAB, 0xCD, 0xEF, 0x01, 200, 0, 0, 0, 1, 9, 9, 9]);
+    std::fs::write(&seg, &bytes).expect("write");
+    let (store, report) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(report.wal.truncated.map(|t| t.bytes_dropped), Some(12));
+    assert_eq!(store.entries(..).expect("read"), entries(1, 0..=3));
+}
+
+#[tokio::test]
+async fn a_vote_replacement_cut_short_by_a_crash_leaves_the_old_vote() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let (store, _) = open(dir.path(), WalOptions::default()).await;
+        store
+            .save_vote_durably(&vote(4, 1, false))
+            .await
+            .expect("vote");
+        store
+            .save_vote_durably(&vote(5, 3, true))
+            .await
+            .expect("vote");
+    }
+    // A crash after the temporary file was written, before its rename.
+    std::fs::write(dir.path().join(META_TMP_FILE), b"half written").expect("write");
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(store.vote().expect("vote"), Some(vote(5, 3, true)));
+    // And the next save replaces the leftover.
+    store
+        .save_vote_durably(&vote(6, 2, false))
+        .await
+        .expect("vote");
+    drop(store);
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(store.vote().expect("vote"), Some(vote(6, 2, false)));
+}
+
+#[tokio::test]
+async fn appending_a_gap_is_refused_and_leaves_the_log_usable() {
+    let dir = TempDir::new().expect("tempdir");
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    store
+        .append_durably(entries(1, 0..=2))
+        .await
+        .expect("append");
+    let err = store.append_durably([entry(1, 5)]).await.expect_err("gap");
+    assert!(matches!(err, ballast_raft::Error::Misuse(_)), "{err}");
+    store
+        .append_durably(entries(1, 3..=3))
+        .await
+        .expect("append");
+    assert_eq!(store.entries(..).expect("read"), entries(1, 0..=3));
+}
+
+#[tokio::test]
+async fn a_gap_in_the_middle_of_one_append_stops_the_store_until_reopen() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let (store, _) = open(dir.path(), WalOptions::default()).await;
+        store
+            .append_durably(entries(1, 0..=2))
+            .await
+            .expect("append");
+        let err = store
+            .append_durably([entry(1, 3), entry(1, 7)])
+            .await
+            .expect_err("gap");
+        assert!(matches!(err, ballast_raft::Error::Misuse(_)), "{err}");
+        let err = store
+            .append_durably([entry(1, 4)])
+            .await
+            .expect_err("stopped");
+        assert!(matches!(err, ballast_raft::Error::Stopped(_)), "{err}");
+    }
+    // Entry 3 was never written to the OS, let alone acknowledged.
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(store.entries(..).expect("read"), entries(1, 0..=2));
+}
+
+#[tokio::test]
+async fn a_purge_that_would_leave_a_hole_before_the_log_is_refused() {
+    let dir = TempDir::new().expect("tempdir");
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    // Nothing purged, and the first entry is 5: purging up to 2 would
+    // claim entries 3 and 4, which the log never had.
+    store
+        .append_durably(entries(1, 5..=9))
+        .await
+        .expect("append");
+    let err = store.purge_durably(log_id(1, 2)).await.expect_err("hole");
+    assert!(matches!(err, ballast_raft::Error::Misuse(_)), "{err}");
+    // Purging right before the first entry is fine, and survives reopen.
+    store.purge_durably(log_id(1, 4)).await.expect("purge");
+    assert_eq!(store.entries(..).expect("read"), entries(1, 5..=9));
+    drop(store);
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(store.entries(..).expect("read"), entries(1, 5..=9));
+}
+
+#[tokio::test]
+async fn a_failed_vote_fsync_stops_the_store_and_the_old_vote_survives() {
+    let dir = TempDir::new().expect("tempdir");
+    let (fs, switches) = FaultFs::new(Arc::new(StdFs));
+    {
+        let (store, _) = open_on(fs, dir.path(), WalOptions::default()).await;
+        store
+            .save_vote_durably(&vote(1, 1, false))
+            .await
+            .expect("vote");
+        switches.fail_sync.store(true, Ordering::SeqCst);
+        assert!(store.save_vote_durably(&vote(2, 2, false)).await.is_err());
+        switches.fail_sync.store(false, Ordering::SeqCst);
+        // The in-memory vote never moved past the durable one.
+        assert_eq!(store.vote().expect("vote"), Some(vote(1, 1, false)));
+        let err = store
+            .append_durably(entries(2, 0..=0))
+            .await
+            .expect_err("stopped");
+        assert!(matches!(err, ballast_raft::Error::Stopped(_)), "{err}");
+    }
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(store.vote().expect("vote"), Some(vote(1, 1, false)));
+}
