@@ -141,7 +141,6 @@ impl StateMachine {
             None => (None, StoredMembership::default()),
             Some(m) => decode_marker(m).map_err(|d| marker_error(dir, d))?,
         };
-        publish_active_memtable(&db, marker.as_deref()).await?;
         tracing::info!(
             ?applied,
             "state machine opened at its flushed applied marker"
@@ -272,29 +271,6 @@ impl StateMachine {
             Err(e) => Err(e.into()),
         }
     }
-}
-
-/// Key of the tombstone [`publish_active_memtable`] writes. It starts with
-/// a NUL byte, which no RESP client key of ours can (keys are validated by
-/// the node before proposing).
-const OPEN_TOMBSTONE_KEY: &[u8] = b"\0ballast-sm-open";
-
-/// Works around an engine bug: with `Options::wal = false`, `Db::open`
-/// publishes a different (empty) memtable to readers than the one writes go
-/// into, so reads miss every write until the first memtable switch. Apply
-/// reads its own writes (IncrBy, Cas, ...), so force one switch now: write a
-/// tombstone for a key that never exists (carrying the current marker, so
-/// the flush records the same applied state) and flush. Remove once the
-/// engine publishes its active memtable at open.
-async fn publish_active_memtable(db: &Db, marker: Option<&[u8]>) -> Result<()> {
-    let mut b = WriteBatch::new();
-    b.delete(OPEN_TOMBSTONE_KEY);
-    if let Some(m) = marker {
-        b.set_applied_marker(m);
-    }
-    db.write(b).await?;
-    db.flush().await?;
-    Ok(())
 }
 
 fn is_input_error(e: &ballast_storage::Error) -> bool {
