@@ -156,6 +156,32 @@ impl Error {
         }
     }
 
+    /// Checks a format version read at `offset` of `path`: newer than
+    /// `supported` is [`Error::UnsupportedFormat`], 0 is corruption (no
+    /// version 0 was ever written).
+    pub fn check_format_version(
+        path: &std::path::Path,
+        offset: u64,
+        found: u32,
+        supported: u32,
+    ) -> Result<()> {
+        if found > supported {
+            return Err(Error::UnsupportedFormat {
+                path: path.to_path_buf(),
+                found,
+                supported,
+            });
+        }
+        if found == 0 {
+            return Err(Error::corruption(
+                path,
+                offset,
+                "format version 0 is invalid",
+            ));
+        }
+        Ok(())
+    }
+
     /// True if this is a checksum/structure failure.
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corruption { .. })

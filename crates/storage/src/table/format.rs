@@ -131,20 +131,7 @@ impl Footer {
             return Err(Error::corruption(path, offset, "footer checksum mismatch"));
         }
         let version = get_fixed32(&buf[48..]);
-        if version > FORMAT_VERSION {
-            return Err(Error::UnsupportedFormat {
-                path: path.to_path_buf(),
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        if version == 0 {
-            return Err(Error::corruption(
-                path,
-                offset,
-                "format version 0 is invalid",
-            ));
-        }
+        Error::check_format_version(path, offset, version, FORMAT_VERSION)?;
         Ok(Footer {
             filter: BlockHandle::get_fixed(&buf[0..]),
             index: BlockHandle::get_fixed(&buf[16..]),

@@ -85,17 +85,7 @@ pub fn decode_file_header(path: &Path, data: &[u8], magic: &[u8; 8]) -> Result<F
             "wrong magic: not a file of this kind",
         ));
     }
-    let version = get_fixed32(&h[8..]);
-    if version > FORMAT_VERSION {
-        return Err(Error::UnsupportedFormat {
-            path: path.to_path_buf(),
-            found: version,
-            supported: FORMAT_VERSION,
-        });
-    }
-    if version == 0 {
-        return Err(Error::corruption(path, 0, "format version 0 is invalid"));
-    }
+    Error::check_format_version(path, 0, get_fixed32(&h[8..]), FORMAT_VERSION)?;
     Ok(FileHeader::Valid(get_fixed64(&h[12..])))
 }
 
