@@ -258,20 +258,28 @@ impl TableIterator {
         self.pos = 0;
     }
 
+    /// The data block at `index_pos`; `None` (and invalid) past the last
+    /// block; on a read error the iterator is left invalid.
+    fn load_current(&mut self) -> Result<Option<Arc<Block>>> {
+        if self.index_pos >= self.table.handles.len() {
+            self.invalidate();
+            return Ok(None);
+        }
+        match self.table.data_block(self.index_pos, self.fill_cache) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) => {
+                self.invalidate();
+                Err(e)
+            }
+        }
+    }
+
     /// Loads the block at `index_pos`, positions at entry `pos` of it, and
     /// moves forward over exhausted blocks. Invalid at the end of the table.
     fn settle(&mut self, mut pos: usize) -> Result<()> {
         loop {
-            if self.index_pos >= self.table.handles.len() {
-                self.invalidate();
+            let Some(block) = self.load_current()? else {
                 return Ok(());
-            }
-            let block = match self.table.data_block(self.index_pos, self.fill_cache) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.invalidate();
-                    return Err(e);
-                }
             };
             if pos < block.len() {
                 self.block = Some(block);
@@ -296,16 +304,8 @@ impl InternalIterator for TableIterator {
 
     fn seek(&mut self, target: &[u8]) -> Result<()> {
         self.index_pos = self.table.index.seek(target);
-        if self.index_pos >= self.table.handles.len() {
-            self.invalidate();
+        let Some(block) = self.load_current()? else {
             return Ok(());
-        }
-        let block = match self.table.data_block(self.index_pos, self.fill_cache) {
-            Ok(b) => b,
-            Err(e) => {
-                self.invalidate();
-                return Err(e);
-            }
         };
         let pos = block.seek(target);
         if pos < block.len() {
