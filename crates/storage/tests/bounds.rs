@@ -117,3 +117,28 @@ fn waiting_writers_never_exceed_the_queue_bound_and_all_complete() {
         }
     });
 }
+
+#[test]
+fn a_batch_over_batch_bytes_max_is_refused_and_changes_nothing() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = Options::preset(Preset::Durable);
+        o.background = Background::Tasks;
+        o.wal_preallocate = false;
+        o.batch_bytes_max = 64 * 1024;
+        let db = Db::open(dir.path(), o).await.unwrap();
+        let mut b = ballast_storage::WriteBatch::new();
+        for i in 0..100u32 {
+            b.put(format!("k{i:03}").as_bytes(), &[1u8; 1000]);
+        }
+        assert!(matches!(
+            db.write(b).await,
+            Err(ballast_storage::Error::BatchTooLarge { max: 65536, .. })
+        ));
+        assert_eq!(db.scan::<Vec<u8>>(..).unwrap().count(), 0);
+        let mut small = ballast_storage::WriteBatch::new();
+        small.put(b"fits", &[1u8; 1000]);
+        db.write(small).await.unwrap();
+        db.close().await.unwrap();
+    });
+}
