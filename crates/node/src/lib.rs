@@ -25,10 +25,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod command;
 pub mod error;
 pub mod glob;
 pub mod resp;
 
+pub use api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, ScanPage, Value};
 pub use command::Command;
 pub use error::{Error, ProtocolError};

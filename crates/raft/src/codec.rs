@@ -3,7 +3,9 @@
 //! the two in step. Hand-written (not a serde format) so that the on-disk
 //! bytes never change behind our back when a dependency or a derive does.
 
-use crate::typ::{BatchOp, Entry, LeaderId, LogId, Membership, Node, NodeId, Request};
+use crate::typ::{
+    BatchOp, Entry, LeaderId, LogId, Membership, Node, NodeId, Request, SetCondition,
+};
 use openraft::EntryPayload;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +26,12 @@ const REQ_INCR_BY: u8 = 4;
 const REQ_CAS: u8 = 5;
 const REQ_EXPIRE: u8 = 6;
 const REQ_PERSIST: u8 = 7;
+const REQ_SET: u8 = 8;
+const REQ_DELETE_MANY: u8 = 9;
+
+const SET_ALWAYS: u8 = 0;
+const SET_IF_ABSENT: u8 = 1;
+const SET_IF_PRESENT: u8 = 2;
 
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
@@ -164,6 +172,31 @@ pub fn encode_request(dst: &mut Vec<u8>, req: &Request) {
             dst.push(REQ_PERSIST);
             put_bytes(dst, key);
         }
+        Request::Set {
+            key,
+            value,
+            expire_at_ms,
+            condition,
+            return_old,
+        } => {
+            dst.push(REQ_SET);
+            put_bytes(dst, key);
+            put_bytes(dst, value);
+            put_opt_u64(dst, *expire_at_ms);
+            dst.push(match condition {
+                SetCondition::Always => SET_ALWAYS,
+                SetCondition::IfAbsent => SET_IF_ABSENT,
+                SetCondition::IfPresent => SET_IF_PRESENT,
+            });
+            dst.push(u8::from(*return_old));
+        }
+        Request::DeleteMany { keys } => {
+            dst.push(REQ_DELETE_MANY);
+            put_len(dst, keys.len());
+            for k in keys {
+                put_bytes(dst, k);
+            }
+        }
     }
 }
 
@@ -215,6 +248,31 @@ fn decode_request(r: &mut Reader<'_>) -> DResult<Request> {
             expire_at_ms: r.u64()?,
         },
         REQ_PERSIST => Request::Persist { key: r.bytes()? },
+        REQ_SET => Request::Set {
+            key: r.bytes()?,
+            value: r.bytes()?,
+            expire_at_ms: r.opt_u64()?,
+            condition: match r.u8()? {
+                SET_ALWAYS => SetCondition::Always,
+                SET_IF_ABSENT => SetCondition::IfAbsent,
+                SET_IF_PRESENT => SetCondition::IfPresent,
+                c => return malformed(format!("unknown set condition {c}")),
+            },
+            return_old: match r.u8()? {
+                0 => false,
+                1 => true,
+                f => return malformed(format!("bad flag {f}")),
+            },
+        },
+        REQ_DELETE_MANY => {
+            // Each key takes at least its 4-byte length.
+            let n = r.count(4)?;
+            let mut keys = Vec::with_capacity(n);
+            for _ in 0..n {
+                keys.push(r.bytes()?);
+            }
+            Request::DeleteMany { keys }
+        }
         t => return malformed(format!("unknown request tag {t}")),
     })
 }
@@ -466,6 +524,24 @@ mod tests {
                 expire_at_ms: 42,
             },
             Request::Persist { key: b"k".to_vec() },
+            Request::Set {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+                expire_at_ms: Some(7),
+                condition: SetCondition::IfAbsent,
+                return_old: true,
+            },
+            Request::Set {
+                key: b"k".to_vec(),
+                value: vec![],
+                expire_at_ms: None,
+                condition: SetCondition::IfPresent,
+                return_old: false,
+            },
+            Request::DeleteMany {
+                keys: vec![b"a".to_vec(), vec![], b"a".to_vec()],
+            },
+            Request::DeleteMany { keys: vec![] },
         ];
         for r in reqs {
             round_trip(EntryPayload::Normal(r));

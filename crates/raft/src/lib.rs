@@ -27,10 +27,12 @@ pub mod error;
 pub mod log_store;
 pub mod meta;
 pub mod state_machine;
+pub mod transfer;
 pub mod typ;
 
 pub use error::{Error, Result};
 pub use log_store::{LogReader, LogStore, OpenReport};
 pub use typ::{
-    BatchOp, Entry, LeaderId, LogId, Membership, Node, NodeId, Request, Response, TypeConfig, Vote,
+    BatchOp, Entry, LeaderId, LogId, Membership, Node, NodeId, Request, Response, SetCondition,
+    TypeConfig, Vote,
 };

@@ -36,7 +36,8 @@
 use crate::codec::{self, DecodeError};
 use crate::error::{Error, Result};
 use crate::typ::{
-    BatchOp, EntryPayload, LeaderId, LogId, Node, NodeId, Request, Response, TypeConfig,
+    BatchOp, EntryPayload, LeaderId, LogId, Node, NodeId, Request, Response, SetCondition,
+    TypeConfig,
 };
 use ballast_storage::{Db, Options, WriteBatch};
 use futures_core::Stream;
@@ -51,8 +52,11 @@ use std::sync::{Arc, Mutex};
 pub type StoredMembershipOf = StoredMembership<LeaderId, NodeId, Node>;
 /// Snapshot metadata of ballast.
 pub type SnapshotMeta = openraft::storage::SnapshotMeta<LeaderId, NodeId, Node>;
-/// A snapshot of ballast (interim: a logical dump, see the module docs).
-pub type Snapshot = openraft::storage::Snapshot<LeaderId, NodeId, Node, Vec<u8>>;
+/// The data of a snapshot (interim: a logical dump, see the module docs).
+/// The network moves it through [`crate::transfer::SnapshotTransfer`].
+pub type SnapshotData = Vec<u8>;
+/// A snapshot of ballast.
+pub type Snapshot = openraft::storage::Snapshot<LeaderId, NodeId, Node, SnapshotData>;
 
 /// Applied-marker format version.
 pub const MARKER_FORMAT_VERSION: u8 = 1;
@@ -240,6 +244,47 @@ impl StateMachine {
                 }
                 None => Response::Existed(false),
             },
+            Request::Set {
+                key,
+                value,
+                expire_at_ms,
+                condition,
+                return_old,
+            } => {
+                let current = self.db.get(key)?;
+                let written = match condition {
+                    SetCondition::Always => true,
+                    SetCondition::IfAbsent => current.is_none(),
+                    SetCondition::IfPresent => current.is_some(),
+                };
+                if written {
+                    match expire_at_ms {
+                        Some(at) => b.put_expiring(key, value, *at),
+                        None => b.put(key, value),
+                    };
+                }
+                Response::Set {
+                    written,
+                    old: if *return_old {
+                        current.map(|v| v.to_vec())
+                    } else {
+                        None
+                    },
+                }
+            }
+            Request::DeleteMany { keys } => {
+                // A key named twice counts once, as in Redis: the second
+                // occurrence finds it already gone.
+                let mut gone = std::collections::BTreeSet::new();
+                let mut existed = 0i64;
+                for key in keys {
+                    if gone.insert(key.as_slice()) && self.db.get(key)?.is_some() {
+                        existed += 1;
+                    }
+                    b.delete(key);
+                }
+                Response::Integer(existed)
+            }
         };
         Ok((b, resp))
     }
@@ -308,6 +353,26 @@ fn encode_dump(db: &Db, view: &ballast_storage::Snapshot) -> Result<Vec<u8>> {
         codec::encode_bytes_into(&mut out, &v);
     }
     Ok(out)
+}
+
+/// Encodes a logical dump of the given pairs (for tests of the transfer).
+pub fn encode_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
+    let mut out = vec![DUMP_FORMAT_VERSION];
+    for (k, v) in pairs {
+        codec::encode_bytes_into(&mut out, k);
+        codec::encode_bytes_into(&mut out, v);
+    }
+    out
+}
+
+/// Checks that `src` is a well-formed logical dump.
+pub fn check_dump(src: &[u8]) -> io::Result<()> {
+    decode_dump(src).map(|_| ()).map_err(|d| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("received snapshot is not a valid dump: {d:?}"),
+        )
+    })
 }
 
 /// One key and its value, borrowed from a dump.

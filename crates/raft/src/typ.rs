@@ -143,6 +143,38 @@ pub enum Request {
         /// The key.
         key: Vec<u8>,
     },
+    /// SET with options: sets `key` to `value` if `condition` holds,
+    /// expiring at `expire_at_ms` if given (like SET without KEEPTTL, a
+    /// `None` drops any earlier expiry). Answers [`Response::Set`].
+    Set {
+        /// The key.
+        key: Vec<u8>,
+        /// The new value.
+        value: Vec<u8>,
+        /// Absolute expiry, if any.
+        expire_at_ms: Option<u64>,
+        /// When to write (SET's NX / XX).
+        condition: SetCondition,
+        /// Answer with the value the key held before (SET ... GET).
+        return_old: bool,
+    },
+    /// DEL of several keys: answers [`Response::Integer`] with how many of
+    /// them existed (each key counted once per occurrence that removed it).
+    DeleteMany {
+        /// The keys, in the client's order.
+        keys: Vec<Vec<u8>>,
+    },
+}
+
+/// When a [`Request::Set`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetCondition {
+    /// Always (plain SET).
+    Always,
+    /// Only if the key is absent (NX).
+    IfAbsent,
+    /// Only if the key exists (XX).
+    IfPresent,
 }
 
 impl Request {
@@ -171,6 +203,10 @@ impl fmt::Display for Request {
                 write!(f, "expire(key {}B, at {expire_at_ms} ms)", key.len())
             }
             Request::Persist { key } => write!(f, "persist(key {}B)", key.len()),
+            Request::Set { key, value, .. } => {
+                write!(f, "set(key {}B, value {}B)", key.len(), value.len())
+            }
+            Request::DeleteMany { keys } => write!(f, "delete_many({} keys)", keys.len()),
         }
     }
 }
@@ -192,6 +228,14 @@ pub enum Response {
         swapped: bool,
         /// The value before this request.
         current: Option<Vec<u8>>,
+    },
+    /// Set: whether the value was written (false when NX or XX did not
+    /// hold), and the value before when `return_old` was asked for.
+    Set {
+        /// True if the value was written.
+        written: bool,
+        /// The value before this request (only if `return_old`).
+        old: Option<Vec<u8>>,
     },
     /// The request was applied as a no-op because it could not succeed
     /// (for example IncrBy on a value that is not an integer, or an

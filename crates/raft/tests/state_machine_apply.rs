@@ -5,7 +5,7 @@
 
 use ballast_raft::state_machine::StateMachine;
 use ballast_raft::typ::EntryPayload;
-use ballast_raft::{BatchOp, Entry, LeaderId, LogId, Request, Response};
+use ballast_raft::{BatchOp, Entry, LeaderId, LogId, Request, Response, SetCondition};
 use ballast_storage::{Background, ManualClock, Options, Preset};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use std::path::Path;
@@ -40,6 +40,16 @@ fn put(key: &str, value: &str) -> Request {
         key: key.into(),
         value: value.into(),
         expire_at_ms: None,
+    }
+}
+
+fn set(key: &str, value: &str, condition: SetCondition, return_old: bool) -> Request {
+    Request::Set {
+        key: key.into(),
+        value: value.into(),
+        expire_at_ms: None,
+        condition,
+        return_old,
     }
 }
 
@@ -128,6 +138,47 @@ async fn each_request_kind_answers_and_changes_state_as_documented() {
             Request::Persist { key: "b2".into() },
             Response::Existed(true),
         ),
+        (
+            set("n", "1", SetCondition::IfPresent, true),
+            Response::Set {
+                written: false,
+                old: None,
+            },
+        ),
+        (
+            set("n", "1", SetCondition::IfAbsent, false),
+            Response::Set {
+                written: true,
+                old: None,
+            },
+        ),
+        (
+            set("n", "2", SetCondition::IfAbsent, true),
+            Response::Set {
+                written: false,
+                old: Some("1".into()),
+            },
+        ),
+        (
+            set("n", "3", SetCondition::IfPresent, true),
+            Response::Set {
+                written: true,
+                old: Some("1".into()),
+            },
+        ),
+        (
+            set("m", "x", SetCondition::Always, false),
+            Response::Set {
+                written: true,
+                old: None,
+            },
+        ),
+        (
+            Request::DeleteMany {
+                keys: vec!["m".into(), "m".into(), "absent".into(), "c".into()],
+            },
+            Response::Integer(2),
+        ),
     ];
     for (i, (req, want)) in cases.into_iter().enumerate() {
         let got = sm
@@ -138,7 +189,9 @@ async fn each_request_kind_answers_and_changes_state_as_documented() {
     }
     let db = sm.db();
     assert_eq!(db.get(b"a").expect("get").as_deref(), Some(&b"-3"[..]));
-    assert_eq!(db.get(b"c").expect("get").as_deref(), Some(&b"x"[..]));
+    assert_eq!(db.get(b"c").expect("get"), None, "deleted by DeleteMany");
+    assert_eq!(db.get(b"m").expect("get"), None, "deleted by DeleteMany");
+    assert_eq!(db.get(b"n").expect("get").as_deref(), Some(&b"3"[..]));
     assert_eq!(db.get(b"s").expect("get"), None);
     assert_eq!(db.get(b"b1").expect("get"), None);
     assert_eq!(db.get(b"b2").expect("get").as_deref(), Some(&b"w"[..]));
