@@ -4,7 +4,7 @@
 //! bytes never change behind our back when a dependency or a derive does.
 
 use crate::typ::{
-    BatchOp, Entry, LeaderId, LogId, Membership, Node, NodeId, Request, SetCondition,
+    BatchOp, Entry, LeaderId, LogId, Membership, Node, NodeId, Proposal, Request, SetCondition,
 };
 use openraft::EntryPayload;
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,7 +63,10 @@ pub fn encode_entry(dst: &mut Vec<u8>, entry: &Entry) {
     encode_log_id(dst, &entry.log_id);
     match &entry.payload {
         EntryPayload::Blank => {}
-        EntryPayload::Normal(req) => encode_request(dst, req),
+        EntryPayload::Normal(p) => {
+            dst.extend_from_slice(&p.at_ms.to_le_bytes());
+            encode_request(dst, &p.request);
+        }
         EntryPayload::Membership(m) => encode_membership(dst, m),
     }
 }
@@ -79,7 +82,10 @@ pub fn decode_entry(src: &[u8]) -> DResult<Entry> {
     let log_id = decode_log_id(&mut r)?;
     let payload = match kind {
         KIND_BLANK => EntryPayload::Blank,
-        KIND_NORMAL => EntryPayload::Normal(decode_request(&mut r)?),
+        KIND_NORMAL => {
+            let at_ms = r.u64()?;
+            EntryPayload::Normal(Proposal::new(at_ms, decode_request(&mut r)?))
+        }
         KIND_MEMBERSHIP => EntryPayload::Membership(decode_membership(&mut r)?),
         k => return malformed(format!("unknown entry kind {k}")),
     };
@@ -466,7 +472,7 @@ mod tests {
         )
     }
 
-    fn round_trip(payload: EntryPayload<Request, NodeId, Node>) {
+    fn round_trip(payload: EntryPayload<Proposal, NodeId, Node>) {
         let entry = Entry {
             log_id: log_id(3, 2, 17),
             payload,
@@ -544,7 +550,7 @@ mod tests {
             Request::DeleteMany { keys: vec![] },
         ];
         for r in reqs {
-            round_trip(EntryPayload::Normal(r));
+            round_trip(EntryPayload::Normal(Proposal::new(1_700_000_000_000, r)));
         }
         round_trip(EntryPayload::Blank);
     }

@@ -33,6 +33,6 @@ pub mod typ;
 pub use error::{Error, Result};
 pub use log_store::{LogReader, LogStore, OpenReport};
 pub use typ::{
-    BatchOp, Entry, LeaderId, LogId, Membership, Node, NodeId, Request, Response, SetCondition,
-    TypeConfig, Vote,
+    BatchOp, Entry, LeaderId, LogId, Membership, Node, NodeId, Proposal, Request, Response,
+    SetCondition, TypeConfig, Vote,
 };

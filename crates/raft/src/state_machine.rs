@@ -298,7 +298,7 @@ impl StateMachine {
                 self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                 (WriteBatch::new(), Response::Done)
             }
-            EntryPayload::Normal(req) => self.plan(req)?,
+            EntryPayload::Normal(p) => self.plan(&p.request)?,
         };
         self.applied = Some(entry.log_id);
         let marker = encode_marker(self.applied.as_ref(), &self.membership);

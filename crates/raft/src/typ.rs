@@ -19,7 +19,7 @@ openraft::declare_raft_types!(
     /// "advanced" kind (term plus node id), so a log id is
     /// `(term, node_id, index)`.
     pub TypeConfig:
-        D = Request,
+        D = Proposal,
         R = Response,
         NodeId = u64,
         Node = Node,
@@ -36,7 +36,7 @@ pub type LogId = openraft::LogId<LeaderId>;
 pub type Entry = openraft::Entry<LeaderId, EntryPayload>;
 
 /// What a log entry holds: nothing (blank), a [`Request`], or a membership.
-pub type EntryPayload = openraft::EntryPayload<Request, NodeId, Node>;
+pub type EntryPayload = openraft::EntryPayload<Proposal, NodeId, Node>;
 
 /// A vote (term, candidate, committed flag).
 pub type Vote = openraft::Vote<LeaderId>;
@@ -71,6 +71,35 @@ impl Node {
 impl fmt::Display for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "raft={} client={}", self.raft_addr, self.client_addr)
+    }
+}
+
+/// What a normal log entry carries: a [`Request`] and the leader's clock
+/// when it proposed it.
+///
+/// `at_ms` (milliseconds since the Unix epoch) is the time the state
+/// machine applies the request *as of*: a key whose expiry is at or before
+/// `at_ms` counts as absent for the request's reads (INCR, CAS, SET NX/XX,
+/// EXPIRE, ...). Every replica applies the same entry with the same time,
+/// so no replica's own clock, and no apply lag, can make replicas diverge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The leader's clock when it proposed, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// The write.
+    pub request: Request,
+}
+
+impl Proposal {
+    /// `request` as of `at_ms`.
+    pub fn new(at_ms: u64, request: Request) -> Proposal {
+        Proposal { at_ms, request }
+    }
+}
+
+impl fmt::Display for Proposal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {} ms", self.request, self.at_ms)
     }
 }
 

@@ -6,7 +6,9 @@
 use ballast_raft::log_store::LOG_DIR;
 use ballast_raft::meta::META_TMP_FILE;
 use ballast_raft::typ::EntryPayload;
-use ballast_raft::{Entry, LeaderId, LogId, LogStore, Membership, Node, OpenReport, Request, Vote};
+use ballast_raft::{
+    Entry, LeaderId, LogId, LogStore, Membership, Node, OpenReport, Proposal, Request, Vote,
+};
 use ballast_storage::fs::{DynFs, FaultFs, StdFs};
 use ballast_storage::wal::{self, WalOptions};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,11 +25,14 @@ fn log_id(term: u64, index: u64) -> LogId {
 fn entry(term: u64, index: u64) -> Entry {
     let payload = match index % 3 {
         0 => EntryPayload::Blank,
-        1 => EntryPayload::Normal(Request::Put {
-            key: format!("key{index}").into_bytes(),
-            value: vec![index as u8; 40],
-            expire_at_ms: Some(1_000 + index),
-        }),
+        1 => EntryPayload::Normal(Proposal::new(
+            index,
+            Request::Put {
+                key: format!("key{index}").into_bytes(),
+                value: vec![index as u8; 40],
+                expire_at_ms: Some(1_000 + index),
+            },
+        )),
         _ => {
             let mut nodes = BTreeMap::new();
             nodes.insert(1, Node::new("127.0.0.1:7001", "127.0.0.1:6001"));

@@ -5,7 +5,7 @@
 
 use ballast_raft::state_machine::StateMachine;
 use ballast_raft::typ::EntryPayload;
-use ballast_raft::{BatchOp, Entry, LeaderId, LogId, Request, Response, SetCondition};
+use ballast_raft::{BatchOp, Entry, LeaderId, LogId, Proposal, Request, Response, SetCondition};
 use ballast_storage::{Background, ManualClock, Options, Preset};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use std::path::Path;
@@ -24,7 +24,7 @@ fn log_id(index: u64) -> LogId {
 fn normal(index: u64, req: Request) -> Entry {
     Entry {
         log_id: log_id(index),
-        payload: EntryPayload::Normal(req),
+        payload: EntryPayload::Normal(Proposal::new(1_000, req)),
     }
 }
 
