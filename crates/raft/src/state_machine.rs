@@ -163,6 +163,14 @@ impl StateMachine {
         &self.db
     }
 
+    /// A shared handle to the engine, for readers outside openraft (the
+    /// node serves reads from it while openraft owns the state machine).
+    /// It stays valid across snapshot installs: an install replaces the
+    /// engine's content, not the engine.
+    pub fn shared_db(&self) -> Arc<Db> {
+        self.db.clone()
+    }
+
     /// The last applied log id (durable only up to the last flush).
     pub fn applied(&self) -> Option<LogId> {
         self.applied
