@@ -25,11 +25,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod command;
 pub mod error;
 pub mod glob;
 pub mod resp;
+pub mod server;
 
 pub use api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, ScanPage, Value};
 pub use command::Command;
