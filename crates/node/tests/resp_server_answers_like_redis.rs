@@ -225,11 +225,7 @@ fn ttls_follow_the_node_clock() {
         .query::<()>(&mut c)
         .unwrap();
     assert_eq!(int(&mut c, &["PTTL", "p"]), 1_500);
-    redis::cmd("SET")
-        .arg("p")
-        .arg("w")
-        .query::<()>(&mut c)
-        .unwrap();
+    support::set(&mut c, "p", "w");
     assert_eq!(int(&mut c, &["TTL", "p"]), -1);
 
     // A time in the past deletes the key.
@@ -252,11 +248,7 @@ fn scan_walks_a_thousand_keys_exactly_once() {
         }
         mset.query::<()>(&mut c).unwrap();
     }
-    redis::cmd("SET")
-        .arg("other")
-        .arg("x")
-        .query::<()>(&mut c)
-        .unwrap();
+    support::set(&mut c, "other", "x");
     expected.insert("other".to_string());
 
     let walk = |c: &mut redis::Connection, extra: &[&str]| -> (Vec<String>, usize) {
@@ -326,11 +318,7 @@ fn scan_walks_a_thousand_keys_exactly_once() {
 fn info_and_command_are_enough_for_redis_cli() {
     let node = node();
     let mut c = node.client();
-    redis::cmd("SET")
-        .arg("k")
-        .arg("v")
-        .query::<()>(&mut c)
-        .unwrap();
+    support::set(&mut c, "k", "v");
     let info: String = redis::cmd("INFO").query(&mut c).unwrap();
     for line in [
         "# Server",

@@ -419,11 +419,16 @@ impl TestNode {
         Raw::connect(self.resp_addr)
     }
 
-    /// Stops the servers and waits for them to return.
-    pub fn stop(&mut self) {
+    /// Tells the servers to shut down, without waiting.
+    pub fn begin_stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+
+    /// Stops the servers and waits for them to return.
+    pub fn stop(&mut self) {
+        self.begin_stop();
         if let Some(served) = self.served.take() {
             self.runtime
                 .block_on(async { tokio::time::timeout(Duration::from_secs(20), served).await })
@@ -463,6 +468,15 @@ fn split_signal(
             let _ = b.wait_for(|stop| *stop).await;
         },
     )
+}
+
+/// `SET key value` through the `redis` crate.
+pub fn set(connection: &mut redis::Connection, key: &str, value: &str) {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query::<()>(connection)
+        .unwrap_or_else(|e| panic!("SET {key}: {e}"));
 }
 
 /// Polls `condition` until it holds or `deadline_ms` passes.
