@@ -19,8 +19,8 @@ pub const LATENCY_BUCKETS_US: [u64; 16] = [
 /// Reads one counter of a command.
 type CounterField = fn(&CommandSnapshot) -> u64;
 
-/// Slots: one per served command, plus one for requests naming a command
-/// this node does not serve.
+/// Slots: one per served command, plus `unknown` for requests naming a
+/// command this node does not serve and for frames that broke the protocol.
 const SLOTS: usize = COMMANDS.len() + 1;
 const UNKNOWN_SLOT: usize = COMMANDS.len();
 
