@@ -297,3 +297,51 @@ fn shutdown_answers_what_was_read_then_closes() {
     node.stop();
     assert_eq!(raw.read_to_close(), "+OK\r\n");
 }
+
+#[test]
+fn a_client_that_never_reads_its_replies_is_closed_as_stalled() {
+    let node = TestNode::start(ServerConfig {
+        stall_timeout_ms: 300,
+        reply_buffer_bytes_max: 64 * 1024,
+        ..ServerConfig::default()
+    });
+    let mut writer = node.raw();
+    let big = "v".repeat(1024 * 1024);
+    assert_eq!(writer.cmd(&["SET", "big", &big]), "+OK\r\n");
+    drop(writer);
+    wait_until("the writer is counted out", 10_000, || {
+        node.metrics.connections_current() == 0
+    });
+    let mut bystander = node.raw();
+    assert_eq!(bystander.cmd(&["PING"]), "+PONG\r\n");
+
+    // 64 MiB of replies asked for, none read: far beyond what the socket
+    // buffers hold, so the server's writes stop making progress.
+    let mut hog = node.raw();
+    wait_until("the hog is counted in", 10_000, || {
+        node.metrics.connections_current() == 2
+    });
+    hog.stream.set_nonblocking(true).unwrap();
+    let gets = request(&["GET", "big"]).repeat(64);
+    let mut sent = 0;
+    let started = Instant::now();
+    while sent < gets.len() && started.elapsed() < Duration::from_secs(5) {
+        match std::io::Write::write(&mut hog.stream, &gets[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    wait_until("the stalled connection is closed", 10_000, || {
+        node.metrics.connections_current() == 1
+    });
+    let waited = started.elapsed();
+    println!("stalled reader closed {waited:?} after it started sending");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "closed before the stall timeout: {waited:?}"
+    );
+    assert_eq!(bystander.cmd(&["GET", "missing"]), "$-1\r\n");
+}
