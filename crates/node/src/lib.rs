@@ -1,8 +1,7 @@
 //! ballast's node: the client-facing side of a ballast server.
 //!
-//! This increment is the protocol layer only. Clients speak RESP2 so that
-//! every Redis client (redis-cli, redis-benchmark, the `redis` crate, ...)
-//! works unchanged:
+//! Clients speak RESP2 so that every Redis client (redis-cli,
+//! redis-benchmark, the `redis` crate, ...) works unchanged:
 //!
 //! - [`resp::Decoder`] turns bytes from a client into requests (arrays of
 //!   bulk strings, or inline commands typed by a person), refusing
@@ -11,7 +10,12 @@
 //! - [`Command`] is a typed request, parsed with Redis's own error texts;
 //! - [`glob::glob_match`] is Redis's glob dialect for `SCAN ... MATCH`.
 //!
-//! The RESP server, the admin HTTP port and the engine wiring come later.
+//! - [`server::RespServer`] serves those clients over TCP, on any
+//!   [`KvApi`];
+//! - [`admin::serve`] is the admin HTTP port (`/metrics`, `/status`,
+//!   membership) on any [`AdminApi`].
+//!
+//! The node that implements [`KvApi`] over Raft comes with the network.
 //!
 //! ```
 //! use ballast_node::{resp::{Decoder, Limits}, Command};
@@ -25,11 +29,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod command;
 pub mod error;
 pub mod glob;
 pub mod resp;
+pub mod server;
 
 pub use api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, ScanPage, Value};
 pub use command::Command;

@@ -1,0 +1,537 @@
+//! One client connection: read, decode, dispatch, reply in order. The
+//! module docs of [`super`] describe the rules; this file is the loop.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::metrics::Metrics;
+use super::table::{self, COMMANDS};
+use super::Shared;
+use crate::api::KvApi;
+use crate::command::{Command, CommandQuery};
+use crate::error::Error;
+use crate::resp::{encode, Decoder, Reply};
+
+/// Bytes asked of the socket per read when the buffer has less room.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Above this many key comparisons two requests are taken to conflict
+/// without comparing, so that checking costs little even for huge MSETs.
+const CONFLICT_COMPARISONS_MAX: usize = 4096;
+
+const NOAUTH: &str = "NOAUTH Authentication required.";
+const NOAUTH_HELLO: &str = "NOAUTH HELLO must be called with the client already authenticated, \
+otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+select the RESP protocol version at the same time";
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+const AUTH_WITHOUT_PASSWORD: &str = "ERR AUTH <password> called without any password configured \
+for the default user. Are you sure your configuration is correct?";
+
+/// Which keys a request touches, for the conflict rule.
+#[derive(Debug)]
+struct Access {
+    write: bool,
+    /// `None`: every key (SCAN, DBSIZE, INFO).
+    keys: Option<Vec<Bytes>>,
+}
+
+impl Access {
+    fn of(command: &Command) -> Access {
+        let keys = |keys: &[Bytes]| Some(keys.to_vec());
+        match command {
+            Command::Get { key } | Command::Ttl { key, .. } => Access {
+                write: false,
+                keys: keys(std::slice::from_ref(key)),
+            },
+            Command::Exists { keys: k } | Command::MGet { keys: k } => Access {
+                write: false,
+                keys: keys(k),
+            },
+            Command::Set { key, .. }
+            | Command::IncrBy { key, .. }
+            | Command::Expire { key, .. }
+            | Command::Persist { key }
+            | Command::Cas { key, .. } => Access {
+                write: true,
+                keys: keys(std::slice::from_ref(key)),
+            },
+            Command::Del { keys: k } => Access {
+                write: true,
+                keys: keys(k),
+            },
+            Command::MSet { pairs } => Access {
+                write: true,
+                keys: Some(pairs.iter().map(|(key, _)| key.clone()).collect()),
+            },
+            // SCAN, DBSIZE, INFO, and (never dispatched) the local ones.
+            _ => Access {
+                write: false,
+                keys: None,
+            },
+        }
+    }
+
+    fn conflicts(&self, other: &Access) -> bool {
+        if !self.write && !other.write {
+            return false;
+        }
+        match (&self.keys, &other.keys) {
+            (Some(mine), Some(theirs)) => {
+                mine.len().saturating_mul(theirs.len()) > CONFLICT_COMPARISONS_MAX
+                    || mine.iter().any(|key| theirs.contains(key))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// A request read from the connection, in order.
+enum Slot {
+    /// Running against the API.
+    Running(Access),
+    /// Answered, waiting for the replies before it.
+    Ready(Reply),
+}
+
+/// A finished request.
+struct Done {
+    seq: u64,
+    reply: Reply,
+    metric: usize,
+    received: Instant,
+}
+
+/// A parsed request waiting for an earlier, conflicting one.
+struct Held {
+    command: Command,
+    access: Access,
+    metric: usize,
+    received: Instant,
+}
+
+struct Connection<A> {
+    shared: Arc<Shared<A>>,
+    id: u64,
+    authenticated: bool,
+    decoder: Decoder,
+    input: BytesMut,
+    output: BytesMut,
+    /// Requests not yet written, oldest first; `slots[0]` has `first_seq`.
+    slots: VecDeque<Slot>,
+    first_seq: u64,
+    running: JoinSet<Done>,
+    held: Option<Held>,
+    /// Read no more requests; close once every reply is written.
+    closing: bool,
+    /// The client closed its sending side.
+    read_closed: bool,
+}
+
+/// Counts the connection as open for as long as it lives, aborts included.
+struct OpenGuard(Arc<Metrics>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
+
+/// Serves one connection until it closes.
+pub(crate) async fn run<A: KvApi>(
+    shared: Arc<Shared<A>>,
+    stream: TcpStream,
+    id: u64,
+    stop: watch::Receiver<bool>,
+) {
+    shared.metrics.connection_opened();
+    let _open = OpenGuard(shared.metrics.clone());
+    let decoder = match Decoder::new(shared.config.limits) {
+        Ok(decoder) => decoder,
+        Err(error) => {
+            // validate() ran in RespServer::new; this cannot happen unless
+            // the limits were changed since, so say so and hang up.
+            tracing::error!(%error, "RESP decoder limits are invalid");
+            return;
+        }
+    };
+    let connection = Connection {
+        authenticated: shared.config.password.is_none(),
+        shared,
+        id,
+        decoder,
+        input: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        output: BytesMut::new(),
+        slots: VecDeque::new(),
+        first_seq: 0,
+        running: JoinSet::new(),
+        held: None,
+        closing: false,
+        read_closed: false,
+    };
+    connection.serve(stream, stop).await;
+}
+
+impl<A: KvApi> Connection<A> {
+    async fn serve(mut self, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+        let (mut reader, mut writer) = stream.into_split();
+        let stall = Duration::from_millis(self.shared.config.stall_timeout_ms);
+        let idle = Duration::from_millis(self.shared.config.idle_timeout_ms);
+        let mut last_read = Instant::now();
+        let mut last_activity = last_read;
+        // When unwritten replies last made progress (or appeared).
+        let mut write_waiting_since: Option<Instant> = None;
+        loop {
+            self.dispatch_buffered();
+            self.flush_ready();
+            if self.output.is_empty() {
+                write_waiting_since = None;
+            } else if write_waiting_since.is_none() {
+                write_waiting_since = Some(Instant::now());
+            }
+            let answered_all = self.slots.is_empty() && self.output.is_empty();
+            if answered_all && (self.closing || self.read_closed) {
+                break;
+            }
+            let can_read =
+                !self.closing && !self.read_closed && self.held.is_none() && self.has_room();
+            let partial_request = !self.input.is_empty() || self.decoder.pending_frame_bytes() > 0;
+            let deadline = if let Some(since) = write_waiting_since {
+                Some(since + stall)
+            } else if can_read && partial_request {
+                Some(last_read + stall)
+            } else if !idle.is_zero() && answered_all {
+                Some(last_activity + idle)
+            } else {
+                None
+            };
+            if self.input.capacity() - self.input.len() < READ_CHUNK_BYTES / 4 {
+                self.input.reserve(READ_CHUNK_BYTES);
+            }
+            tokio::select! {
+                changed = stop.changed(), if !self.closing => {
+                    // Shutdown (or the server is gone): finish what was read.
+                    let _ = changed;
+                    self.closing = true;
+                }
+                read = reader.read_buf(&mut self.input), if can_read => match read {
+                    Ok(0) => self.read_closed = true,
+                    Ok(_) => {
+                        last_read = Instant::now();
+                        last_activity = last_read;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "RESP connection read failed");
+                        return;
+                    }
+                },
+                Some(done) = self.running.join_next(), if !self.running.is_empty() => match done {
+                    Ok(done) => {
+                        last_activity = Instant::now();
+                        self.complete(done);
+                    }
+                    Err(error) => {
+                        // The reply of that request is lost; answering the
+                        // later ones out of place would be worse.
+                        tracing::error!(%error, "a RESP request task failed; closing the connection");
+                        return;
+                    }
+                },
+                written = writer.write_buf(&mut self.output), if !self.output.is_empty() => match written {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        last_activity = Instant::now();
+                        write_waiting_since = Some(last_activity);
+                    }
+                },
+                () = sleep_until_or_never(deadline) => {
+                    tracing::debug!(id = self.id, "RESP connection idle or stalled; closing it");
+                    return;
+                }
+            }
+        }
+        let _ = writer.shutdown().await;
+    }
+
+    fn has_room(&self) -> bool {
+        self.slots.len() < self.shared.config.pending_replies_max
+            && self.output.len() < self.shared.config.reply_buffer_bytes_max
+    }
+
+    /// Decodes and dispatches buffered requests while the rules allow.
+    fn dispatch_buffered(&mut self) {
+        while !self.closing && self.has_room() {
+            if let Some(held) = self.held.take() {
+                if self.blocked(&held.access) {
+                    self.held = Some(held);
+                    return;
+                }
+                self.spawn(held);
+                continue;
+            }
+            match self.decoder.decode(&mut self.input) {
+                Ok(Some(args)) => self.dispatch(args),
+                Ok(None) => return,
+                Err(error) => {
+                    self.answer(error.to_reply(), Metrics::slot(None), Instant::now());
+                    if error.closes_connection() {
+                        self.closing = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn blocked(&self, access: &Access) -> bool {
+        self.slots.iter().any(|slot| match slot {
+            Slot::Running(running) => running.conflicts(access),
+            Slot::Ready(_) => false,
+        })
+    }
+
+    fn dispatch(&mut self, args: Vec<Bytes>) {
+        let received = Instant::now();
+        let name = args.first().map(|name| &name[..]);
+        let metric = Metrics::slot(name);
+        let no_auth_command = name
+            .and_then(table::lookup)
+            .is_some_and(|index| COMMANDS[index].flags.contains(&"no_auth"));
+        let command = match Command::parse(&args) {
+            Ok(command) => command,
+            Err(error) => {
+                // Redis checks the name and arity before authentication,
+                // the other arguments after.
+                let before_auth = matches!(
+                    error,
+                    Error::UnknownCommand { .. } | Error::WrongArity { .. }
+                );
+                let reply = if self.authenticated || before_auth || no_auth_command {
+                    error.to_reply()
+                } else {
+                    Reply::Error(NOAUTH.to_string())
+                };
+                self.answer(reply, metric, received);
+                return;
+            }
+        };
+        if !self.authenticated && !no_auth_command {
+            self.answer(Reply::Error(NOAUTH.to_string()), metric, received);
+            return;
+        }
+        let reply = match command {
+            Command::Ping { message: None } => Reply::Simple("PONG".to_string()),
+            Command::Ping {
+                message: Some(message),
+            } => Reply::Bulk(message),
+            Command::Echo { message } => Reply::Bulk(message),
+            Command::Command(query) => command_reply(query),
+            Command::Auth { username, password } => {
+                match self.check_password(username.as_deref(), &password) {
+                    Ok(()) => {
+                        self.authenticated = true;
+                        Reply::ok()
+                    }
+                    Err(reply) => reply,
+                }
+            }
+            Command::Hello { auth, .. } => self.hello(auth),
+            Command::Quit => {
+                self.closing = true;
+                Reply::ok()
+            }
+            command => {
+                let access = Access::of(&command);
+                let held = Held {
+                    command,
+                    access,
+                    metric,
+                    received,
+                };
+                if self.blocked(&held.access) {
+                    self.held = Some(held);
+                } else {
+                    self.spawn(held);
+                }
+                return;
+            }
+        };
+        self.answer(reply, metric, received);
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.first_seq + self.slots.len() as u64
+    }
+
+    /// Queues a reply that is already known.
+    fn answer(&mut self, reply: Reply, metric: usize, received: Instant) {
+        self.record(metric, received, &reply);
+        self.slots.push_back(Slot::Ready(reply));
+    }
+
+    fn spawn(&mut self, held: Held) {
+        let seq = self.next_seq();
+        self.slots.push_back(Slot::Running(held.access));
+        let shared = self.shared.clone();
+        let (command, metric, received) = (held.command, held.metric, held.received);
+        self.running.spawn(async move {
+            let reply = shared.execute(command).await;
+            Done {
+                seq,
+                reply,
+                metric,
+                received,
+            }
+        });
+    }
+
+    fn complete(&mut self, done: Done) {
+        self.record(done.metric, done.received, &done.reply);
+        let index = done.seq.checked_sub(self.first_seq).map(|i| i as usize);
+        match index.and_then(|index| self.slots.get_mut(index)) {
+            Some(slot @ Slot::Running(_)) => *slot = Slot::Ready(done.reply),
+            _ => tracing::error!(seq = done.seq, "a RESP reply has no request waiting for it"),
+        }
+    }
+
+    fn record(&self, metric: usize, received: Instant, reply: &Reply) {
+        let latency_us = u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.shared
+            .metrics
+            .record(metric, latency_us, matches!(reply, Reply::Error(_)));
+    }
+
+    /// Moves the answered prefix of the requests into the output buffer.
+    fn flush_ready(&mut self) {
+        while let Some(Slot::Ready(_)) = self.slots.front() {
+            if let Some(Slot::Ready(reply)) = self.slots.pop_front() {
+                encode(&reply, &mut self.output);
+                self.first_seq += 1;
+            }
+        }
+    }
+
+    fn check_password(&self, username: Option<&[u8]>, password: &[u8]) -> Result<(), Reply> {
+        let default_user = username.is_none_or(|name| name == b"default");
+        match &self.shared.config.password {
+            // Without a password the default user takes any password, as
+            // Redis's `nopass` default user does; bare AUTH is a mistake.
+            None if username.is_none() => Err(Reply::Error(AUTH_WITHOUT_PASSWORD.to_string())),
+            None if default_user => Ok(()),
+            Some(expected) if default_user && same_secret(expected.as_bytes(), password) => Ok(()),
+            _ => Err(Reply::Error(WRONGPASS.to_string())),
+        }
+    }
+
+    fn hello(&mut self, auth: Option<(Bytes, Bytes)>) -> Reply {
+        match auth {
+            Some((username, password)) => {
+                if let Err(reply) = self.check_password(Some(&username), &password) {
+                    return reply;
+                }
+                self.authenticated = true;
+            }
+            None if !self.authenticated => return Reply::Error(NOAUTH_HELLO.to_string()),
+            None => {}
+        }
+        let role = if self.shared.api.status().role == "leader" {
+            "master"
+        } else {
+            "replica"
+        };
+        let field = |name: &str, value: Reply| [Reply::bulk(name), value];
+        Reply::Array(
+            [
+                field("server", Reply::bulk("redis")),
+                field("version", Reply::bulk("7.0.0")),
+                field("proto", Reply::Integer(2)),
+                field(
+                    "id",
+                    Reply::Integer(i64::try_from(self.id).unwrap_or(i64::MAX)),
+                ),
+                field("mode", Reply::bulk("standalone")),
+                field("role", Reply::bulk(role)),
+                field("modules", Reply::Array(vec![])),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        )
+    }
+}
+
+/// Compares a secret without stopping at the first difference.
+fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    expected.len() == given.len()
+        && expected
+            .iter()
+            .zip(given)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+fn command_reply(query: CommandQuery) -> Reply {
+    let named = |names: &[Bytes]| -> Vec<Option<&'static table::CommandSpec>> {
+        if names.is_empty() {
+            COMMANDS.iter().map(Some).collect()
+        } else {
+            names
+                .iter()
+                .map(|name| table::lookup(name).map(|index| &COMMANDS[index]))
+                .collect()
+        }
+    };
+    match query {
+        CommandQuery::All => Reply::Array(COMMANDS.iter().map(table::info_reply).collect()),
+        CommandQuery::Count => Reply::Integer(COMMANDS.len() as i64),
+        CommandQuery::List => {
+            Reply::Array(COMMANDS.iter().map(|spec| Reply::bulk(spec.name)).collect())
+        }
+        CommandQuery::Info(names) => Reply::Array(
+            named(&names)
+                .into_iter()
+                .map(|spec| spec.map_or(Reply::NullBulk, table::info_reply))
+                .collect(),
+        ),
+        CommandQuery::Docs(names) => {
+            let mut out = Vec::new();
+            for spec in named(&names).into_iter().flatten() {
+                table::docs_reply(spec, &mut out);
+            }
+            Reply::Array(out)
+        }
+        CommandQuery::Help => Reply::Array(
+            [
+                "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "(no subcommand)",
+                "    Return details about all commands.",
+                "COUNT",
+                "    Return the total number of commands in this server.",
+                "LIST",
+                "    Return a list of all commands in this server.",
+                "INFO [<command-name> ...]",
+                "    Return details about the given commands, or all of them.",
+                "DOCS [<command-name> ...]",
+                "    Return documentation details about the given commands, or all of them.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .iter()
+            .map(|line| Reply::Simple((*line).to_string()))
+            .collect(),
+        ),
+    }
+}
+
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
