@@ -27,10 +27,14 @@
 
 pub mod api;
 pub mod command;
+pub mod config;
 pub mod error;
 pub mod glob;
+pub mod node;
 pub mod resp;
 
 pub use api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, ScanPage, Value};
 pub use command::Command;
+pub use config::NodeConfig;
 pub use error::{Error, ProtocolError};
+pub use node::Node;

@@ -26,6 +26,7 @@ pub mod codec;
 pub mod error;
 pub mod log_store;
 pub mod meta;
+pub mod net;
 pub mod state_machine;
 pub mod transfer;
 pub mod typ;
