@@ -98,6 +98,10 @@ struct Inner {
     server: tokio::sync::Mutex<Option<ServerHandle>>,
     raft_local_addr: SocketAddr,
     stopping: AtomicBool,
+    /// Set once the state machine holds at least what it held before the
+    /// last restart (openraft's `wait_for_recovery`); stale reads wait
+    /// for it.
+    recovered: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Node {
@@ -235,8 +239,21 @@ impl Node {
                 server: tokio::sync::Mutex::new(Some(server)),
                 raft_local_addr,
                 stopping: AtomicBool::new(false),
+                recovered: Arc::new(AtomicBool::new(false)),
             }),
         };
+        // The committed index is not persisted, so after a restart the
+        // engine may be behind what this node served before until the
+        // cluster re-establishes the commit; that needs the other nodes,
+        // so it runs in the background instead of blocking start. It ends
+        // when recovered or when Raft shuts down.
+        let (raft, recovered) = (node.inner.raft.clone(), node.inner.recovered.clone());
+        tokio::spawn(async move {
+            match raft.wait_for_recovery(None).await {
+                Ok(_) => recovered.store(true, Ordering::SeqCst),
+                Err(e) => tracing::debug!(error = %e, "recovery wait ended"),
+            }
+        });
         let c = &node.inner.config;
         tracing::info!(
             id,
@@ -422,6 +439,13 @@ impl Node {
             },
             Consistency::Stale => {
                 self.running()?;
+                if !self.inner.recovered.load(Ordering::SeqCst) {
+                    return Err(ApiError::Unavailable(
+                        "this node is still recovering its state after a restart; \
+                         read with linearizable consistency or retry shortly"
+                            .into(),
+                    ));
+                }
                 read::execute(&self.inner.db, &req)
                     .map_err(|e| ApiError::Unavailable(e.to_string()))
             }
