@@ -20,6 +20,7 @@
 
 use crate::api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, ScanPage, Value};
 use crate::config::NodeConfig;
+use ballast_raft::log_store::{LogSyncer, SyncPolicy};
 use ballast_raft::net::client::ForwardFailure;
 use ballast_raft::net::server::{self, ServerContext};
 use ballast_raft::net::{
@@ -93,6 +94,7 @@ struct Inner {
     config: NodeConfig,
     raft: BallastRaft,
     db: Arc<Db>,
+    log_syncer: LogSyncer,
     clock: Arc<dyn Clock>,
     forward: ForwardClient,
     server: tokio::sync::Mutex<Option<ServerHandle>>,
@@ -141,12 +143,14 @@ impl Node {
             })?;
         }
         let engine_options = config.engine_options();
-        let (log_store, report) = LogStore::open(
+        let (log_store, report) = LogStore::open_with_policy(
             Arc::new(StdFs),
             &dir.join("raft-log"),
             WalOptions::from_options(&engine_options),
+            SyncPolicy::of(&engine_options.fsync),
         )
         .await?;
+        let log_syncer = log_store.syncer();
         let clock = engine_options.clock.clone();
         let sm = StateMachine::open(&dir.join("engine"), engine_options).await?;
         let db = sm.shared_db();
@@ -234,6 +238,7 @@ impl Node {
                 config,
                 raft,
                 db,
+                log_syncer,
                 clock,
                 forward: ForwardClient::new(net),
                 server: tokio::sync::Mutex::new(Some(server)),
@@ -293,12 +298,14 @@ impl Node {
         &self.inner.raft
     }
 
-    /// Stops Raft and the RPC server, then flushes the engine so its state
-    /// is durable without a log replay. Requests fail with
+    /// Stops Raft and the RPC server, fsyncs the Raft log (relaxed presets
+    /// buffer it), then flushes the engine so its state is durable without
+    /// a log replay. Requests fail with
     /// [`ApiError::ShuttingDown`] from the start of the call. The engine
     /// closes when the last handle to this node is dropped.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
         self.stop().await;
+        self.inner.log_syncer.sync().await?;
         self.inner.db.flush().await?;
         tracing::info!(id = self.id(), "ballast node stopped");
         Ok(())

@@ -149,3 +149,34 @@ async fn a_stopped_follower_restarted_later_catches_up() {
     assert_eq!(s.leader.map(|l| l.0), Some(leader));
     cluster.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relaxed_presets_replicate_and_survive_a_clean_restart() {
+    for preset in [
+        ballast_storage::Preset::Balanced,
+        ballast_storage::Preset::Throughput,
+    ] {
+        let mut cluster = Cluster::start(3, |c| c.preset = preset).await;
+        let leader = cluster.leader().await;
+        assert_eq!(cluster.node(leader).status().preset, preset.name());
+        for i in 0..30 {
+            cluster.node(leader).write(put(i)).await.expect("write");
+        }
+        // A clean shutdown of every node syncs the log and flushes the
+        // engine; the whole cluster comes back with every write.
+        let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
+        for &id in &ids {
+            cluster.shutdown(id).await;
+        }
+        for &id in &ids {
+            cluster.restart(id).await;
+        }
+        let leader = cluster.leader().await;
+        assert!(
+            has_all(cluster.node(leader), 0..30, Consistency::Linearizable).await,
+            "{} lost writes over a clean restart",
+            preset.name()
+        );
+        cluster.stop_all().await;
+    }
+}
