@@ -8,14 +8,16 @@
 //!   oversized or malformed input before it is buffered;
 //! - [`resp::Reply`] and [`resp::encode`] write replies;
 //! - [`Command`] is a typed request, parsed with Redis's own error texts;
-//! - [`glob::glob_match`] is Redis's glob dialect for `SCAN ... MATCH`.
-//!
+//! - [`glob::glob_match`] is Redis's glob dialect for `SCAN ... MATCH`;
 //! - [`server::RespServer`] serves those clients over TCP, on any
 //!   [`KvApi`];
 //! - [`admin::serve`] is the admin HTTP port (`/metrics`, `/status`,
 //!   membership) on any [`AdminApi`].
 //!
-//! The node that implements [`KvApi`] over Raft comes with the network.
+//! - [`Node`] is a replicated node: the engine as openraft's state machine,
+//!   peers over TCP; it implements [`KvApi`] and [`AdminApi`], so the RESP
+//!   server and the admin port serve it (the `ballast node` command wires
+//!   the three together).
 //!
 //! ```
 //! use ballast_node::{resp::{Decoder, Limits}, Command};
@@ -32,11 +34,15 @@
 pub mod admin;
 pub mod api;
 pub mod command;
+pub mod config;
 pub mod error;
 pub mod glob;
+pub mod node;
 pub mod resp;
 pub mod server;
 
 pub use api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, ScanPage, Value};
 pub use command::Command;
+pub use config::NodeConfig;
 pub use error::{Error, ProtocolError};
+pub use node::Node;

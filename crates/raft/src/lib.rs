@@ -11,9 +11,10 @@
 //!   log id rides on each flush), with logical-dump snapshots. Its module
 //!   docs say exactly what is real and what is not yet.
 //!
-//! Still to come: SSTable-set snapshots streamed in chunks, the RPC
-//! network, and persisting the committed log id (`save_committed` keeps
-//! openraft's default for now, so the node must call
+//! * [`net`]: the Raft network (TCP, bincode frames in `FORMAT-rpc.md`).
+//!
+//! Still to come: SSTable-set snapshots streamed in chunks, and persisting
+//! the committed log id (`save_committed` keeps openraft's default for now, so the node must call
 //! `Raft::wait_for_recovery` before serving reads after a restart).
 //!
 //! All file I/O goes through `ballast_storage::fs`, the file seam the
@@ -26,6 +27,7 @@ pub mod codec;
 pub mod error;
 pub mod log_store;
 pub mod meta;
+pub mod net;
 pub mod state_machine;
 pub mod transfer;
 pub mod typ;

@@ -14,12 +14,23 @@
 //! Memory is bounded by the index: one `(leader id, record position)` per
 //! live entry. Entry payloads are read back from the segments on demand.
 //!
-//! Durability: [`RaftLogStorage::append`] writes all the entries of one call
-//! with one positional write and one fsync, and only then calls the
-//! `IOFlushed` callback; `save_vote` and `purge` replace the meta file
-//! (temporary file, fsync, rename, directory fsync) before returning. This
-//! holds in every preset for now; whether relaxed presets may flush lazily
-//! is decided later, by the node.
+//! Durability follows the node's preset ([`SyncPolicy`], DESIGN.md
+//! "Durability presets and their contracts"):
+//!
+//! * durable ([`SyncPolicy::EveryAppend`]): [`RaftLogStorage::append`]
+//!   writes all the entries of one call with one positional write and one
+//!   fsync, and only then calls the `IOFlushed` callback.
+//! * balanced ([`SyncPolicy::Interval`]): an append is written to the OS
+//!   before `IOFlushed` (a process crash loses nothing); a timer task
+//!   fsyncs the log every `sync_interval_ms` when it has unsynced bytes.
+//! * throughput ([`SyncPolicy::WriteBack`]): an append is acknowledged
+//!   from memory; the buffer reaches the OS when it holds `buffer_bytes`
+//!   or every `flush_interval_ms`, and is fsynced by [`LogSyncer::sync`]
+//!   (the node calls it on clean shutdown) and when a segment is sealed.
+//!
+//! In every preset `save_vote` and `purge` replace the meta file
+//! (temporary file, fsync, rename, directory fsync) before returning, and
+//! truncation is made durable before it returns.
 //!
 //! Nothing here reads clocks, spawns threads or draws random numbers, and
 //! all I/O goes through the [`FileSystem`] seam, so the simulation can run
@@ -74,7 +85,71 @@ pub struct LogReader {
     shared: Arc<Shared>,
 }
 
+/// When appended entries become durable. See the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// fsync every append before acknowledging it (durable preset).
+    EveryAppend,
+    /// Write every append to the OS before acknowledging it; fsync every
+    /// `sync_interval_ms` (balanced preset).
+    Interval {
+        /// Milliseconds between fsyncs of unsynced entries.
+        sync_interval_ms: u64,
+    },
+    /// Acknowledge from memory; write to the OS at `buffer_bytes` or every
+    /// `flush_interval_ms` (throughput preset).
+    WriteBack {
+        /// Bytes buffered before they are written to the OS.
+        buffer_bytes: u64,
+        /// Milliseconds between timed writes of the buffer to the OS.
+        flush_interval_ms: u64,
+    },
+}
+
+impl SyncPolicy {
+    /// The policy of an engine fsync policy (a node's preset).
+    pub fn of(fsync: &ballast_storage::FsyncPolicy) -> SyncPolicy {
+        match *fsync {
+            ballast_storage::FsyncPolicy::Group => SyncPolicy::EveryAppend,
+            ballast_storage::FsyncPolicy::Interval { sync_interval_ms } => {
+                SyncPolicy::Interval { sync_interval_ms }
+            }
+            ballast_storage::FsyncPolicy::WriteBack {
+                buffer_bytes,
+                flush_interval_ms,
+            } => SyncPolicy::WriteBack {
+                buffer_bytes,
+                flush_interval_ms,
+            },
+        }
+    }
+}
+
+/// Makes the log durable on demand (clean shutdown, or before the state
+/// machine makes applied state durable). Shares the log with its store.
+#[derive(Clone)]
+pub struct LogSyncer {
+    shared: Arc<Shared>,
+}
+
+impl Debug for LogSyncer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogSyncer")
+            .field("dir", &self.shared.dir)
+            .finish()
+    }
+}
+
+impl LogSyncer {
+    /// Writes buffered entries to the OS and fsyncs them: every entry
+    /// appended before this call is durable when it returns `Ok`.
+    pub async fn sync(&self) -> Result<()> {
+        self.shared.sync_now().await
+    }
+}
+
 struct Shared {
+    policy: SyncPolicy,
     fs: DynFs,
     dir: PathBuf,
     wal_dir: PathBuf,
@@ -155,6 +230,16 @@ impl Debug for LogReader {
 }
 
 impl Shared {
+    async fn sync_now(&self) -> Result<()> {
+        fs::pause(&*self.fs, IoOp::Sync).await;
+        let mut inner = self.lock()?;
+        inner.check()?;
+        if let Err(e) = inner.wal.sync() {
+            return Err(inner.stop(e.into()));
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
         // A panic while the lock was held may have left the index half
         // updated: refuse rather than serve it.
@@ -226,7 +311,31 @@ impl LogStore {
         dir: &Path,
         wal_options: WalOptions,
     ) -> Result<(LogStore, OpenReport)> {
+        Self::open_with_policy(fs, dir, wal_options, SyncPolicy::EveryAppend).await
+    }
+
+    /// [`LogStore::open`] with the sync policy of a relaxed preset. A
+    /// relaxed policy starts a timer task on the current tokio runtime (it
+    /// ends when the store and its readers are dropped).
+    pub async fn open_with_policy(
+        fs: DynFs,
+        dir: &Path,
+        wal_options: WalOptions,
+        policy: SyncPolicy,
+    ) -> Result<(LogStore, OpenReport)> {
         wal_options.validate()?;
+        let period_ms = match policy {
+            SyncPolicy::EveryAppend => None,
+            SyncPolicy::Interval { sync_interval_ms } => Some(sync_interval_ms),
+            SyncPolicy::WriteBack {
+                flush_interval_ms, ..
+            } => Some(flush_interval_ms),
+        };
+        if period_ms == Some(0) {
+            return Err(Error::Misuse(format!(
+                "sync policy {policy:?}: the interval must be above 0 ms"
+            )));
+        }
         let wal_dir = dir.join(LOG_DIR);
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
@@ -321,6 +430,7 @@ impl LogStore {
         };
         let store = LogStore {
             shared: Arc::new(Shared {
+                policy,
                 fs,
                 dir: dir.to_path_buf(),
                 wal_dir,
@@ -328,7 +438,56 @@ impl LogStore {
                 inner: Mutex::new(inner),
             }),
         };
+        if let Some(ms) = period_ms {
+            tokio::spawn(sync_timer(
+                Arc::downgrade(&store.shared),
+                std::time::Duration::from_millis(ms),
+            ));
+        }
         Ok((store, open_report))
+    }
+
+    /// A handle that makes the log durable on demand.
+    pub fn syncer(&self) -> LogSyncer {
+        LogSyncer {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The sync policy the store runs with.
+    pub fn sync_policy(&self) -> SyncPolicy {
+        self.shared.policy
+    }
+
+    /// Whether every appended entry is durable (nothing buffered, nothing
+    /// written since the last fsync).
+    pub fn is_synced(&self) -> Result<bool> {
+        let inner = self.shared.lock()?;
+        Ok(inner.wal.pending_bytes() == 0 && inner.wal.is_synced())
+    }
+
+    /// Appends `entries` following the store's [`SyncPolicy`]: returns
+    /// once they are durable (durable preset), written to the OS
+    /// (balanced), or buffered (throughput).
+    pub async fn append_by_policy(&self, entries: impl IntoIterator<Item = Entry>) -> Result<()> {
+        let buffer_bytes = match self.shared.policy {
+            SyncPolicy::EveryAppend => return self.append_durably(entries).await,
+            SyncPolicy::Interval { .. } => 0,
+            SyncPolicy::WriteBack { buffer_bytes, .. } => buffer_bytes,
+        };
+        self.add_entries(entries)?;
+        let full = {
+            let inner = self.shared.lock()?;
+            inner.wal.pending_bytes() as u64 > buffer_bytes
+        };
+        if full {
+            fs::pause(&*self.shared.fs, IoOp::Write).await;
+            let mut inner = self.shared.lock()?;
+            if let Err(e) = inner.wal.write_pending() {
+                return Err(inner.stop(e.into()));
+            }
+        }
+        Ok(())
     }
 
     /// A reader sharing this log.
@@ -392,32 +551,7 @@ impl LogStore {
     /// with one write and makes them durable with one fsync. Returns once
     /// they are durable.
     pub async fn append_durably(&self, entries: impl IntoIterator<Item = Entry>) -> Result<()> {
-        {
-            let mut inner = self.shared.lock()?;
-            inner.check()?;
-            let mut buf = Vec::new();
-            for (n, entry) in entries.into_iter().enumerate() {
-                if let Some(want) = inner.next_index() {
-                    if entry.log_id.index != want {
-                        let e = Error::Misuse(format!(
-                            "append of {} where index {want} was expected",
-                            entry.log_id
-                        ));
-                        // Entries added before this one in the same call are
-                        // already in the index and the WAL buffer: stop.
-                        // Otherwise nothing changed and the store goes on.
-                        return Err(if n == 0 { e } else { inner.stop(e) });
-                    }
-                }
-                buf.clear();
-                codec::encode_entry(&mut buf, &entry);
-                let pos = match inner.wal.add_record(&buf) {
-                    Ok(pos) => pos,
-                    Err(e) => return Err(inner.stop(e.into())),
-                };
-                inner.push(&entry.log_id, pos);
-            }
-        }
+        self.add_entries(entries)?;
         fs::pause(&*self.shared.fs, IoOp::Write).await;
         {
             let mut inner = self.shared.lock()?;
@@ -429,6 +563,36 @@ impl LogStore {
         let mut inner = self.shared.lock()?;
         if let Err(e) = inner.wal.sync() {
             return Err(inner.stop(e.into()));
+        }
+        Ok(())
+    }
+
+    /// Adds `entries` (their indexes must continue the log) to the index
+    /// and the WAL's buffer.
+    fn add_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<()> {
+        let mut inner = self.shared.lock()?;
+        inner.check()?;
+        let mut buf = Vec::new();
+        for (n, entry) in entries.into_iter().enumerate() {
+            if let Some(want) = inner.next_index() {
+                if entry.log_id.index != want {
+                    let e = Error::Misuse(format!(
+                        "append of {} where index {want} was expected",
+                        entry.log_id
+                    ));
+                    // Entries added before this one in the same call are
+                    // already in the index and the WAL buffer: stop.
+                    // Otherwise nothing changed and the store goes on.
+                    return Err(if n == 0 { e } else { inner.stop(e) });
+                }
+            }
+            buf.clear();
+            codec::encode_entry(&mut buf, &entry);
+            let pos = match inner.wal.add_record(&buf) {
+                Ok(pos) => pos,
+                Err(e) => return Err(inner.stop(e.into())),
+            };
+            inner.push(&entry.log_id, pos);
         }
         Ok(())
     }
@@ -535,6 +699,42 @@ impl LogStore {
     }
 }
 
+/// The relaxed policies' timer: balanced fsyncs unsynced entries, throughput
+/// hands buffered ones to the OS, every `period`. Ends when the store is
+/// dropped or stops after a failure.
+async fn sync_timer(shared: std::sync::Weak<Shared>, period: std::time::Duration) {
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let write_back = matches!(shared.policy, SyncPolicy::WriteBack { .. });
+        fs::pause(
+            &*shared.fs,
+            if write_back { IoOp::Write } else { IoOp::Sync },
+        )
+        .await;
+        let Ok(mut inner) = shared.lock() else {
+            return;
+        };
+        if inner.check().is_err() {
+            return;
+        }
+        let r = if write_back {
+            inner.wal.write_pending()
+        } else if inner.wal.pending_bytes() > 0 || !inner.wal.is_synced() {
+            inner.wal.sync()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = r {
+            let e = inner.stop(e.into());
+            tracing::error!(error = %e, "Raft log: timed write or fsync failed; the log stopped");
+            return;
+        }
+    }
+}
+
 /// `[start, end)` of a range of log indexes.
 fn bounds(range: impl RangeBounds<u64>) -> (u64, u64) {
     let start = match range.start_bound() {
@@ -601,7 +801,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        match self.append_durably(entries).await {
+        match self.append_by_policy(entries).await {
             Ok(()) => {
                 callback.io_completed(Ok(()));
                 Ok(())
@@ -620,5 +820,184 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         Ok(self.purge_durably(log_id).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::typ::{EntryPayload, Proposal, Request};
+    use ballast_storage::fs::{FaultFs, FaultSwitches, StdFs};
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    fn entries(range: std::ops::Range<u64>) -> Vec<Entry> {
+        range
+            .map(|i| Entry {
+                log_id: LogId::new(
+                    LeaderId {
+                        term: 1,
+                        node_id: 1,
+                    },
+                    i,
+                ),
+                payload: EntryPayload::Normal(Proposal::new(
+                    i,
+                    Request::Delete {
+                        key: format!("k{i}").into_bytes(),
+                    },
+                )),
+            })
+            .collect()
+    }
+
+    async fn open(dir: &Path, policy: SyncPolicy) -> (LogStore, Arc<FaultSwitches>) {
+        let (fs, switches) = FaultFs::new(Arc::new(StdFs));
+        let (store, _) = LogStore::open_with_policy(fs, dir, WalOptions::default(), policy)
+            .await
+            .expect("open");
+        (store, switches)
+    }
+
+    fn syncs(s: &FaultSwitches) -> u64 {
+        s.syncs.load(Ordering::SeqCst)
+    }
+
+    /// Polls `cond` every 5 ms for up to 10 s.
+    async fn within_10s(what: &str, cond: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn reopened_len(dir: &Path) -> u64 {
+        let (s, report) = LogStore::open(Arc::new(StdFs), dir, WalOptions::default())
+            .await
+            .expect("reopen");
+        drop(s);
+        report.entries
+    }
+
+    #[tokio::test]
+    async fn durable_fsyncs_every_append_before_acknowledging() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, sw) = open(dir.path(), SyncPolicy::EveryAppend).await;
+        for batch in 0..3u64 {
+            let before = syncs(&sw);
+            store
+                .append_by_policy(entries(batch * 4 + 1..batch * 4 + 5))
+                .await
+                .expect("append");
+            assert!(syncs(&sw) > before, "append {batch} returned unsynced");
+            assert!(store.is_synced().expect("state"));
+        }
+    }
+
+    #[tokio::test]
+    async fn balanced_writes_to_the_os_and_fsyncs_on_its_interval() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, sw) = open(
+            dir.path(),
+            SyncPolicy::Interval {
+                sync_interval_ms: 20,
+            },
+        )
+        .await;
+        let before = syncs(&sw);
+        store
+            .append_by_policy(entries(1..11))
+            .await
+            .expect("append");
+        // Acknowledged without an fsync on the write path...
+        assert_eq!(syncs(&sw), before);
+        assert!(!store.is_synced().expect("state"));
+        // ...and fsynced by the timer within its interval.
+        within_10s("the interval fsync", || syncs(&sw) > before).await;
+        within_10s("synced", || store.is_synced().expect("state")).await;
+        // A process crash (drop without any sync) after a later append
+        // loses nothing: it was already written to the OS.
+        store
+            .append_by_policy(entries(11..16))
+            .await
+            .expect("append");
+        drop(store);
+        assert_eq!(reopened_len(dir.path()).await, 15);
+    }
+
+    #[tokio::test]
+    async fn throughput_acknowledges_from_memory_and_syncs_on_demand() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, sw) = open(
+            dir.path(),
+            SyncPolicy::WriteBack {
+                buffer_bytes: 1 << 20,
+                flush_interval_ms: 3_600_000,
+            },
+        )
+        .await;
+        let before = syncs(&sw);
+        store
+            .append_by_policy(entries(1..21))
+            .await
+            .expect("append");
+        assert_eq!(syncs(&sw), before, "no fsync on the write path");
+        // Buffered, yet readable (replication reads from the buffer).
+        assert_eq!(store.entries(1..21).expect("read").len(), 20);
+        assert!(!store.is_synced().expect("state"));
+        // The vote is fsynced (file and directory) in every preset.
+        let dir_syncs = sw.dir_syncs.load(Ordering::SeqCst);
+        store
+            .save_vote_durably(&Vote::new(3, 1))
+            .await
+            .expect("vote");
+        assert!(syncs(&sw) > before);
+        assert!(sw.dir_syncs.load(Ordering::SeqCst) > dir_syncs);
+        // A clean shutdown syncs the log.
+        store.syncer().sync().await.expect("sync");
+        assert!(store.is_synced().expect("state"));
+        drop(store);
+        assert_eq!(reopened_len(dir.path()).await, 20);
+    }
+
+    #[tokio::test]
+    async fn throughput_writes_a_full_buffer_and_a_timed_one_to_the_os() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = open(
+            dir.path(),
+            SyncPolicy::WriteBack {
+                buffer_bytes: 64,
+                flush_interval_ms: 3_600_000,
+            },
+        )
+        .await;
+        store
+            .append_by_policy(entries(1..21))
+            .await
+            .expect("append");
+        drop(store);
+        assert_eq!(
+            reopened_len(dir.path()).await,
+            20,
+            "a full buffer reaches the OS"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = open(
+            dir.path(),
+            SyncPolicy::WriteBack {
+                buffer_bytes: 1 << 20,
+                flush_interval_ms: 10,
+            },
+        )
+        .await;
+        store.append_by_policy(entries(1..6)).await.expect("append");
+        within_10s("the timed write", || {
+            store.shared.lock().expect("lock").wal.pending_bytes() == 0
+        })
+        .await;
+        drop(store);
+        assert_eq!(reopened_len(dir.path()).await, 5);
     }
 }

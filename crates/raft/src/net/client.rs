@@ -1,0 +1,466 @@
+//! The client side: one authenticated TCP connection per openraft client
+//! ([`PeerClient`], reused across calls, dropped after any failure and
+//! re-established on the next call, with openraft backing off in between),
+//! and a small per-peer pool for forwarded writes and reads
+//! ([`ForwardClient`]).
+
+use super::message::{ForwardError, ReadAnswer, ReadRequest, RpcReply, RpcRequest};
+use super::{auth, frame, with_deadline, NetConfig, NetError};
+use crate::state_machine::{Snapshot, SnapshotData};
+use crate::transfer::SnapshotTransfer;
+use crate::typ::{Node, NodeId, Request, Response, TypeConfig, Vote};
+use openraft::error::{ReplicationClosed, StreamingError, Timeout, Unreachable};
+use openraft::errors::ErrorSource;
+use openraft::errors::RPCError;
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{OptionalSend, RPCTypes};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// One authenticated connection to a peer.
+pub struct Conn {
+    io: BufReader<TcpStream>,
+    peer: String,
+    max_frame_bytes: u32,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Conn({})", self.peer)
+    }
+}
+
+impl Conn {
+    /// Connects to `addr` and runs the handshake, within
+    /// `cfg.connect_timeout`.
+    pub async fn connect(addr: &str, cfg: &NetConfig) -> Result<Conn, NetError> {
+        with_deadline("connect", cfg.connect_timeout, async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| NetError::io(addr, e))?;
+            // Raft RPCs are small and latency-bound.
+            stream
+                .set_nodelay(true)
+                .map_err(|e| NetError::io(addr, e))?;
+            let mut io = BufReader::new(stream);
+            auth::client(&mut io, cfg, addr).await?;
+            Ok(Conn {
+                io,
+                peer: addr.to_string(),
+                max_frame_bytes: cfg.max_frame_bytes,
+            })
+        })
+        .await
+    }
+
+    /// Sends `req` and reads its reply.
+    pub async fn call(&mut self, req: &RpcRequest) -> Result<RpcReply, NetError> {
+        frame::write(&mut self.io, req, self.max_frame_bytes, &self.peer).await?;
+        match frame::read(&mut self.io, self.max_frame_bytes, &self.peer).await? {
+            Some(reply) => Ok(reply),
+            None => Err(NetError::Protocol(format!(
+                "{} closed the connection before replying",
+                self.peer
+            ))),
+        }
+    }
+}
+
+/// openraft's network factory: a [`PeerClient`] per target.
+#[derive(Clone, Debug)]
+pub struct Network {
+    cfg: Arc<NetConfig>,
+    id: NodeId,
+}
+
+impl Network {
+    /// The network of node `id`.
+    pub fn new(id: NodeId, cfg: Arc<NetConfig>) -> Network {
+        Network { cfg, id }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+        PeerClient {
+            cfg: self.cfg.clone(),
+            id: self.id,
+            target,
+            addr: node.raft_addr.clone(),
+            conn: None,
+        }
+    }
+}
+
+/// Sends Raft RPCs to one peer over one reused connection.
+pub struct PeerClient {
+    cfg: Arc<NetConfig>,
+    id: NodeId,
+    target: NodeId,
+    addr: String,
+    conn: Option<Conn>,
+}
+
+impl PeerClient {
+    /// Sends `req` within `limit`, connecting first if needed. Any failure
+    /// drops the connection: its state (a half-read reply) is unknown.
+    async fn call(
+        &mut self,
+        req: &RpcRequest,
+        limit: Duration,
+        action: RPCTypes,
+    ) -> Result<RpcReply, RPCError<TypeConfig>> {
+        let r = with_deadline("Raft RPC", limit, async {
+            if self.conn.is_none() {
+                self.conn = Some(Conn::connect(&self.addr, &self.cfg).await?);
+            }
+            match self.conn.as_mut() {
+                Some(c) => c.call(req).await,
+                None => unreachable!("connected just above"),
+            }
+        })
+        .await;
+        match r {
+            Ok(RpcReply::Failed(why)) => {
+                Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                    "node {} at {} could not serve it: {why}",
+                    self.target, self.addr
+                ))))
+            }
+            Ok(reply) => Ok(reply),
+            Err(e) => {
+                self.conn = None;
+                Err(self.rpc_error(e, limit, action))
+            }
+        }
+    }
+
+    fn rpc_error(&self, e: NetError, limit: Duration, action: RPCTypes) -> RPCError<TypeConfig> {
+        match e {
+            NetError::Timeout { .. } => RPCError::Timeout(Timeout {
+                action,
+                id: self.id,
+                target: self.target,
+                timeout: limit,
+            }),
+            other => RPCError::Unreachable(Unreachable::new(&other)),
+        }
+    }
+
+    fn unexpected(&mut self, reply: RpcReply) -> RPCError<TypeConfig> {
+        self.conn = None;
+        RPCError::Unreachable(Unreachable::new(&NetError::Protocol(format!(
+            "unexpected reply from {}: {reply:?}",
+            self.addr
+        ))))
+    }
+
+    async fn stream_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        step: Duration,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let data = snapshot.snapshot;
+        let len = data.stream_len();
+        let begin = RpcRequest::SnapshotBegin {
+            vote,
+            meta: snapshot.meta,
+            len,
+        };
+        self.expect_ack(&begin, step).await?;
+        let chunk = self.cfg.snapshot_chunk_bytes;
+        let mut offset = 0u64;
+        while offset < len {
+            let bytes = data.read_chunk(offset, chunk).map_err(|e| {
+                StreamingError::StorageError(openraft::StorageError::read_snapshot(
+                    None,
+                    ErrorSource::from_error(&e),
+                ))
+            })?;
+            if bytes.is_empty() {
+                return Err(StreamingError::StorageError(
+                    openraft::StorageError::read_snapshot(
+                        None,
+                        ErrorSource::from_string(format!(
+                            "snapshot stream ended at {offset} of {len} bytes"
+                        )),
+                    ),
+                ));
+            }
+            let n = bytes.len() as u64;
+            self.expect_ack(
+                &RpcRequest::SnapshotChunk {
+                    offset,
+                    data: bytes,
+                },
+                step,
+            )
+            .await?;
+            offset += n;
+        }
+        match self
+            .call(&RpcRequest::SnapshotEnd, step, RPCTypes::InstallSnapshot)
+            .await
+        {
+            Ok(RpcReply::Snapshot(resp)) => Ok(resp),
+            Ok(other) => Err(streaming(self.unexpected(other))),
+            Err(e) => Err(streaming(e)),
+        }
+    }
+
+    async fn expect_ack(
+        &mut self,
+        req: &RpcRequest,
+        step: Duration,
+    ) -> Result<(), StreamingError<TypeConfig>> {
+        match self.call(req, step, RPCTypes::InstallSnapshot).await {
+            Ok(RpcReply::SnapshotAck) => Ok(()),
+            Ok(other) => Err(streaming(self.unexpected(other))),
+            Err(e) => Err(streaming(e)),
+        }
+    }
+}
+
+fn streaming(e: RPCError<TypeConfig>) -> StreamingError<TypeConfig> {
+    match e {
+        RPCError::Timeout(t) => StreamingError::Timeout(t),
+        RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+        RPCError::Network(n) => StreamingError::Network(n),
+        RPCError::RemoteError(r) => {
+            StreamingError::Unreachable(Unreachable::from_string(r.to_string()))
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let req = RpcRequest::Append(rpc);
+        match self
+            .call(&req, option.soft_ttl(), RPCTypes::AppendEntries)
+            .await?
+        {
+            RpcReply::Append(r) => Ok(r),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(&RpcRequest::Vote(rpc), option.soft_ttl(), RPCTypes::Vote)
+            .await?
+        {
+            RpcReply::Vote(r) => Ok(r),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(&RpcRequest::PreVote(rpc), option.soft_ttl(), RPCTypes::Vote)
+            .await?
+        {
+            RpcReply::Vote(r) => Ok(r),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        // Each step (begin, every chunk, the final install) gets the soft
+        // TTL: a snapshot of any size makes progress or fails, and the
+        // caller's cancel stops it between steps.
+        let step = option.soft_ttl();
+        let r = tokio::select! {
+            r = self.stream_snapshot(vote, snapshot, step) => r,
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        };
+        if r.is_err() {
+            // Mid-stream: the receiver holds a partial snapshot for this
+            // connection; a new connection starts clean.
+            self.conn = None;
+        }
+        r
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(
+                &RpcRequest::TransferLeader(req),
+                option.soft_ttl(),
+                RPCTypes::TransferLeader,
+            )
+            .await?
+        {
+            RpcReply::TransferLeader(r) => Ok(r),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
+        Some(exponential_backoff(
+            self.cfg.backoff_initial,
+            self.cfg.backoff_max,
+        ))
+    }
+}
+
+/// Waits doubling from `initial` up to `max`, forever.
+pub fn exponential_backoff(initial: Duration, max: Duration) -> Backoff {
+    Backoff::new(std::iter::successors(Some(initial), move |d| {
+        Some(d.saturating_mul(2).min(max))
+    }))
+}
+
+/// Why a forwarded call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardFailure {
+    /// The request never left this node (connecting or authenticating
+    /// failed): retrying cannot apply it twice.
+    #[error("not sent: {0}")]
+    NotSent(NetError),
+    /// The request may have reached the peer: a write's outcome is unknown.
+    #[error("outcome unknown: {0}")]
+    Unknown(NetError),
+}
+
+/// The most peers the pool keeps connections for (the cluster's size is
+/// small; a bound keeps address churn from growing it).
+const POOL_PEERS_MAX: usize = 16;
+
+/// Sends forwarded writes and reads to the leader over pooled connections.
+pub struct ForwardClient {
+    cfg: Arc<NetConfig>,
+    pool: Mutex<BTreeMap<String, Vec<(Conn, Instant)>>>,
+}
+
+impl std::fmt::Debug for ForwardClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardClient").finish_non_exhaustive()
+    }
+}
+
+impl ForwardClient {
+    /// A client with an empty pool.
+    pub fn new(cfg: Arc<NetConfig>) -> ForwardClient {
+        ForwardClient {
+            cfg,
+            pool: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Asks the node at `addr` (the leader) to propose `req`.
+    pub async fn write(
+        &self,
+        addr: &str,
+        req: Request,
+    ) -> Result<Result<Response, ForwardError>, ForwardFailure> {
+        match self.call(addr, &RpcRequest::Write(req)).await? {
+            RpcReply::Write(r) => Ok(r),
+            other => Err(ForwardFailure::Unknown(NetError::Protocol(format!(
+                "unexpected reply to a write: {other:?}"
+            )))),
+        }
+    }
+
+    /// Asks the node at `addr` (the leader) for a linearizable read.
+    pub async fn read(
+        &self,
+        addr: &str,
+        req: ReadRequest,
+    ) -> Result<Result<ReadAnswer, ForwardError>, ForwardFailure> {
+        match self.call(addr, &RpcRequest::Read(req)).await? {
+            RpcReply::Read(r) => Ok(r),
+            other => Err(ForwardFailure::Unknown(NetError::Protocol(format!(
+                "unexpected reply to a read: {other:?}"
+            )))),
+        }
+    }
+
+    fn take(&self, addr: &str) -> Option<Conn> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = pool.get_mut(addr)?;
+        // A connection idle for half the server's idle timeout may be
+        // closing on the other end: sending on it would make a write's
+        // outcome unknown for nothing.
+        let fresh = self.cfg.idle_timeout / 2;
+        while let Some((c, since)) = conns.pop() {
+            if since.elapsed() < fresh {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, addr: &str, conn: Conn) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if !pool.contains_key(addr) && pool.len() >= POOL_PEERS_MAX {
+            pool.pop_first();
+        }
+        let conns = pool.entry(addr.to_string()).or_default();
+        if conns.len() < self.cfg.pooled_per_peer {
+            conns.push((conn, Instant::now()));
+        }
+    }
+
+    async fn call(&self, addr: &str, req: &RpcRequest) -> Result<RpcReply, ForwardFailure> {
+        let deadline = Instant::now() + self.cfg.call_timeout;
+        let mut conn = match self.take(addr) {
+            Some(c) => c,
+            None => tokio::time::timeout_at(deadline, Conn::connect(addr, &self.cfg))
+                .await
+                .map_err(|_| {
+                    ForwardFailure::NotSent(NetError::Timeout {
+                        what: "connect",
+                        ms: self.cfg.call_timeout.as_millis() as u64,
+                    })
+                })?
+                .map_err(ForwardFailure::NotSent)?,
+        };
+        let reply = tokio::time::timeout_at(deadline, conn.call(req))
+            .await
+            .map_err(|_| {
+                ForwardFailure::Unknown(NetError::Timeout {
+                    what: "forwarded call",
+                    ms: self.cfg.call_timeout.as_millis() as u64,
+                })
+            })?
+            .map_err(ForwardFailure::Unknown)?;
+        self.give_back(addr, conn);
+        Ok(reply)
+    }
+}
