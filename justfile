@@ -17,9 +17,20 @@ bench *ARGS:
 microbench:
     cargo bench -p ballast-storage
 
-# The 3-node local cluster (issue: replication and the node).
-cluster:
-    @echo "the local cluster arrives with the replication issue; see README"
+# The 3-node local cluster on 127.0.0.1 (configs in cluster/, data in cluster/data/).
+cluster *ARGS:
+    cargo run --release -p ballast-node -- cluster up {{ARGS}}
+
+cluster-stop:
+    cargo run --release -p ballast-node -- cluster stop
+
+cluster-status:
+    cargo run --release -p ballast-node -- cluster status
+
+# redis-benchmark against the local cluster's leader, one preset (needs redis-tools):
+# just bench-cluster durable
+bench-cluster PRESET="durable":
+    scripts/bench-cluster {{PRESET}}
 
 # Deterministic simulation: just sim run --scenario all --seeds 100 (see sim/README.md).
 sim *ARGS:

@@ -82,6 +82,9 @@ pub struct NodeConfig {
     /// Shared secret between peers; required when an address is not
     /// loopback.
     pub secret: Option<String>,
+    /// Password RESP clients must AUTH with (user `default`); required
+    /// when `client_addr` is not loopback.
+    pub password: Option<String>,
     /// Leader heartbeat interval.
     pub heartbeat_interval_ms: u64,
     /// Lower bound of the randomized election timeout.
@@ -115,6 +118,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("data_dir", &self.data_dir)
             .field("preset", &self.preset)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("initial_members", &self.initial_members)
             .finish_non_exhaustive()
     }
@@ -135,6 +139,7 @@ struct NodeConfigFile {
     client_frame_bytes_max: Option<u64>,
     raft_frame_bytes_max: Option<u32>,
     secret: Option<String>,
+    password: Option<String>,
     heartbeat_interval_ms: Option<u64>,
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
@@ -164,6 +169,7 @@ impl NodeConfig {
             client_frame_bytes_max: 64 << 20,
             raft_frame_bytes_max: 64 << 20,
             secret: None,
+            password: None,
             heartbeat_interval_ms: 100,
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1000,
@@ -218,6 +224,7 @@ impl NodeConfig {
             leader_wait_ms
         );
         c.secret = f.secret;
+        c.password = f.password;
         c.initial_members = f.initial_members;
         c.validate()?;
         Ok(c)
@@ -250,6 +257,15 @@ impl NodeConfig {
                     format!("{addr} is not a loopback address: set `secret` (shared by every node) to bind or talk beyond this machine"),
                 );
             }
+        }
+        if !is_loopback(&self.client_addr) && self.password.as_deref().is_none_or(str::is_empty) {
+            return invalid(
+                "client_addr",
+                format!(
+                    "{} is not a loopback address: set `password` so that clients must AUTH",
+                    self.client_addr
+                ),
+            );
         }
         for (field, addr) in [
             ("raft_addr", &self.raft_addr),
