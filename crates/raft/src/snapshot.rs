@@ -426,10 +426,9 @@ pub(crate) fn file_crc(fs: &DynFs, path: &Path, len: u64) -> io::Result<u32> {
     Ok(hasher.finalize())
 }
 
-/// Makes a durable snapshot directory `to` holding `from`'s tables (hard
-/// links where the file system can) and its descriptor.
-pub(crate) fn link_snapshot(from: &SnapshotData, to: &Path) -> io::Result<SnapshotData> {
-    let fs = from.0.fs.clone();
+/// Makes a durable snapshot directory `to` on `fs` holding `from`'s tables
+/// (hard links where the file system can) and its descriptor.
+pub(crate) fn link_snapshot(fs: DynFs, from: &SnapshotData, to: &Path) -> io::Result<SnapshotData> {
     fs.create_dir_all(to)?;
     for f in &from.0.descriptor.files {
         fs.hard_link(&from.dir().join(&f.name), &to.join(&f.name))?;

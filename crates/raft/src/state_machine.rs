@@ -639,11 +639,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // Keep our own durable copy (links) first: it is what a
             // restart finishes an interrupted install from, and what
             // get_current_snapshot serves afterwards.
-            let dir = lock_store(&self.snapshots).new_dir();
-            match link_snapshot(&snapshot, &dir) {
+            let (fs, dir) = {
+                let mut store = lock_store(&self.snapshots);
+                (store.fs.clone(), store.new_dir())
+            };
+            match link_snapshot(fs.clone(), &snapshot, &dir) {
                 Ok(own) => own,
                 Err(e) => {
-                    let fs = lock_store(&self.snapshots).fs.clone();
+                    // Leftovers are removed at the next open if this fails.
                     let _ = sfs::remove_dir_with_files(&*fs, &dir);
                     return Err(e);
                 }
