@@ -144,6 +144,11 @@ impl Db {
     /// old table set to the new one: a crash before it is durable reopens
     /// with the old content, a crash after it with the new one.
     ///
+    /// Readers holding a [`crate::Snapshot`] or a scan from before the
+    /// install keep what they hold: a scan keeps reading the old tables;
+    /// point reads through an old snapshot see the new content (filtered
+    /// by the snapshot's sequence number).
+    ///
     /// A table that is missing, has the wrong size or fails its checks is
     /// refused before anything changes. If the manifest edit itself fails,
     /// the engine no longer knows which state is durable and stops
