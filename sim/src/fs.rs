@@ -289,6 +289,10 @@ impl FileSystem for TurmoilFs {
         tfs::sync_dir(dir)
     }
 
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        tfs::remove_dir(path)
+    }
+
     fn io_delay(&self, op: IoOp) -> Option<Duration> {
         let mut io = lock(&self.io);
         let (lo, hi) = match op {

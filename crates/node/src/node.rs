@@ -185,14 +185,25 @@ impl Node {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
 
+        let inbox = SnapshotInbox {
+            fs: Arc::new(StdFs),
+            dir: inbox_dir,
+            max_len: config.snapshot_bytes_max,
+        };
+        // Receives a crash interrupted are garbage: remove them before any
+        // new receive can start.
+        let leftovers =
+            ballast_raft::snapshot::clear_inbox(&inbox).map_err(|source| NodeError::DataDir {
+                path: inbox.dir.clone(),
+                source,
+            })?;
+        if leftovers > 0 {
+            tracing::info!(leftovers, "removed interrupted snapshot receives");
+        }
         let ctx = ServerContext {
             raft: raft.clone(),
             db: db.clone(),
-            inbox: SnapshotInbox {
-                fs: Arc::new(StdFs),
-                dir: inbox_dir,
-                max_len: config.snapshot_bytes_max,
-            },
+            inbox,
             clock: clock.clone(),
             cfg: net.clone(),
         };

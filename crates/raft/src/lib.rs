@@ -6,16 +6,25 @@
 //!   segments: one WAL record per log entry, in our own encoding
 //!   ([`codec`], byte layout in `FORMAT-raftlog.md` beside this crate), the
 //!   vote and last purged log id in a small [`meta`] file.
-//! * [`state_machine`]: an *interim* state machine over
-//!   `ballast_storage::Db` in replicated mode (no engine WAL; the applied
-//!   log id rides on each flush), with logical-dump snapshots. Its module
-//!   docs say exactly what is real and what is not yet.
+//! * [`state_machine`]: the state machine over `ballast_storage::Db` in
+//!   replicated mode (no engine WAL; the applied log id rides on each
+//!   flush), applying each entry as of its proposal time with Redis TTL
+//!   semantics.
+//! * [`snapshot`]: Raft snapshots as SSTable sets (engine checkpoints,
+//!   hard-linked) with a versioned descriptor, installed by the engine's
+//!   atomic switch; and their chunked, CRC-checked transfer stream, the
+//!   [`transfer::SnapshotTransfer`] the network moves (byte layouts in
+//!   `FORMAT-snapshot.md`).
+//! * [`transfer`]: what the network needs from snapshot data.
 //!
-//! * [`net`]: the Raft network (TCP, bincode frames in `FORMAT-rpc.md`).
+//! * [`net`]: the Raft network (TCP, bincode frames in `FORMAT-rpc.md`,
+//!   HMAC challenge-response between peers, snapshots streamed in chunks)
+//!   and the RPC server, which also serves writes and reads forwarded by
+//!   followers.
 //!
-//! Still to come: SSTable-set snapshots streamed in chunks, and persisting
-//! the committed log id (`save_committed` keeps openraft's default for now, so the node must call
-//! `Raft::wait_for_recovery` before serving reads after a restart).
+//! Still to come: persisting the committed log id (`save_committed` keeps
+//! openraft's default for now, so the node waits for
+//! `Raft::wait_for_recovery` before serving stale reads after a restart).
 //!
 //! All file I/O goes through `ballast_storage::fs`, the file seam the
 //! simulation replaces; nothing here reads clocks, starts threads or draws
@@ -28,6 +37,7 @@ pub mod error;
 pub mod log_store;
 pub mod meta;
 pub mod net;
+pub mod snapshot;
 pub mod state_machine;
 pub mod transfer;
 pub mod typ;

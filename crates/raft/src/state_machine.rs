@@ -1,8 +1,5 @@
-//! An interim state machine over the storage engine, so that openraft's
-//! whole storage suite runs against the log store. What is real and what is
-//! not yet:
+//! The replicated state machine over the storage engine.
 //!
-//! Real:
 //! * The engine runs in replicated mode (`Options::wal = false`: the Raft
 //!   log is the WAL). Each entry is applied as one atomic [`WriteBatch`]
 //!   carrying the *applied marker* (the applied log id and the last
@@ -10,61 +7,77 @@
 //!   with each memtable flush. After a restart, [`StateMachine::open`]
 //!   reports the flushed marker as the applied state and openraft re-applies
 //!   the log from there.
+//! * Every normal entry is applied *as of* its [`crate::Proposal::at_ms`], the
+//!   leader's clock when it proposed: each read during apply (IncrBy, Cas,
+//!   Set NX/XX/GET, Expire, Persist, Delete, DeleteMany) treats a key whose
+//!   expiry is at or before `at_ms` as absent, through
+//!   `Db::get_entry_as_of`, never the engine's own clock. TTLs follow
+//!   Redis: INCR/INCRBY keep an existing TTL; SET (any form) without an
+//!   expiry drops it; EXPIRE sets it on an existing key, keeping the value,
+//!   and an expiry at or before `at_ms` deletes the key (answering
+//!   `Existed(true)`, as Redis does for a non-positive TTL); PERSIST
+//!   answers `Existed(true)` only if it removed a TTL; CAS writes its new
+//!   value without a TTL (a swap replaces the value the TTL belonged to).
 //! * Requests that the engine refuses as input (empty or oversized keys or
 //!   values) are answered with [`Response::Rejected`] and still advance the
 //!   marker, so a bad client request can never stop the state machine.
-//! * Building a snapshot first flushes the engine, so the applied state is
-//!   durable up to (at least) the snapshot before openraft may purge the log
-//!   behind it.
+//! * Snapshots are SSTable sets ([`crate::snapshot`]): building one is an
+//!   engine checkpoint (a flush, so the applied state is durable up to the
+//!   snapshot before openraft purges the log behind it, then hard links of
+//!   the tables) into `<dir>/snapshots/snap-{n:020}/` with a descriptor;
+//!   TTLs travel inside the tables. Installing one links its tables into
+//!   the same place, then switches the engine to them in one manifest edit
+//!   (`Db::install`). The newest snapshot (by last log id) stays on disk
+//!   as the current one, so [`RaftStateMachine::get_current_snapshot`]
+//!   works after a restart; older ones are deleted as soon as a newer one
+//!   is durable and nobody (a snapshot stream to a follower) still holds
+//!   them. An install interrupted by a crash after its snapshot directory
+//!   became durable is finished by the next [`StateMachine::open`].
 //!
-//! Not yet (the design wants SSTable-set snapshots streamed in chunks and
-//! installed by an atomic switch; that needs engine support):
-//! * Snapshot data is a logical dump of every live key and value, held in
-//!   memory; the current snapshot is kept in memory only (after a restart
-//!   openraft builds a new one when it needs one).
-//! * Expiry (TTL) is not carried in snapshots, and Expire/Persist/IncrBy
-//!   cannot keep or report an existing TTL: the engine has no read that
-//!   returns a key's expiry.
-//! * Reads during apply (IncrBy, Cas, Expire, Persist, Delete's answer) use
-//!   the engine's clock to hide expired keys, so two replicas whose clocks
-//!   differ could answer differently near an expiry time. Apply needs a read
-//!   "as of" the entry's timestamp.
-//! * Installing a snapshot is one write batch (deletes of every current key
-//!   plus the snapshot's keys plus the marker), so it is atomic, but a
-//!   snapshot larger than the engine's `batch_bytes_max` is refused.
+//! Compaction and the engine's own reads (`Db::get`) still drop and hide
+//! expired keys by the engine's clock (`Options::clock`); apply never
+//! depends on that as long as leaders stamp non-decreasing `at_ms` not
+//! ahead of the replicas' clocks.
 
 use crate::codec::{self, DecodeError};
 use crate::error::{Error, Result};
+use crate::snapshot::{file_crc, link_snapshot, Descriptor, SnapshotFile};
 use crate::typ::{
     BatchOp, EntryPayload, LeaderId, LogId, Node, NodeId, Request, Response, SetCondition,
     TypeConfig,
 };
+use ballast_storage::fs::{self as sfs, DynFs};
 use ballast_storage::{Db, Options, WriteBatch};
+use bytes::Bytes;
 use futures_core::Stream;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{OptionalSend, StoredMembership};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The stored membership type of ballast.
 pub type StoredMembershipOf = StoredMembership<LeaderId, NodeId, Node>;
 /// Snapshot metadata of ballast.
 pub type SnapshotMeta = openraft::storage::SnapshotMeta<LeaderId, NodeId, Node>;
-/// The data of a snapshot (interim: a logical dump, see the module docs).
-/// The network moves it through [`crate::transfer::SnapshotTransfer`].
-pub type SnapshotData = Vec<u8>;
+/// The data of a snapshot: a handle to its directory of tables (see
+/// [`crate::snapshot`]). The network moves it through
+/// [`crate::transfer::SnapshotTransfer`].
+pub type SnapshotData = crate::snapshot::SnapshotData;
 /// A snapshot of ballast.
 pub type Snapshot = openraft::storage::Snapshot<LeaderId, NodeId, Node, SnapshotData>;
 
 /// Applied-marker format version.
 pub const MARKER_FORMAT_VERSION: u8 = 1;
-/// Logical snapshot dump format version.
-pub const DUMP_FORMAT_VERSION: u8 = 1;
 
 const MARKER_APPLIED: u8 = 1;
 const MARKER_MEMBERSHIP_LOG_ID: u8 = 2;
+
+/// The directory under the state machine's directory that holds its
+/// snapshots.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+const SNAPSHOT_PREFIX: &str = "snap-";
 
 /// Encodes the applied marker: what the engine records with each flush.
 pub fn encode_marker(applied: Option<&LogId>, membership: &StoredMembershipOf) -> Vec<u8> {
@@ -116,46 +129,165 @@ pub fn decode_marker(src: &[u8]) -> Result<(Option<LogId>, StoredMembershipOf), 
     ))
 }
 
-/// The interim state machine (see the module docs for what is real).
+/// The snapshots a state machine keeps on disk: the current one, and the
+/// counter that names new directories.
+struct SnapshotStore {
+    fs: DynFs,
+    dir: PathBuf,
+    next: u64,
+    current: Option<SnapshotData>,
+}
+
+impl SnapshotStore {
+    /// Opens `dir`: keeps the newest complete snapshot (by last log id,
+    /// then by directory number) and removes every other one, complete or
+    /// not (nothing can be streaming right after a start).
+    fn open(fs: DynFs, dir: PathBuf) -> Result<SnapshotStore> {
+        let io_err = |e: io::Error| Error::Io {
+            path: dir.clone(),
+            source: e,
+        };
+        fs.create_dir_all(&dir).map_err(io_err)?;
+        sfs::sync_parent(&*fs, &dir).map_err(io_err)?;
+        let mut next = 1;
+        let mut best: Option<(u64, SnapshotData)> = None;
+        let mut stale = Vec::new();
+        for name in fs.list_dir(&dir).map_err(io_err)? {
+            let Some(n) = name
+                .strip_prefix(SNAPSHOT_PREFIX)
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            next = next.max(n + 1);
+            let path = dir.join(&name);
+            match SnapshotData::open(fs.clone(), &path) {
+                Ok(data) => {
+                    let newer = best.as_ref().is_none_or(|(bn, b)| {
+                        (data.meta().last_log_id, n) > (b.meta().last_log_id, *bn)
+                    });
+                    if newer {
+                        if let Some((_, old)) = best.replace((n, data)) {
+                            stale.push(old.dir().to_path_buf());
+                        }
+                    } else {
+                        stale.push(path);
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(dir = %path.display(), error = %e, "removing an incomplete snapshot");
+                    stale.push(path);
+                }
+            }
+        }
+        for path in stale {
+            sfs::remove_dir_with_files(&*fs, &path).map_err(|e| Error::Io { path, source: e })?;
+        }
+        Ok(SnapshotStore {
+            fs,
+            dir,
+            next,
+            current: best.map(|(_, d)| d),
+        })
+    }
+
+    /// A fresh directory path for a new snapshot.
+    fn new_dir(&mut self) -> PathBuf {
+        let n = self.next;
+        self.next += 1;
+        self.dir.join(format!("{SNAPSHOT_PREFIX}{n:020}"))
+    }
+
+    /// Makes `data` (durable) the current snapshot if it is at least as
+    /// new as the current one, or `always`; the one that loses is deleted
+    /// once its last handle drops.
+    fn offer(&mut self, data: SnapshotData, always: bool) {
+        let wins = always
+            || self
+                .current
+                .as_ref()
+                .is_none_or(|c| data.meta().last_log_id >= c.meta().last_log_id);
+        if wins {
+            if let Some(old) = self.current.replace(data) {
+                old.mark_obsolete();
+            }
+        } else {
+            data.mark_obsolete();
+        }
+    }
+
+    fn current(&self) -> Option<Snapshot> {
+        self.current.as_ref().map(|d| Snapshot {
+            meta: d.meta().clone(),
+            snapshot: d.clone(),
+        })
+    }
+}
+
+fn lock_store(m: &Mutex<SnapshotStore>) -> MutexGuard<'_, SnapshotStore> {
+    // Every critical section leaves the store consistent before it could
+    // panic, so a poisoned lock still guards good data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The state machine: the engine in replicated mode, applying entries as
+/// of their proposal time, with SSTable-set snapshots (see the module docs).
 pub struct StateMachine {
     db: Arc<Db>,
     dir: PathBuf,
     applied: Option<LogId>,
     membership: StoredMembershipOf,
-    current: Arc<Mutex<Option<Snapshot>>>,
+    snapshots: Arc<Mutex<SnapshotStore>>,
 }
 
-/// Builds a snapshot of the state as of its creation.
+/// Builds a snapshot: an engine checkpoint at the applied state of the
+/// moment it runs (openraft runs it beside apply).
 pub struct SnapshotBuilder {
     db: Arc<Db>,
-    view: ballast_storage::Snapshot,
-    applied: Option<LogId>,
-    membership: StoredMembershipOf,
-    current: Arc<Mutex<Option<Snapshot>>>,
+    snapshots: Arc<Mutex<SnapshotStore>>,
 }
+
+/// A key's value and expiry as of an entry's time.
+type Live = Option<(Bytes, Option<u64>)>;
 
 impl StateMachine {
     /// Opens the engine in `dir` in replicated mode (`options.wal` is forced
-    /// off) and reads the applied marker it last flushed.
+    /// off), reads the applied marker it last flushed, and opens the
+    /// snapshots in `dir/snapshots` (finishing an install a crash
+    /// interrupted).
     pub async fn open(dir: &Path, mut options: Options) -> Result<StateMachine> {
         options.wal = false;
+        let fs = options.fs.clone();
         let db = Db::open(dir, options).await?;
         let marker = db.applied_marker().await;
         let (applied, membership) = match &marker {
             None => (None, StoredMembership::default()),
             Some(m) => decode_marker(m).map_err(|d| marker_error(dir, d))?,
         };
-        tracing::info!(
-            ?applied,
-            "state machine opened at its flushed applied marker"
-        );
-        Ok(StateMachine {
+        let store = SnapshotStore::open(fs, dir.join(SNAPSHOTS_DIR))?;
+        let mut sm = StateMachine {
             db: Arc::new(db),
             dir: dir.to_path_buf(),
             applied,
             membership,
-            current: Arc::new(Mutex::new(None)),
-        })
+            snapshots: Arc::new(Mutex::new(store)),
+        };
+        let pending = lock_store(&sm.snapshots)
+            .current
+            .clone()
+            .filter(|s| s.meta().last_log_id > sm.applied);
+        if let Some(snap) = pending {
+            // Only an install writes a snapshot ahead of the applied state,
+            // and it makes the snapshot durable first: finish it.
+            tracing::info!(
+                snapshot = ?snap.meta().last_log_id,
+                applied = ?sm.applied,
+                "finishing a snapshot install interrupted by a restart"
+            );
+            sm.install_engine(&snap).await?;
+        }
+        tracing::info!(applied = ?sm.applied, "state machine opened");
+        Ok(sm)
     }
 
     /// The engine (for reads).
@@ -176,30 +308,43 @@ impl StateMachine {
         self.applied
     }
 
+    /// The directory holding this state machine's snapshots.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.dir.join(SNAPSHOTS_DIR)
+    }
+
     /// Flushes the engine, making everything applied so far durable.
     pub async fn flush(&self) -> Result<()> {
         Ok(self.db.flush().await?)
     }
 
-    /// Applies one entry's request; returns the batch to write and the
+    /// `key`'s value and expiry as of `at_ms`.
+    fn live(&self, key: &[u8], at_ms: u64) -> Result<Live> {
+        Ok(self.db.get_entry_as_of(key, at_ms)?)
+    }
+
+    /// Plans one request applied as of `at_ms`: the batch to write and the
     /// answer. Reads see every earlier entry (each is written before the
     /// next is read).
-    fn plan(&self, req: &Request) -> Result<(WriteBatch, Response)> {
+    fn plan(&self, req: &Request, at_ms: u64) -> Result<(WriteBatch, Response)> {
         let mut b = WriteBatch::new();
+        let put = |b: &mut WriteBatch, key: &[u8], value: &[u8], expire_at_ms: Option<u64>| {
+            match expire_at_ms {
+                Some(at) => b.put_expiring(key, value, at),
+                None => b.put(key, value),
+            };
+        };
         let resp = match req {
             Request::Put {
                 key,
                 value,
                 expire_at_ms,
             } => {
-                match expire_at_ms {
-                    Some(at) => b.put_expiring(key, value, *at),
-                    None => b.put(key, value),
-                };
+                put(&mut b, key, value, *expire_at_ms);
                 Response::Done
             }
             Request::Delete { key } => {
-                let existed = self.db.get(key)?.is_some();
+                let existed = self.live(key, at_ms)?.is_some();
                 b.delete(key);
                 Response::Existed(existed)
             }
@@ -213,11 +358,14 @@ impl StateMachine {
                 Response::Done
             }
             Request::IncrBy { key, delta } => {
-                let cur = match self.db.get(key)? {
-                    None => Some(0),
-                    Some(v) => std::str::from_utf8(&v)
-                        .ok()
-                        .and_then(|s| s.parse::<i64>().ok()),
+                let (cur, ttl) = match self.live(key, at_ms)? {
+                    None => (Some(0), None),
+                    Some((v, ttl)) => (
+                        std::str::from_utf8(&v)
+                            .ok()
+                            .and_then(|s| s.parse::<i64>().ok()),
+                        ttl,
+                    ),
                 };
                 match cur.map(|c| c.checked_add(*delta)) {
                     None => Response::Rejected("value is not an integer or out of range".into()),
@@ -225,32 +373,39 @@ impl StateMachine {
                         Response::Rejected("increment or decrement would overflow".into())
                     }
                     Some(Some(n)) => {
-                        b.put(key, n.to_string().as_bytes());
+                        // Like Redis, INCR keeps the key's TTL.
+                        put(&mut b, key, n.to_string().as_bytes(), ttl);
                         Response::Integer(n)
                     }
                 }
             }
             Request::Cas { key, expected, new } => {
-                let current = self.db.get(key)?.map(|v| v.to_vec());
+                let current = self.live(key, at_ms)?.map(|(v, _)| v.to_vec());
                 let swapped = current == *expected;
                 if swapped {
+                    // The new value has no TTL (documented in the module docs).
                     b.put(key, new);
                 }
                 Response::Cas { swapped, current }
             }
-            Request::Expire { key, expire_at_ms } => match self.db.get(key)? {
-                Some(v) => {
+            Request::Expire { key, expire_at_ms } => match self.live(key, at_ms)? {
+                Some(_) if *expire_at_ms <= at_ms => {
+                    // Redis deletes a key given a TTL in the past.
+                    b.delete(key);
+                    Response::Existed(true)
+                }
+                Some((v, _)) => {
                     b.put_expiring(key, &v, *expire_at_ms);
                     Response::Existed(true)
                 }
                 None => Response::Existed(false),
             },
-            Request::Persist { key } => match self.db.get(key)? {
-                Some(v) => {
+            Request::Persist { key } => match self.live(key, at_ms)? {
+                Some((v, Some(_))) => {
                     b.put(key, &v);
                     Response::Existed(true)
                 }
-                None => Response::Existed(false),
+                Some((_, None)) | None => Response::Existed(false),
             },
             Request::Set {
                 key,
@@ -259,17 +414,14 @@ impl StateMachine {
                 condition,
                 return_old,
             } => {
-                let current = self.db.get(key)?;
+                let current = self.live(key, at_ms)?.map(|(v, _)| v);
                 let written = match condition {
                     SetCondition::Always => true,
                     SetCondition::IfAbsent => current.is_none(),
                     SetCondition::IfPresent => current.is_some(),
                 };
                 if written {
-                    match expire_at_ms {
-                        Some(at) => b.put_expiring(key, value, *at),
-                        None => b.put(key, value),
-                    };
+                    put(&mut b, key, value, *expire_at_ms);
                 }
                 Response::Set {
                     written,
@@ -286,7 +438,7 @@ impl StateMachine {
                 let mut gone = std::collections::BTreeSet::new();
                 let mut existed = 0i64;
                 for key in keys {
-                    if gone.insert(key.as_slice()) && self.db.get(key)?.is_some() {
+                    if gone.insert(key.as_slice()) && self.live(key, at_ms)?.is_some() {
                         existed += 1;
                     }
                     b.delete(key);
@@ -306,7 +458,7 @@ impl StateMachine {
                 self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                 (WriteBatch::new(), Response::Done)
             }
-            EntryPayload::Normal(p) => self.plan(&p.request)?,
+            EntryPayload::Normal(p) => self.plan(&p.request, p.at_ms)?,
         };
         self.applied = Some(entry.log_id);
         let marker = encode_marker(self.applied.as_ref(), &self.membership);
@@ -323,6 +475,19 @@ impl StateMachine {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Switches the engine to `snap`'s tables (durable in this state
+    /// machine's snapshot directory) and takes its applied state.
+    async fn install_engine(&mut self, snap: &SnapshotData) -> Result<()> {
+        let checkpoint = snap.checkpoint().map_err(|e| Error::Io {
+            path: snap.dir().to_path_buf(),
+            source: e,
+        })?;
+        self.db.install(&checkpoint).await?;
+        self.applied = snap.meta().last_log_id;
+        self.membership = snap.meta().last_membership.clone();
+        Ok(())
     }
 }
 
@@ -345,86 +510,84 @@ fn marker_error(dir: &Path, d: DecodeError) -> Error {
     }
 }
 
-fn lock_current(
-    m: &Mutex<Option<Snapshot>>,
-) -> Result<std::sync::MutexGuard<'_, Option<Snapshot>>> {
-    m.lock()
-        .map_err(|_| Error::Stopped("a panic poisoned the snapshot slot".into()))
-}
-
-/// Encodes a logical dump: version, then (key, value) pairs until the end.
-fn encode_dump(db: &Db, view: &ballast_storage::Snapshot) -> Result<Vec<u8>> {
-    let mut out = vec![DUMP_FORMAT_VERSION];
-    for kv in db.scan_at::<&[u8]>(view, ..)? {
-        let (k, v) = kv?;
-        codec::encode_bytes_into(&mut out, &k);
-        codec::encode_bytes_into(&mut out, &v);
+impl SnapshotBuilder {
+    /// Checkpoints the engine into `dir` and writes the descriptor.
+    async fn build_into(&self, dir: &Path) -> Result<SnapshotData> {
+        let cp = self.db.checkpoint(dir).await?;
+        let (last_log_id, last_membership) = match &cp.applied_marker {
+            None => (None, StoredMembership::default()),
+            Some(m) => decode_marker(m).map_err(|d| marker_error(dir, d))?,
+        };
+        let fs = lock_store(&self.snapshots).fs.clone();
+        let mut files = Vec::with_capacity(cp.tables.len());
+        for t in &cp.tables {
+            let path = cp.table_path(t);
+            let crc32 = file_crc(&fs, &path, t.size).map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            files.push(SnapshotFile {
+                name: format!("{:06}.sst", t.number),
+                level: t.level,
+                len: t.size,
+                crc32,
+                smallest: t.smallest.clone(),
+                largest: t.largest.clone(),
+                smallest_seq: t.smallest_seq,
+                largest_seq: t.largest_seq,
+            });
+        }
+        let descriptor = Descriptor {
+            meta: SnapshotMeta {
+                last_log_id,
+                last_membership,
+            },
+            max_seq: cp.max_seq,
+            files,
+        };
+        SnapshotData::create(fs, dir, descriptor).map_err(|e| Error::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })
     }
-    Ok(out)
-}
-
-/// Encodes a logical dump of the given pairs (for tests of the transfer).
-pub fn encode_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
-    let mut out = vec![DUMP_FORMAT_VERSION];
-    for (k, v) in pairs {
-        codec::encode_bytes_into(&mut out, k);
-        codec::encode_bytes_into(&mut out, v);
-    }
-    out
-}
-
-/// Checks that `src` is a well-formed logical dump.
-pub fn check_dump(src: &[u8]) -> io::Result<()> {
-    decode_dump(src).map(|_| ()).map_err(|d| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("received snapshot is not a valid dump: {d:?}"),
-        )
-    })
-}
-
-/// One key and its value, borrowed from a dump.
-type KeyValue<'a> = (&'a [u8], &'a [u8]);
-
-fn decode_dump(src: &[u8]) -> Result<Vec<KeyValue<'_>>, DecodeError> {
-    let (&version, mut rest) = src
-        .split_first()
-        .ok_or_else(|| DecodeError::Malformed("empty snapshot".into()))?;
-    if version == 0 || version > DUMP_FORMAT_VERSION {
-        return Err(DecodeError::Version(version));
-    }
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let (k, r) = codec::decode_bytes_prefix(rest)?;
-        let (v, r) = codec::decode_bytes_prefix(r)?;
-        out.push((k, v));
-        rest = r;
-    }
-    Ok(out)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        // Make the applied state durable at least up to this snapshot
-        // before openraft may purge the log behind it.
-        self.db.flush().await.map_err(Error::from)?;
-        let data = encode_dump(&self.db, &self.view)?;
-        let snapshot = Snapshot {
-            meta: SnapshotMeta {
-                last_log_id: self.applied,
-                last_membership: self.membership.clone(),
-            },
-            snapshot: data,
+        let (fs, dir) = {
+            let mut store = lock_store(&self.snapshots);
+            (store.fs.clone(), store.new_dir())
         };
-        *lock_current(&self.current)? = Some(snapshot.clone());
-        Ok(snapshot)
+        // The checkpoint flushes first: the applied state is durable up to
+        // (at least) the snapshot before openraft may purge the log.
+        let data = match self.build_into(&dir).await {
+            Ok(data) => data,
+            Err(e) => {
+                if let Err(rm) = sfs::remove_dir_with_files(&*fs, &dir) {
+                    tracing::warn!(dir = %dir.display(), error = %rm, "could not remove a failed snapshot");
+                }
+                return Err(e.into());
+            }
+        };
+        tracing::info!(
+            dir = %dir.display(),
+            last_log_id = ?data.meta().last_log_id,
+            files = data.descriptor().files.len(),
+            bytes = data.descriptor().files_len(),
+            "snapshot built"
+        );
+        lock_store(&self.snapshots).offer(data.clone(), false);
+        Ok(Snapshot {
+            meta: data.meta().clone(),
+            snapshot: data,
+        })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembershipOf), io::Error> {
@@ -449,44 +612,53 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             db: self.db.clone(),
-            view: self.db.snapshot(),
-            applied: self.applied,
-            membership: self.membership.clone(),
-            current: self.current.clone(),
+            snapshots: self.snapshots.clone(),
         }
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Vec<u8>,
+        snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let pairs = decode_dump(&snapshot).map_err(|d| marker_error(&self.dir, d))?;
-        let mut batch = WriteBatch::new();
-        for kv in self.db.scan::<&[u8]>(..).map_err(Error::from)? {
-            let (k, _) = kv.map_err(Error::from)?;
-            batch.delete(&k);
+        if snapshot.meta() != meta {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "snapshot in {} is at {:?}, install was asked for {:?}",
+                    snapshot.dir().display(),
+                    snapshot.meta().last_log_id,
+                    meta.last_log_id
+                ),
+            ));
         }
-        for (k, v) in pairs {
-            batch.put(k, v);
-        }
-        batch.set_applied_marker(&encode_marker(
-            meta.last_log_id.as_ref(),
-            &meta.last_membership,
-        ));
-        // One batch: the switch is atomic (or refused if too large).
-        self.db.write(batch).await.map_err(Error::from)?;
-        self.db.flush().await.map_err(Error::from)?;
-        self.applied = meta.last_log_id;
-        self.membership = meta.last_membership.clone();
-        *lock_current(&self.current)? = Some(Snapshot {
-            meta: meta.clone(),
-            snapshot,
-        });
+        let ours = self.snapshots_dir();
+        let own = if snapshot.dir().parent() == Some(ours.as_path()) {
+            snapshot
+        } else {
+            // Keep our own durable copy (links) first: it is what a
+            // restart finishes an interrupted install from, and what
+            // get_current_snapshot serves afterwards.
+            let (fs, dir) = {
+                let mut store = lock_store(&self.snapshots);
+                (store.fs.clone(), store.new_dir())
+            };
+            match link_snapshot(fs.clone(), &snapshot, &dir) {
+                Ok(own) => own,
+                Err(e) => {
+                    // Leftovers are removed at the next open if this fails.
+                    let _ = sfs::remove_dir_with_files(&*fs, &dir);
+                    return Err(e);
+                }
+            }
+        };
+        self.install_engine(&own).await?;
+        tracing::info!(last_log_id = ?meta.last_log_id, "snapshot installed");
+        lock_store(&self.snapshots).offer(own, true);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(lock_current(&self.current)?.clone())
+        Ok(lock_store(&self.snapshots).current())
     }
 }

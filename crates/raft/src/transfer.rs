@@ -70,63 +70,6 @@ pub trait SnapshotTransfer: Sized + Send + Sync + 'static {
     fn finish_receive(rx: Self::Receiver) -> io::Result<Self>;
 }
 
-/// Receives an in-memory snapshot stream (the interim logical dump).
-#[derive(Debug)]
-pub struct BufferReceiver {
-    buf: Vec<u8>,
-    len: u64,
-}
-
-/// The interim state machine's snapshot: a logical dump held in memory.
-impl SnapshotTransfer for Vec<u8> {
-    type Receiver = BufferReceiver;
-
-    fn stream_len(&self) -> u64 {
-        self.len() as u64
-    }
-
-    fn read_chunk(&self, offset: u64, max: usize) -> io::Result<Vec<u8>> {
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(self.len());
-        let end = start.saturating_add(max).min(self.len());
-        Ok(self[start..end].to_vec())
-    }
-
-    fn begin_receive(
-        inbox: &SnapshotInbox,
-        _meta: &SnapshotMeta,
-        len: u64,
-    ) -> io::Result<BufferReceiver> {
-        check_announced_len(inbox, len)?;
-        Ok(BufferReceiver {
-            buf: Vec::new(),
-            len,
-        })
-    }
-
-    fn receive_chunk(rx: &mut BufferReceiver, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        check_chunk(rx.buf.len() as u64, rx.len, offset, bytes.len())?;
-        rx.buf.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn finish_receive(rx: BufferReceiver) -> io::Result<Vec<u8>> {
-        if rx.buf.len() as u64 != rx.len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "snapshot stream ended after {} of {} bytes",
-                    rx.buf.len(),
-                    rx.len
-                ),
-            ));
-        }
-        crate::state_machine::check_dump(&rx.buf)?;
-        Ok(rx.buf)
-    }
-}
-
 /// Refuses a stream longer than the inbox accepts.
 pub fn check_announced_len(inbox: &SnapshotInbox, len: u64) -> io::Result<()> {
     if len > inbox.max_len {
@@ -159,51 +102,4 @@ pub fn check_chunk(received: u64, total: u64, offset: u64, chunk_len: usize) -> 
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state_machine::SnapshotMeta;
-    use ballast_storage::fs::StdFs;
-
-    fn inbox(max_len: u64) -> SnapshotInbox {
-        SnapshotInbox {
-            fs: Arc::new(StdFs),
-            dir: PathBuf::from("unused-by-the-in-memory-receiver"),
-            max_len,
-        }
-    }
-
-    #[test]
-    fn a_dump_crosses_in_small_chunks_and_bad_streams_are_refused() {
-        let data = crate::state_machine::encode_pairs([(&b"k"[..], &b"v"[..]), (b"k2", b"v2")]);
-        let meta = SnapshotMeta::default();
-        let mut rx =
-            Vec::<u8>::begin_receive(&inbox(1 << 20), &meta, data.stream_len()).expect("begin");
-        let mut off = 0;
-        loop {
-            let chunk = data.read_chunk(off, 3).expect("read");
-            if chunk.is_empty() {
-                break;
-            }
-            Vec::<u8>::receive_chunk(&mut rx, off, &chunk).expect("chunk");
-            off += chunk.len() as u64;
-        }
-        assert_eq!(Vec::<u8>::finish_receive(rx).expect("finish"), data);
-
-        // Too large: refused before anything is buffered.
-        let err = Vec::<u8>::begin_receive(&inbox(4), &meta, 5).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        // A gap, an overrun, and a short stream.
-        let mut rx = Vec::<u8>::begin_receive(&inbox(64), &meta, 4).expect("begin");
-        assert!(Vec::<u8>::receive_chunk(&mut rx, 1, b"x").is_err());
-        assert!(Vec::<u8>::receive_chunk(&mut rx, 0, b"12345").is_err());
-        Vec::<u8>::receive_chunk(&mut rx, 0, b"12").expect("chunk");
-        assert!(Vec::<u8>::finish_receive(rx).is_err());
-        // Complete but not a dump.
-        let mut rx = Vec::<u8>::begin_receive(&inbox(64), &meta, 2).expect("begin");
-        Vec::<u8>::receive_chunk(&mut rx, 0, &[99, 0]).expect("chunk");
-        assert!(Vec::<u8>::finish_receive(rx).is_err());
-    }
 }

@@ -1,7 +1,8 @@
-//! The interim state machine: what each request answers, that a refused
-//! request still advances the applied marker, that a restart comes back at
-//! the last flushed marker, and that installing a snapshot replaces the
-//! whole state.
+//! The state machine: what each request answers, that TTLs follow Redis
+//! and every read is as of the entry's time (never the engine's clock),
+//! that a refused request still advances the applied marker, that a
+//! restart comes back at the last flushed marker, and that installing a
+//! snapshot replaces the whole state.
 
 use ballast_raft::state_machine::StateMachine;
 use ballast_raft::typ::EntryPayload;
@@ -9,6 +10,7 @@ use ballast_raft::{BatchOp, Entry, LeaderId, LogId, Proposal, Request, Response,
 use ballast_storage::{Background, ManualClock, Options, Preset};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use std::path::Path;
+use std::sync::Arc;
 use tempfile::TempDir;
 
 fn log_id(index: u64) -> LogId {
@@ -22,16 +24,24 @@ fn log_id(index: u64) -> LogId {
 }
 
 fn normal(index: u64, req: Request) -> Entry {
+    normal_at(index, 1_000, req)
+}
+
+fn normal_at(index: u64, at_ms: u64, req: Request) -> Entry {
     Entry {
         log_id: log_id(index),
-        payload: EntryPayload::Normal(Proposal::new(1_000, req)),
+        payload: EntryPayload::Normal(Proposal::new(at_ms, req)),
     }
 }
 
 async fn open(dir: &Path) -> StateMachine {
+    open_with_clock(dir, ManualClock::new(1_000)).await
+}
+
+async fn open_with_clock(dir: &Path, clock: Arc<ManualClock>) -> StateMachine {
     let mut o = Options::preset(Preset::Durable);
     o.background = Background::Tasks;
-    o.clock = ManualClock::new(1_000);
+    o.clock = clock;
     StateMachine::open(dir, o).await.expect("open")
 }
 
@@ -275,12 +285,13 @@ fn installing_a_snapshot_replaces_the_whole_state() {
             .expect("apply");
 
         let mut builder = a.get_snapshot_builder().await;
-        // Applied after the builder was made: not in the snapshot.
+        // Applied after the builder was made but before it ran: the
+        // snapshot is the state when it is built, and says so.
         a.apply_entry(normal(2, put("late", "x")))
             .await
             .expect("apply");
         let snap = builder.build_snapshot().await.expect("build");
-        assert_eq!(snap.meta.last_log_id, Some(log_id(1)));
+        assert_eq!(snap.meta.last_log_id, Some(log_id(2)));
         b.install_snapshot(&snap.meta, snap.snapshot.clone())
             .await
             .expect("install");
@@ -291,17 +302,236 @@ fn installing_a_snapshot_replaces_the_whole_state() {
         );
         assert_eq!(db.get(b"only-a").expect("get").as_deref(), Some(&b"1"[..]));
         assert_eq!(db.get(b"only-b").expect("get"), None);
-        assert_eq!(db.get(b"late").expect("get"), None);
-        assert_eq!(b.applied_state().await.expect("state").0, Some(log_id(1)));
+        assert_eq!(db.get(b"late").expect("get").as_deref(), Some(&b"x"[..]));
+        assert_eq!(b.applied_state().await.expect("state").0, Some(log_id(2)));
     });
     // The install is durable: a restart comes back at the snapshot.
     runtime().block_on(async {
         let b = open(dir_b.path()).await;
-        assert_eq!(b.applied(), Some(log_id(1)));
+        assert_eq!(b.applied(), Some(log_id(2)));
         assert_eq!(b.db().get(b"only-b").expect("get"), None);
         assert_eq!(
             b.db().get(b"shared").expect("get").as_deref(),
             Some(&b"from-a"[..])
         );
     });
+}
+
+/// Applies `req` at `at_ms` and checks the answer.
+async fn check(sm: &mut StateMachine, index: &mut u64, at_ms: u64, req: Request, want: Response) {
+    *index += 1;
+    let got = sm
+        .apply_entry(normal_at(*index, at_ms, req.clone()))
+        .await
+        .expect("apply");
+    assert_eq!(got, want, "entry {index} at {at_ms}: {req:?}");
+}
+
+fn put_ttl(key: &str, value: &str, expire_at_ms: u64) -> Request {
+    Request::Put {
+        key: key.into(),
+        value: value.into(),
+        expire_at_ms: Some(expire_at_ms),
+    }
+}
+
+/// The value and expiry of `key` as the engine holds it (as of time 0, so
+/// nothing is hidden by expiry).
+fn entry(sm: &StateMachine, key: &str) -> Option<(Vec<u8>, Option<u64>)> {
+    sm.db()
+        .get_entry_as_of(key.as_bytes(), 0)
+        .expect("get")
+        .map(|(v, at)| (v.to_vec(), at))
+}
+
+#[tokio::test]
+async fn ttls_follow_redis_and_reads_are_as_of_the_entry_time_not_the_engine_clock() {
+    let dir = TempDir::new().expect("tempdir");
+    // The engine's clock says every key expired long ago: apply must not
+    // care, it reads as of each entry's at_ms.
+    let clock = ManualClock::new(u64::MAX / 2);
+    let mut sm = open_with_clock(dir.path(), clock.clone()).await;
+    let i = &mut 0;
+    let v = |s: &str| Some(s.as_bytes().to_vec());
+
+    // INCR keeps the TTL.
+    check(&mut sm, i, 1_000, put_ttl("n", "5", 2_000), Response::Done).await;
+    check(&mut sm, i, 1_500, Request::incr("n"), Response::Integer(6)).await;
+    assert_eq!(entry(&sm, "n"), Some((b"6".to_vec(), Some(2_000))));
+    // ...until it expires: at 2000 the key is gone, INCR starts from 0
+    // and the new key has no TTL.
+    check(&mut sm, i, 2_000, Request::incr("n"), Response::Integer(1)).await;
+    assert_eq!(entry(&sm, "n"), Some((b"1".to_vec(), None)));
+
+    // SET without an expiry drops the TTL; SET with one sets it.
+    check(&mut sm, i, 1_000, put_ttl("s", "a", 9_000), Response::Done).await;
+    check(&mut sm, i, 1_000, put("s", "b"), Response::Done).await;
+    assert_eq!(entry(&sm, "s"), Some((b"b".to_vec(), None)));
+    check(&mut sm, i, 1_000, put_ttl("s2", "a", 9_000), Response::Done).await;
+    check(
+        &mut sm,
+        i,
+        1_000,
+        set("s2", "c", SetCondition::Always, true),
+        Response::Set {
+            written: true,
+            old: v("a"),
+        },
+    )
+    .await;
+    assert_eq!(entry(&sm, "s2"), Some((b"c".to_vec(), None)));
+
+    // EXPIRE keeps the value; an expiry at or before at_ms deletes the key.
+    check(&mut sm, i, 1_000, put("e", "val"), Response::Done).await;
+    let expire = |at: u64| Request::Expire {
+        key: "e".into(),
+        expire_at_ms: at,
+    };
+    check(&mut sm, i, 1_000, expire(5_000), Response::Existed(true)).await;
+    assert_eq!(entry(&sm, "e"), Some((b"val".to_vec(), Some(5_000))));
+    check(&mut sm, i, 6_000, expire(7_000), Response::Existed(false)).await;
+    check(&mut sm, i, 1_000, put("e", "val"), Response::Done).await;
+    check(&mut sm, i, 3_000, expire(3_000), Response::Existed(true)).await;
+    assert_eq!(entry(&sm, "e"), None, "deleted, as Redis does for TTL <= 0");
+
+    // PERSIST answers true only if it removed a TTL.
+    let persist = |k: &str| Request::Persist { key: k.into() };
+    check(&mut sm, i, 1_000, put("p", "x"), Response::Done).await;
+    check(&mut sm, i, 1_000, persist("p"), Response::Existed(false)).await;
+    check(&mut sm, i, 1_000, put_ttl("p", "y", 4_000), Response::Done).await;
+    check(&mut sm, i, 1_000, persist("p"), Response::Existed(true)).await;
+    assert_eq!(entry(&sm, "p"), Some((b"y".to_vec(), None)));
+    check(
+        &mut sm,
+        i,
+        1_000,
+        persist("absent"),
+        Response::Existed(false),
+    )
+    .await;
+    check(&mut sm, i, 1_000, put_ttl("p2", "z", 4_000), Response::Done).await;
+    check(&mut sm, i, 4_000, persist("p2"), Response::Existed(false)).await;
+
+    // CAS writes its new value without a TTL.
+    check(
+        &mut sm,
+        i,
+        1_000,
+        put_ttl("c", "old", 8_000),
+        Response::Done,
+    )
+    .await;
+    check(
+        &mut sm,
+        i,
+        1_000,
+        Request::Cas {
+            key: "c".into(),
+            expected: v("old"),
+            new: "new".into(),
+        },
+        Response::Cas {
+            swapped: true,
+            current: v("old"),
+        },
+    )
+    .await;
+    assert_eq!(entry(&sm, "c"), Some((b"new".to_vec(), None)));
+    // On an expired key, CAS sees it absent.
+    check(
+        &mut sm,
+        i,
+        1_000,
+        put_ttl("c2", "old", 2_000),
+        Response::Done,
+    )
+    .await;
+    check(
+        &mut sm,
+        i,
+        2_000,
+        Request::Cas {
+            key: "c2".into(),
+            expected: None,
+            new: "fresh".into(),
+        },
+        Response::Cas {
+            swapped: true,
+            current: None,
+        },
+    )
+    .await;
+
+    // SET NX / XX / GET, DEL and multi-key DEL, one millisecond either side
+    // of an expiry at 2000.
+    for k in ["x1", "x2", "x3", "x4", "x5"] {
+        check(&mut sm, i, 1_000, put_ttl(k, "live", 2_000), Response::Done).await;
+    }
+    check(
+        &mut sm,
+        i,
+        1_999,
+        set("x1", "nx", SetCondition::IfAbsent, true),
+        Response::Set {
+            written: false,
+            old: v("live"),
+        },
+    )
+    .await;
+    check(
+        &mut sm,
+        i,
+        2_000,
+        set("x1", "nx", SetCondition::IfAbsent, true),
+        Response::Set {
+            written: true,
+            old: None,
+        },
+    )
+    .await;
+    check(
+        &mut sm,
+        i,
+        2_000,
+        set("x2", "xx", SetCondition::IfPresent, true),
+        Response::Set {
+            written: false,
+            old: None,
+        },
+    )
+    .await;
+    check(
+        &mut sm,
+        i,
+        1_999,
+        Request::Delete { key: "x3".into() },
+        Response::Existed(true),
+    )
+    .await;
+    check(
+        &mut sm,
+        i,
+        2_000,
+        Request::Delete { key: "x4".into() },
+        Response::Existed(false),
+    )
+    .await;
+    check(&mut sm, i, 1_000, put("y", "plain"), Response::Done).await;
+    check(
+        &mut sm,
+        i,
+        2_000,
+        Request::DeleteMany {
+            keys: vec!["x5".into(), "y".into(), "x1".into()],
+        },
+        Response::Integer(2),
+    )
+    .await;
+
+    // And with the engine's clock at zero (nothing expired by it), an
+    // expired-as-of-at_ms key is still absent for apply.
+    clock.set(0);
+    check(&mut sm, i, 1_000, put_ttl("z", "1", 1_500), Response::Done).await;
+    check(&mut sm, i, 1_500, Request::incr("z"), Response::Integer(1)).await;
+    assert_eq!(sm.applied(), Some(log_id(*i)));
 }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::fs::{self, IoOp, OpenMode};
 use crate::iter::InternalIterator;
 use crate::key::{parse_internal_key, SeqNo, ValueKind};
-use crate::manifest::log_and_apply;
+use crate::manifest::{log_and_apply, Memtables};
 use crate::merge::MergingIterator;
 use crate::options::LEVELS;
 use crate::stats::add;
@@ -365,7 +365,7 @@ async fn run(inner: &Arc<Inner>, c: Compaction) -> Result<()> {
     let bytes_out: u64 = added.iter().map(|f| f.desc.size).sum();
     edit.added = added.iter().map(|f| f.desc.clone()).collect();
     let moved = c.level > 0 && c.inputs.len() == 1 && c.next.is_empty();
-    log_and_apply(inner, edit, added, false).await?;
+    log_and_apply(inner, edit, added, Memtables::Keep).await?;
     if !moved {
         for f in c.inputs.iter().chain(&c.next) {
             f.mark_obsolete();

@@ -78,6 +78,9 @@ enum LeaderMsg {
 struct Waiter {
     batch: WriteBatch,
     rotate: bool,
+    /// Waits to lead alone (a snapshot install): never taken into another
+    /// leader's group, and no group forms behind it while it leads.
+    exclusive: bool,
     tx: Option<oneshot::Sender<LeaderMsg>>,
 }
 
@@ -100,7 +103,7 @@ pub(crate) struct Inner {
     queue_space: Notify,
     pub wal: Mutex<Option<Wal>>,
     /// Highest sequence number assigned (written by the group leader only).
-    last_seq: AtomicU64,
+    pub(crate) last_seq: AtomicU64,
     /// Highest sequence number readers may see.
     pub visible_seq: AtomicU64,
     pub state: Mutex<State>,
@@ -130,6 +133,9 @@ pub(crate) struct Inner {
     pub compact_pointers: Mutex<[Vec<u8>; crate::options::LEVELS]>,
     /// Held while a compaction runs: one at a time.
     pub compaction_lock: tokio::sync::Mutex<()>,
+    /// Held while a memtable flush runs (and by a snapshot install, which
+    /// must not meet a flush halfway).
+    pub flush_lock: tokio::sync::Mutex<()>,
     workers: Mutex<Vec<WorkerHandle>>,
     _lock: Option<DynFile>,
 }
@@ -288,6 +294,7 @@ impl Db {
             graveyard,
             compact_pointers: Mutex::new(Default::default()),
             compaction_lock: tokio::sync::Mutex::new(()),
+            flush_lock: tokio::sync::Mutex::new(()),
             workers: Mutex::new(Vec::new()),
             _lock: lock_file,
             opts,
@@ -386,6 +393,41 @@ impl Db {
         self.inner.get_at(key, seq)
     }
 
+    /// Reads the newest value of `key` and its expiry (ms since the Unix
+    /// epoch; `None` for a key that never expires). A key whose expiry is
+    /// at or before the engine's clock reads as absent, as with [`Db::get`].
+    pub fn get_entry(&self, key: &[u8]) -> Result<Option<(Bytes, Option<u64>)>> {
+        self.get_entry_as_of(key, self.inner.opts.clock.now_ms())
+    }
+
+    /// Like [`Db::get_entry`], but as of `now_ms` instead of the engine's
+    /// clock: a key whose expiry is at or before `now_ms` reads as absent.
+    /// The replicated state machine reads this way, as of the time the
+    /// leader stamped on the entry, so that every replica answers alike
+    /// whatever its own clock says.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use ballast_storage::{Db, ManualClock, Options, Preset};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let mut o = Options::preset(Preset::Durable);
+    /// o.clock = ManualClock::new(1_000);
+    /// let db = Db::open(dir.path(), o).await.unwrap();
+    /// db.put_expiring(b"k", b"v", 5_000).await.unwrap();
+    /// assert_eq!(db.get_entry(b"k").unwrap().map(|(_, at)| at), Some(Some(5_000)));
+    /// assert!(db.get_entry_as_of(b"k", 4_999).unwrap().is_some());
+    /// assert!(db.get_entry_as_of(b"k", 5_000).unwrap().is_none());
+    /// db.close().await.unwrap();
+    /// # });
+    /// ```
+    pub fn get_entry_as_of(&self, key: &[u8], now_ms: u64) -> Result<Option<(Bytes, Option<u64>)>> {
+        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        Ok(self
+            .inner
+            .find(key, seq)?
+            .and_then(|(kind, value)| resolve_entry(kind, value, || now_ms)))
+    }
+
     /// Reads `key` as of `snapshot`.
     pub fn get_at(&self, snapshot: &Snapshot, key: &[u8]) -> Result<Option<Bytes>> {
         self.inner.get_at(key, snapshot.seq)
@@ -422,19 +464,7 @@ impl Db {
         let inner = &self.inner;
         inner.check_writable()?;
         inner.commit(WriteBatch::new(), true).await?;
-        loop {
-            let notified = inner.state_changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(e) = inner.stopped_error() {
-                return Err(e);
-            }
-            if lock(&inner.state).imms.is_empty() {
-                return Ok(());
-            }
-            inner.flush_wanted.notify_one();
-            notified.await;
-        }
+        inner.wait_for_flush(|st| st.imms.is_empty()).await
     }
 
     /// Compacts until no level is over its target and L0 is empty; returns
@@ -491,7 +521,7 @@ impl Drop for Db {
 }
 
 impl Inner {
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
@@ -584,34 +614,74 @@ impl Inner {
     }
 
     fn get_at(&self, key: &[u8], seq: SeqNo) -> Result<Option<Bytes>> {
+        Ok(self.find(key, seq)?.and_then(|(kind, value)| {
+            resolve_entry(kind, value, || self.opts.clock.now_ms()).map(|(v, _)| v)
+        }))
+    }
+
+    /// The newest entry for `key` at or below `seq`: its kind and stored
+    /// value (tombstones and expired entries included).
+    fn find(&self, key: &[u8], seq: SeqNo) -> Result<Option<(ValueKind, Bytes)>> {
         add(&self.stats.gets, 1);
         let sv = self.super_version();
         let lookup = lookup_key(key, seq);
+        let kind = |ikey: &[u8]| parse_internal_key(ikey).map(|p| p.kind);
         if let Some(e) = sv.mem.get(&lookup) {
-            return Ok(self.resolve(e.ikey(), e.value_bytes()));
+            return Ok(kind(e.ikey()).map(|k| (k, e.value_bytes())));
         }
         for m in &sv.imms {
             if let Some(e) = m.get(&lookup) {
-                return Ok(self.resolve(e.ikey(), e.value_bytes()));
+                return Ok(kind(e.ikey()).map(|k| (k, e.value_bytes())));
             }
         }
-        match sv.version.get(&lookup)? {
-            Some(found) => Ok(self.resolve(&found.ikey, found.value)),
-            None => Ok(None),
+        Ok(sv
+            .version
+            .get(&lookup)?
+            .and_then(|f| kind(&f.ikey).map(|k| (k, f.value))))
+    }
+
+    /// Wakes the flush worker until `done` holds for the memtables (or a
+    /// failed durability step stops the engine).
+    pub(crate) async fn wait_for_flush(&self, done: impl Fn(&State) -> bool) -> Result<()> {
+        loop {
+            let notified = self.state_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(e) = self.stopped_error() {
+                return Err(e);
+            }
+            if done(&lock(&self.state)) {
+                return Ok(());
+            }
+            self.flush_wanted.notify_one();
+            notified.await;
         }
     }
 
-    /// Turns a found entry into what the user sees.
-    fn resolve(&self, ikey: &[u8], value: Bytes) -> Option<Bytes> {
-        let parsed = parse_internal_key(ikey)?;
-        match parsed.kind {
-            ValueKind::Delete => None,
-            ValueKind::Put => Some(value),
-            ValueKind::PutExpiring => {
-                let at = crate::coding::get_fixed64(&value);
-                (at > self.opts.clock.now_ms()).then(|| value.slice(8..))
-            }
+    /// Freezes the active memtable if it holds anything (after every write
+    /// queued before this call).
+    pub(crate) async fn commit_rotate(&self) -> Result<()> {
+        self.commit(WriteBatch::new(), true).await
+    }
+
+    /// Starts a new WAL segment (if the engine has a WAL) and returns its
+    /// number, for memtables that start over after a snapshot install; 0
+    /// without a WAL. Called by the exclusive write leader only.
+    pub(crate) fn roll_wal_for_install(&self) -> Result<u64> {
+        if !self.opts.wal {
+            return Ok(0);
         }
+        let mut g = lock(&self.wal);
+        let wal = g.as_mut().ok_or(Error::Closed)?;
+        wal.roll().map_err(|e| self.stop_on("WAL roll", e))
+    }
+
+    /// Deletes WAL segments below `segment` (no-op without a WAL).
+    pub(crate) fn remove_wal_below(&self, segment: u64) -> Result<()> {
+        if let Some(w) = lock(&self.wal).as_mut() {
+            w.remove_segments_below(segment)?;
+        }
+        Ok(())
     }
 
     /// Queues `batch` for a group commit and waits for its outcome.
@@ -639,6 +709,7 @@ impl Inner {
                     q.waiters.push_back(Waiter {
                         batch: b,
                         rotate,
+                        exclusive: false,
                         tx: Some(tx),
                     });
                     Next::Wait(rx)
@@ -669,6 +740,68 @@ impl Inner {
             }
             Err(_) => Err(self.stopped_error().unwrap_or(Error::Closed)),
         }
+    }
+
+    /// Runs `work` as the write leader, alone: every write queued before it
+    /// is committed first, every write queued after it waits until it is
+    /// done, and no group commit runs meanwhile. For a snapshot install,
+    /// which replaces the memtables and must not lose a concurrent write.
+    pub(crate) async fn lead_exclusively<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let rx = loop {
+            let notified = self.queue_space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next = {
+                let mut q = lock(&self.queue);
+                if !q.leader_active && q.waiters.is_empty() {
+                    q.leader_active = true;
+                    Some(None)
+                } else if (q.waiters.len() as u64) < self.opts.write_queue_max {
+                    let (tx, rx) = oneshot::channel();
+                    q.waiters.push_back(Waiter {
+                        batch: WriteBatch::new(),
+                        rotate: false,
+                        exclusive: true,
+                        tx: Some(tx),
+                    });
+                    Some(Some(rx))
+                } else {
+                    None
+                }
+            };
+            match next {
+                Some(rx) => break rx,
+                None => {
+                    add(&self.stats.stalls, 1);
+                    notified.await;
+                }
+            }
+        };
+        if let Some(rx) = rx {
+            match rx.await {
+                // Leadership came by hand-off: this waiter is at the front.
+                Ok(LeaderMsg::Lead) => {
+                    lock(&self.queue).waiters.pop_front();
+                }
+                Ok(LeaderMsg::Done(r)) => {
+                    // Only a cancelled leader answers an exclusive waiter
+                    // this way, and then always with an error.
+                    return Err(r.err().unwrap_or(Error::Closed));
+                }
+                Err(_) => return Err(self.stopped_error().unwrap_or(Error::Closed)),
+            }
+        }
+        let mut guard = LeaderGuard {
+            inner: self,
+            armed: true,
+        };
+        let result = work.await;
+        self.hand_off().await;
+        guard.armed = false;
+        result
     }
 
     /// Leads one group: `own` is the leader's batch when it did not queue;
@@ -716,7 +849,8 @@ impl Inner {
             }
             while let Some(w) = q.waiters.front() {
                 let len = w.batch.encoded_len() as u64;
-                if batches.len() as u64 >= self.opts.group_commit_batches_max
+                if w.exclusive
+                    || batches.len() as u64 >= self.opts.group_commit_batches_max
                     || bytes + len > self.opts.group_commit_bytes_max
                 {
                     break;
@@ -795,7 +929,7 @@ impl Inner {
         } else {
             self.set_marker(batches);
         }
-        if rotate && !lock(&self.state).mem.is_empty() {
+        if rotate && lock(&self.state).mem.has_content() {
             self.switch_memtable()?;
         }
         Ok(())
@@ -1282,6 +1416,29 @@ fn insert_sorted(mem: &MemTable, entries: &mut Vec<(MemKey, SeqNo)>) {
     }
     for (k, seq) in entries.drain(..) {
         mem.insert(k, seq);
+    }
+}
+
+/// Turns a found entry into what the user sees: the value and its expiry,
+/// or `None` for a tombstone or an entry expired at or before `now_ms()`
+/// (called only for expiring entries, so plain reads never touch a clock).
+fn resolve_entry(
+    kind: ValueKind,
+    value: Bytes,
+    now_ms: impl FnOnce() -> u64,
+) -> Option<(Bytes, Option<u64>)> {
+    match kind {
+        ValueKind::Delete => None,
+        ValueKind::Put => Some((value, None)),
+        ValueKind::PutExpiring => {
+            // Every writer puts the 8-byte expiry first (tables and the WAL
+            // are CRC-checked, so a shorter value cannot come from disk).
+            if value.len() < 8 {
+                return None;
+            }
+            let at = crate::coding::get_fixed64(&value);
+            (at > now_ms()).then(|| (value.slice(8..), Some(at)))
+        }
     }
 }
 

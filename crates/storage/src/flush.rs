@@ -4,7 +4,7 @@
 use crate::compaction::{write_tables, EntryFilter};
 use crate::db::{lock, Inner};
 use crate::error::Result;
-use crate::manifest::log_and_apply;
+use crate::manifest::{log_and_apply, Memtables};
 use crate::stats::add;
 use crate::version::VersionEdit;
 use std::sync::atomic::Ordering;
@@ -31,6 +31,9 @@ pub(crate) async fn flush_worker(inner: Arc<Inner>) {
 
 /// Flushes the oldest frozen memtable to an L0 table.
 pub(crate) async fn flush_oldest(inner: &Arc<Inner>) -> Result<()> {
+    // A snapshot install holds this lock to replace the memtables, so a
+    // flush never records a memtable the install already dropped.
+    let _flushing = inner.flush_lock.lock().await;
     let (imm, next_segment) = {
         let st = lock(&inner.state);
         let Some(imm) = st.imms.front().cloned() else {
@@ -66,7 +69,7 @@ pub(crate) async fn flush_oldest(inner: &Arc<Inner>) -> Result<()> {
         applied_marker: imm.applied_marker(),
         ..VersionEdit::default()
     };
-    log_and_apply(inner, edit, added, true).await?;
+    log_and_apply(inner, edit, added, Memtables::PopFlushed).await?;
     add(&inner.stats.flushes, 1);
     if inner.opts.wal {
         let mut g = lock(&inner.wal);

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+mod checkpoint;
 pub mod coding;
 mod compaction;
 mod db;
@@ -30,6 +31,7 @@ pub mod version;
 pub mod wal;
 
 pub use batch::WriteBatch;
+pub use checkpoint::Checkpoint;
 pub use db::{table_path, wal_dir, Db, RecoveryReport, Snapshot};
 pub use error::{Error, Result};
 pub use manifest::{MANIFEST_BYTES_MAX, MANIFEST_MAGIC};
@@ -38,6 +40,7 @@ pub use options::{
 };
 pub use scan::ScanIter;
 pub use stats::{LevelStats, StatsSnapshot};
+pub use version::FileDesc;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -168,9 +168,15 @@ impl VersionSet {
         Ok(vs)
     }
 
-    /// The newest durable applied marker.
+    /// The newest durable applied marker. An empty marker (what an
+    /// install of a table set without one records) reads as none.
     pub(crate) fn applied_marker(&self) -> Option<Vec<u8>> {
-        self.applied_marker.clone()
+        self.applied_marker.clone().filter(|m| !m.is_empty())
+    }
+
+    /// Every entry at or below this sequence number is in a table.
+    pub(crate) fn flushed_seq(&self) -> SeqNo {
+        self.flushed_seq
     }
 
     /// The file name of the live manifest.
@@ -228,13 +234,24 @@ async fn start_manifest(
     Ok(log)
 }
 
+/// What an edit does to the memtables when it takes effect.
+pub(crate) enum Memtables {
+    /// Nothing (compaction).
+    Keep,
+    /// The oldest frozen memtable is now in a table (flush).
+    PopFlushed,
+    /// Every memtable goes; `0` becomes the active one (snapshot install:
+    /// the new tables replace everything).
+    Replace(Arc<crate::memtable::MemTable>),
+}
+
 /// Records `edit` durably in the manifest, then installs the new version
-/// (and, for a flush, drops the flushed memtable) for readers.
+/// (and changes the memtables as `mems` says) for readers, in one step.
 pub(crate) async fn log_and_apply(
     inner: &Arc<Inner>,
     mut edit: VersionEdit,
     added: Vec<Arc<FileMeta>>,
-    pop_imm: bool,
+    mems: Memtables,
 ) -> Result<()> {
     let mut vs = inner.versions.lock().await;
     edit.next_file_number = Some(inner.next_file_number.load(Ordering::SeqCst));
@@ -261,8 +278,15 @@ pub(crate) async fn log_and_apply(
     let version = {
         let mut st = lock(&inner.state);
         st.version = Arc::new(st.version.apply(&edit.deleted, added));
-        if pop_imm {
-            st.imms.pop_front();
+        match mems {
+            Memtables::Keep => {}
+            Memtables::PopFlushed => {
+                st.imms.pop_front();
+            }
+            Memtables::Replace(mem) => {
+                st.mem = mem;
+                st.imms.clear();
+            }
         }
         debug_assert!(
             st.version.check_invariants().is_ok(),

@@ -172,6 +172,12 @@ impl MemTable {
         self.map.len()
     }
 
+    /// True if it holds entries or an applied marker: something a flush
+    /// must make durable (a marker alone moves the applied state on).
+    pub fn has_content(&self) -> bool {
+        !self.is_empty() || self.applied_marker().is_some()
+    }
+
     /// True if empty.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()

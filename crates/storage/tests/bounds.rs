@@ -36,6 +36,9 @@ impl FileSystem for SlowSyncFs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.0.sync_dir(dir)
     }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.0.remove_dir(path)
+    }
     fn io_delay(&self, op: IoOp) -> Option<Duration> {
         (op == IoOp::Sync).then(|| Duration::from_millis(1))
     }

@@ -19,6 +19,10 @@ pub struct FaultSwitches {
     /// Bytes that may still be added to files before writes fail with
     /// ENOSPC. `u64::MAX` means unlimited. Removing a file gives its bytes back.
     pub space_left_bytes: AtomicU64,
+    /// Successful fsyncs (file and directory) left before every later one
+    /// fails with EIO, as if `fail_sync` were set from then on; `u64::MAX`
+    /// means no limit. Lets a test fail the n-th fsync of an operation.
+    pub syncs_before_failure: AtomicU64,
     /// Successful `sync_data` calls so far.
     pub syncs: AtomicU64,
     /// Successful `sync_dir` calls so far.
@@ -31,6 +35,7 @@ impl Default for FaultSwitches {
             fail_sync: AtomicBool::new(false),
             fail_write: AtomicBool::new(false),
             space_left_bytes: AtomicU64::new(u64::MAX),
+            syncs_before_failure: AtomicU64::new(u64::MAX),
             syncs: AtomicU64::new(0),
             dir_syncs: AtomicU64::new(0),
         }
@@ -38,6 +43,20 @@ impl Default for FaultSwitches {
 }
 
 impl FaultSwitches {
+    /// True if the next fsync must fail (and uses up one allowed fsync).
+    fn sync_fails(&self) -> bool {
+        if self.fail_sync.load(Ordering::SeqCst) {
+            return true;
+        }
+        self.syncs_before_failure
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| match left {
+                u64::MAX => None,
+                0 => None,
+                n => Some(n - 1),
+            })
+            .map_or_else(|left| left == 0, |_| false)
+    }
+
     fn take_space(&self, bytes: u64) -> io::Result<()> {
         let mut cur = self.space_left_bytes.load(Ordering::SeqCst);
         loop {
@@ -133,12 +152,23 @@ impl FileSystem for FaultFs {
         self.inner.exists(path)
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        if self.switches.fail_sync.load(Ordering::SeqCst) {
+        if self.switches.sync_fails() {
             return Err(eio("directory fsync"));
         }
         self.inner.sync_dir(dir)?;
         self.switches.dir_syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        // A link is a metadata write: it fails with the other writes, and
+        // (sharing the original's bytes) takes no space.
+        if self.switches.fail_write.load(Ordering::SeqCst) {
+            return Err(eio("hard link"));
+        }
+        self.inner.hard_link(original, link)
     }
     fn io_delay(&self, op: IoOp) -> Option<Duration> {
         self.inner.io_delay(op)
@@ -164,7 +194,7 @@ impl FileHandle for FaultFile {
         self.inner.write_all_at(buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
-        if self.switches.fail_sync.load(Ordering::SeqCst) {
+        if self.switches.sync_fails() {
             return Err(eio("fsync"));
         }
         self.inner.sync_data()?;

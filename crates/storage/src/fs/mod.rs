@@ -78,6 +78,21 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     fn exists(&self, path: &Path) -> io::Result<bool>;
     /// Makes the directory's entries (creates, renames, removes) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Removes an empty directory (its removal needs a `sync_dir` of the
+    /// parent to be durable).
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    /// Makes `link` (which must not exist) name the same bytes as
+    /// `original`. Where the file system can, this is a hard link: no data
+    /// is copied, and the bytes stay readable through `link` after
+    /// `original` is removed, which is what lets a checkpoint keep its
+    /// tables while compaction deletes them from the engine.
+    ///
+    /// The default copies instead, in chunks of [`COPY_CHUNK_BYTES`], and
+    /// fsyncs the copy, so every implementation works; either way the new
+    /// directory entry needs a `sync_dir` of `link`'s parent to be durable.
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        copy_file(self, original, link)
+    }
     /// Simulated latency to await before an operation. Production returns
     /// `None` and nothing is awaited.
     fn io_delay(&self, _op: IoOp) -> Option<Duration> {
@@ -148,6 +163,49 @@ pub fn write_file_durably(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> 
     file.write_all_at(contents, 0)?;
     file.sync_data()?;
     sync_parent(fs, path)
+}
+
+/// Bytes read and written at a time by [`copy_file`].
+pub const COPY_CHUNK_BYTES: usize = 1 << 20;
+
+/// Copies `from` to a new file `to` (which must not exist) in chunks of
+/// [`COPY_CHUNK_BYTES`], then fsyncs it. The entry of `to` still needs a
+/// `sync_dir` of its parent. A failed copy removes the partial file.
+pub fn copy_file<F: FileSystem + ?Sized>(fs: &F, from: &Path, to: &Path) -> io::Result<()> {
+    let src = fs.open(from, OpenMode::Read)?;
+    let len = src.len()?;
+    let dst = fs.open(to, OpenMode::CreateNew)?;
+    let copied = (|| {
+        let mut buf = vec![0u8; COPY_CHUNK_BYTES.min(usize::try_from(len).unwrap_or(usize::MAX))];
+        let mut offset = 0u64;
+        while offset < len {
+            let n = buf
+                .len()
+                .min(usize::try_from(len - offset).unwrap_or(usize::MAX));
+            src.read_exact_at(&mut buf[..n], offset)?;
+            dst.write_all_at(&buf[..n], offset)?;
+            offset += n as u64;
+        }
+        dst.sync_data()
+    })();
+    if copied.is_err() {
+        drop(dst);
+        let _ = fs.remove_file(to);
+    }
+    copied
+}
+
+/// Removes every file in `dir`, then `dir` itself, and fsyncs its parent.
+/// The directory must hold files only. Missing `dir` is not an error.
+pub fn remove_dir_with_files(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    if !fs.exists(dir)? {
+        return Ok(());
+    }
+    for name in fs.list_dir(dir)? {
+        fs.remove_file(&dir.join(name))?;
+    }
+    fs.remove_dir(dir)?;
+    sync_parent(fs, dir)
 }
 
 /// Reads the whole file at `path`.

@@ -72,6 +72,14 @@ impl FileSystem for StdFs {
         File::open(dir)?.sync_all()
     }
 
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir(path)
+    }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        fs::hard_link(original, link)
+    }
+
     fn lock(&self, path: &Path) -> io::Result<Option<DynFile>> {
         let file = OpenOptions::new()
             .read(true)

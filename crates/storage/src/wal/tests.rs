@@ -78,6 +78,9 @@ impl FileSystem for MemFs {
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         Ok(())
     }
+    fn remove_dir(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl FileHandle for MemFile {
