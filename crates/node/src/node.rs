@@ -504,14 +504,12 @@ impl KvApi for Node {
         }
         let req = ReadRequest::GetMany(keys.iter().map(|k| k.to_vec()).collect());
         match self.read(req, consistency).await? {
-            // The engine has no read that returns a key's expiry yet, so
-            // `expire_at_ms` is unknown here (see the report of this work).
             ReadAnswer::Values(vs) if vs.len() == keys.len() => Ok(vs
                 .into_iter()
                 .map(|v| {
-                    v.map(|v| Value {
+                    v.map(|(v, expire_at_ms)| Value {
                         value: Bytes::from(v),
-                        expire_at_ms: None,
+                        expire_at_ms,
                     })
                 })
                 .collect()),

@@ -130,6 +130,17 @@ fn cluster_up_serves_redis_clients_and_survives_a_killed_leader() {
     let () = w.set("k", "v").expect("SET");
     let got: String = client(reader).get("k").expect("GET");
     assert_eq!(got, "v");
+    // Expiry is replicated and read back with the value: TTL through
+    // another node.
+    let () = redis::cmd("SET")
+        .arg("ttl-key")
+        .arg("v")
+        .arg("EX")
+        .arg(100)
+        .query(&mut w)
+        .expect("SET EX");
+    let ttl: i64 = client(reader).ttl("ttl-key").expect("TTL");
+    assert!((99..=100).contains(&ttl), "TTL {ttl}");
     for i in 0..50 {
         let () = w.set(format!("key{i}"), i).expect("SET");
     }

@@ -433,6 +433,21 @@ impl Db {
         self.inner.get_at(key, snapshot.seq)
     }
 
+    /// Reads `key` and its expiry as of `snapshot` (expiry judged by the
+    /// engine's clock, as [`Db::get_entry`] does).
+    pub fn get_entry_at(
+        &self,
+        snapshot: &Snapshot,
+        key: &[u8],
+    ) -> Result<Option<(Bytes, Option<u64>)>> {
+        Ok(self
+            .inner
+            .find(key, snapshot.seq)?
+            .and_then(|(kind, value)| {
+                resolve_entry(kind, value, || self.inner.opts.clock.now_ms())
+            }))
+    }
+
     /// Takes a snapshot of everything acknowledged so far.
     pub fn snapshot(&self) -> Snapshot {
         self.inner.snapshot()

@@ -62,8 +62,9 @@ pub enum ReadRequest {
 /// The answer to a [`ReadRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadAnswer {
-    /// One entry per requested key, `None` if absent.
-    Values(Vec<Option<Vec<u8>>>),
+    /// One entry per requested key, `None` if absent: the value and its
+    /// expiry (ms since the Unix epoch), if it has one.
+    Values(Vec<Option<(Vec<u8>, Option<u64>)>>),
     /// Keys in order, and where the next page starts.
     Keys {
         /// The keys.

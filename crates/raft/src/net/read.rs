@@ -1,7 +1,8 @@
 //! Reads served from a node's engine: the same code answers a local
 //! (stale) read and a read forwarded to the leader. Each read runs on one
 //! engine snapshot, so a multi-key read sees one point in time. Expired
-//! keys are absent (the engine hides them by its clock).
+//! keys are absent (the engine hides them by its clock); values come with
+//! their expiry.
 
 use super::message::{ReadAnswer, ReadRequest};
 use ballast_storage::{Db, Result};
@@ -17,7 +18,7 @@ pub fn execute(db: &Db, req: &ReadRequest) -> Result<ReadAnswer> {
         ReadRequest::GetMany(keys) => {
             let mut out = Vec::with_capacity(keys.len());
             for k in keys {
-                out.push(db.get_at(&view, k)?.map(|v| v.to_vec()));
+                out.push(db.get_entry_at(&view, k)?.map(|(v, at)| (v.to_vec(), at)));
             }
             Ok(ReadAnswer::Values(out))
         }
