@@ -7,6 +7,7 @@
 //! them all.
 
 use redis::Commands;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -146,6 +147,38 @@ fn cluster_up_serves_redis_clients_and_survives_a_killed_leader() {
     }
     let status = ballast(dir, &["status"]);
     assert!(status.status.success());
+
+    // Bad input to a real node: unknown commands and wrong arity get
+    // errors and keep the connection; a malformed frame and an oversized
+    // bulk string get an error and close only their connection; another
+    // client is served all along.
+    let raw = |bytes: &[u8]| -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", ports[reader as usize - 1].client))
+            .expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(bytes).expect("send");
+        let mut reply = Vec::new();
+        // The node closes the connection after the error (or QUIT).
+        s.read_to_end(&mut reply)
+            .expect("read until the node closes");
+        String::from_utf8_lossy(&reply).into_owned()
+    };
+    assert_eq!(
+        raw(b"*1\r\n$7\r\nNOSUCHC\r\n*1\r\n$3\r\nGET\r\n*1\r\n$4\r\nQUIT\r\n"),
+        "-ERR unknown command 'NOSUCHC', with args beginning with: \r\n\
+         -ERR wrong number of arguments for 'get' command\r\n+OK\r\n"
+    );
+    assert_eq!(
+        raw(b"*1\r\n$x\r\n"),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert_eq!(
+        raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$99999999999\r\n"),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
+    let still: String = w.get("k").expect("the other client is still served");
+    assert_eq!(still, "v");
 
     // SIGKILL the leader: no shutdown, no flush.
     let killed = Command::new("kill")
