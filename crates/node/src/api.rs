@@ -10,6 +10,8 @@
 use ballast_raft::{NodeId, Request, Response};
 use bytes::Bytes;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,11 +96,48 @@ pub struct NodeStatus {
     pub preset: String,
 }
 
+/// How [`KvApi::write_ordered`] says that a write's place among the writes
+/// is fixed: every write submitted after that moment is applied after it
+/// (if both are applied). The RESP server then lets a later write of the
+/// same connection to the same key go ahead without waiting for this one's
+/// answer.
+#[derive(Debug)]
+pub struct Ordered {
+    flag: Arc<AtomicBool>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Ordered {
+    /// A signal that sets `flag` and wakes `wake` when given.
+    pub fn new(flag: Arc<AtomicBool>, wake: Arc<tokio::sync::Notify>) -> Ordered {
+        Ordered { flag, wake }
+    }
+
+    /// Says the write is ordered. Dropping the signal instead says nothing.
+    pub fn signal(self) {
+        self.flag.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
 /// The typed API the RESP server is built on.
 pub trait KvApi: Send + Sync + 'static {
     /// Proposes a write and waits for its answer (after it is committed and
     /// applied). A follower forwards it to the leader.
     fn write(&self, req: Request) -> impl Future<Output = Result<Response, ApiError>> + Send;
+
+    /// [`KvApi::write`], and gives `ordered` as soon as the write is
+    /// submitted in order (see [`Ordered`]), which can be long before its
+    /// answer. The default never gives it: the caller then treats the
+    /// write as ordered only once it is answered.
+    fn write_ordered(
+        &self,
+        req: Request,
+        ordered: Ordered,
+    ) -> impl Future<Output = Result<Response, ApiError>> + Send {
+        drop(ordered);
+        self.write(req)
+    }
 
     /// Reads the live values of `keys` (expired keys are absent), all as of
     /// one point that satisfies `consistency`.

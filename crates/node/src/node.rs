@@ -18,7 +18,7 @@
 //! [`ApiError::NoLeader`]; every request is bounded by
 //! `request_timeout_ms`.
 
-use crate::api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, ScanPage, Value};
+use crate::api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, Ordered, ScanPage, Value};
 use crate::config::NodeConfig;
 use ballast_raft::log_store::{LogSyncer, SyncPolicy};
 use ballast_raft::net::client::ForwardFailure;
@@ -29,7 +29,7 @@ use ballast_raft::net::{
 };
 use ballast_raft::state_machine::StateMachine;
 use ballast_raft::transfer::SnapshotInbox;
-use ballast_raft::{LogStore, NodeId, Request, Response};
+use ballast_raft::{LogStore, NodeId, Proposal, Request, Response};
 use ballast_storage::fs::StdFs;
 use ballast_storage::wal::WalOptions;
 use ballast_storage::{Clock, Db};
@@ -38,7 +38,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::{ServerState, SnapshotPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -104,6 +104,33 @@ struct Inner {
     /// last restart (openraft's `wait_for_recovery`); stale reads wait
     /// for it.
     recovered: Arc<AtomicBool>,
+    /// Writes proposed on this node and not yet answered.
+    proposals: InFlight,
+}
+
+/// Counts proposals in flight on the leader, and the most at once.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        InFlightGuard(self)
+    }
+}
+
+/// One proposal in flight; leaving the scope (answer, error, timeout or
+/// cancellation) ends it.
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -256,6 +283,7 @@ impl Node {
                 raft_local_addr,
                 stopping: AtomicBool::new(false),
                 recovered: Arc::new(AtomicBool::new(false)),
+                proposals: InFlight::default(),
             }),
         };
         // The committed index is not persisted, so after a restart the
@@ -302,6 +330,18 @@ impl Node {
     /// The configuration the node runs with.
     pub fn config(&self) -> &NodeConfig {
         &self.inner.config
+    }
+
+    /// Writes proposed on this node (as leader) and not yet answered.
+    pub fn proposals_in_flight(&self) -> u64 {
+        self.inner.proposals.now.load(Ordering::Relaxed)
+    }
+
+    /// The most writes that were in flight on this node at once since it
+    /// started: above 1 when writes are proposed without waiting for each
+    /// other.
+    pub fn proposals_in_flight_peak(&self) -> u64 {
+        self.inner.proposals.peak.load(Ordering::Relaxed)
     }
 
     /// The openraft handle (metrics, waits; for tests and the admin port).
@@ -390,9 +430,12 @@ impl Node {
             let outcome = if leader == self.id() {
                 let local = async {
                     match &call {
-                        Call::Write(r) => server::propose(&inner.raft, &*inner.clock, r.clone())
-                            .await
-                            .map(Answer::Write),
+                        Call::Write(r) => {
+                            let _in_flight = inner.proposals.enter();
+                            server::propose(&inner.raft, &*inner.clock, r.clone())
+                                .await
+                                .map(Answer::Write)
+                        }
                         Call::Read(r) => server::read_linearizable(&inner.raft, &inner.db, r)
                             .await
                             .map(Answer::Read),
@@ -491,6 +534,43 @@ impl KvApi for Node {
         match self.route(Call::Write(req)).await? {
             Answer::Write(r) => Ok(r),
             Answer::Read(_) => Err(unexpected("a write")),
+        }
+    }
+
+    /// On the leader the write is handed to openraft's core (which appends
+    /// what it receives in the order it receives it), `ordered` is given,
+    /// and then the answer is awaited. Elsewhere (a follower forwards over
+    /// pooled connections, which keep no order) it is [`KvApi::write`]
+    /// without the signal. A write that finds leadership gone after it
+    /// was ordered is not retried here, since a retry could overtake the
+    /// writes ordered after it: it fails with [`ApiError::NoLeader`].
+    async fn write_ordered(&self, req: Request, ordered: Ordered) -> Result<Response, ApiError> {
+        self.running()?;
+        let inner = &self.inner;
+        let deadline = Instant::now() + Duration::from_millis(inner.config.request_timeout_ms);
+        let (leader, _) = self.leader(deadline).await?;
+        if leader != self.id() {
+            return self.write(req).await;
+        }
+        let _in_flight = inner.proposals.enter();
+        let (responder, answer) = openraft::impls::ProgressResponder::complete_only();
+        let proposal = Proposal::new(inner.clock.now_ms(), req);
+        inner
+            .raft
+            .client_write_ff(proposal, Some(responder))
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("raft stopped: {e}")))?;
+        ordered.signal();
+        match tokio::time::timeout_at(deadline, answer).await {
+            Err(_) => Err(self.timeout_error()),
+            Ok(Err(_)) => Err(ApiError::Unavailable(
+                "Raft dropped the write before answering; it may or may not be applied".into(),
+            )),
+            Ok(Ok(Ok(r))) => Ok(r.data),
+            Ok(Ok(Err(e))) => Err(match e {
+                openraft::errors::ClientWriteError::ForwardToLeader(_) => ApiError::NoLeader,
+                other => ApiError::Unavailable(other.to_string()),
+            }),
         }
     }
 

@@ -414,7 +414,14 @@ impl StateMachine {
                 condition,
                 return_old,
             } => {
-                let current = self.live(key, at_ms)?.map(|(v, _)| v);
+                // A plain SET needs no read of the old value: skip the
+                // engine lookup (most of a blind write's apply cost).
+                let needs_current = *return_old || *condition != SetCondition::Always;
+                let current = if needs_current {
+                    self.live(key, at_ms)?.map(|(v, _)| v)
+                } else {
+                    None
+                };
                 let written = match condition {
                     SetCondition::Always => true,
                     SetCondition::IfAbsent => current.is_none(),

@@ -2,20 +2,21 @@
 //! module docs of [`super`] describe the rules; this file is the loop.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::metrics::Metrics;
 use super::table::{self, COMMANDS};
 use super::Shared;
-use crate::api::KvApi;
+use crate::api::{KvApi, Ordered};
 use crate::command::{Command, CommandQuery};
 use crate::error::Error;
 use crate::resp::{encode, Decoder, Reply};
@@ -39,6 +40,9 @@ for the default user. Are you sure your configuration is correct?";
 #[derive(Debug)]
 struct Access {
     write: bool,
+    /// Writes without reading first: such a request only needs the
+    /// earlier conflicting writes to be ordered, not answered.
+    blind_write: bool,
     /// `None`: every key (SCAN, DBSIZE, INFO).
     keys: Option<Vec<Bytes>>,
 }
@@ -49,31 +53,44 @@ impl Access {
         match command {
             Command::Get { key } | Command::Ttl { key, .. } => Access {
                 write: false,
+                blind_write: false,
                 keys: keys(std::slice::from_ref(key)),
             },
             Command::Exists { keys: k } | Command::MGet { keys: k } => Access {
                 write: false,
+                blind_write: false,
                 keys: keys(k),
             },
+            // PERSIST reads (on this connection's behalf) before it writes.
+            Command::Persist { key } => Access {
+                write: true,
+                blind_write: false,
+                keys: keys(std::slice::from_ref(key)),
+            },
+            // The conditions of SET NX, INCR and CAS are evaluated when the
+            // log entry is applied, in log order: still one blind write.
             Command::Set { key, .. }
             | Command::IncrBy { key, .. }
             | Command::Expire { key, .. }
-            | Command::Persist { key }
             | Command::Cas { key, .. } => Access {
                 write: true,
+                blind_write: true,
                 keys: keys(std::slice::from_ref(key)),
             },
             Command::Del { keys: k } => Access {
                 write: true,
+                blind_write: true,
                 keys: keys(k),
             },
             Command::MSet { pairs } => Access {
                 write: true,
+                blind_write: true,
                 keys: Some(pairs.iter().map(|(key, _)| key.clone()).collect()),
             },
             // SCAN, DBSIZE, INFO, and (never dispatched) the local ones.
             _ => Access {
                 write: false,
+                blind_write: false,
                 keys: None,
             },
         }
@@ -95,8 +112,12 @@ impl Access {
 
 /// A request read from the connection, in order.
 enum Slot {
-    /// Running against the API.
-    Running(Access),
+    /// Running against the API; `ordered` is set once the API has ordered
+    /// its write (see [`Ordered`]).
+    Running {
+        access: Access,
+        ordered: Arc<AtomicBool>,
+    },
     /// Answered, waiting for the replies before it.
     Ready(Reply),
 }
@@ -128,6 +149,8 @@ struct Connection<A> {
     slots: VecDeque<Slot>,
     first_seq: u64,
     running: JoinSet<Done>,
+    /// Woken when a running write becomes ordered.
+    ordered_wake: Arc<Notify>,
     held: Option<Held>,
     /// Read no more requests; close once every reply is written.
     closing: bool,
@@ -172,6 +195,7 @@ pub(crate) async fn run<A: KvApi>(
         slots: VecDeque::new(),
         first_seq: 0,
         running: JoinSet::new(),
+        ordered_wake: Arc::new(Notify::new()),
         held: None,
         closing: false,
         read_closed: false,
@@ -232,6 +256,8 @@ impl<A: KvApi> Connection<A> {
                         return;
                     }
                 },
+                // A held request may now go ahead; the loop re-checks it.
+                () = self.ordered_wake.notified(), if self.held.is_some() => {}
                 Some(done) = self.running.join_next(), if !self.running.is_empty() => match done {
                     Ok(done) => {
                         last_activity = Instant::now();
@@ -289,9 +315,19 @@ impl<A: KvApi> Connection<A> {
         }
     }
 
+    /// Whether `access` must wait for an earlier request: one it conflicts
+    /// with that is still running, unless `access` is a blind write and
+    /// the earlier one is a write already ordered by the API (then the
+    /// API applies them in this order).
     fn blocked(&self, access: &Access) -> bool {
         self.slots.iter().any(|slot| match slot {
-            Slot::Running(running) => running.conflicts(access),
+            Slot::Running {
+                access: running,
+                ordered,
+            } => {
+                running.conflicts(access)
+                    && !(access.blind_write && ordered.load(Ordering::Acquire))
+            }
             Slot::Ready(_) => false,
         })
     }
@@ -377,11 +413,16 @@ impl<A: KvApi> Connection<A> {
 
     fn spawn(&mut self, held: Held) {
         let seq = self.next_seq();
-        self.slots.push_back(Slot::Running(held.access));
+        let ordered = Arc::new(AtomicBool::new(false));
+        let signal = Ordered::new(ordered.clone(), self.ordered_wake.clone());
+        self.slots.push_back(Slot::Running {
+            access: held.access,
+            ordered,
+        });
         let shared = self.shared.clone();
         let (command, metric, received) = (held.command, held.metric, held.received);
         self.running.spawn(async move {
-            let reply = shared.execute(command).await;
+            let reply = shared.execute(command, signal).await;
             Done {
                 seq,
                 reply,
@@ -395,7 +436,7 @@ impl<A: KvApi> Connection<A> {
         self.record(done.metric, done.received, &done.reply);
         let index = done.seq.checked_sub(self.first_seq).map(|i| i as usize);
         match index.and_then(|index| self.slots.get_mut(index)) {
-            Some(slot @ Slot::Running(_)) => *slot = Slot::Ready(done.reply),
+            Some(slot @ Slot::Running { .. }) => *slot = Slot::Ready(done.reply),
             _ => tracing::error!(seq = done.seq, "a RESP reply has no request waiting for it"),
         }
     }

@@ -7,7 +7,7 @@ use ballast_raft::{BatchOp, Request, Response, SetCondition as RaftSetCondition}
 use bytes::Bytes;
 
 use super::Shared;
-use crate::api::{ApiError, Consistency, KvApi, Value};
+use crate::api::{ApiError, Consistency, KvApi, Ordered, Value};
 use crate::command::{Command, SetCondition, TimeUnit};
 use crate::resp::Reply;
 
@@ -52,8 +52,8 @@ fn unexpected(response: Response) -> Reply {
 }
 
 impl<A: KvApi> Shared<A> {
-    async fn write(&self, request: Request) -> Step<Response> {
-        match self.api.write(request).await {
+    async fn write(&self, request: Request, ordered: Ordered) -> Step<Response> {
+        match self.api.write_ordered(request, ordered).await {
             Ok(Response::Rejected(why)) => Err(Reply::Error(format!("ERR {why}"))),
             Ok(response) => Ok(response),
             Err(error) => Err(api_error_reply(&error)),
@@ -100,14 +100,16 @@ impl<A: KvApi> Shared<A> {
     }
 
     /// Answers a command that needs the API. Commands a connection answers
-    /// by itself (PING, AUTH, ...) are not expected here.
-    pub(crate) async fn execute(&self, command: Command) -> Reply {
-        match self.execute_step(command).await {
+    /// by itself (PING, AUTH, ...) are not expected here. A command that
+    /// is one write gives `ordered` once the API has ordered it; others
+    /// drop it.
+    pub(crate) async fn execute(&self, command: Command, ordered: Ordered) -> Reply {
+        match self.execute_step(command, ordered).await {
             Ok(reply) | Err(reply) => reply,
         }
     }
 
-    async fn execute_step(&self, command: Command) -> Step<Reply> {
+    async fn execute_step(&self, command: Command, ordered: Ordered) -> Step<Reply> {
         Ok(match command {
             Command::Get { key } => match self.read(vec![key]).await?.pop().flatten() {
                 Some(value) => Reply::Bulk(value.value),
@@ -138,7 +140,7 @@ impl<A: KvApi> Shared<A> {
                     condition,
                     return_old: get,
                 };
-                match self.write(request).await? {
+                match self.write(request, ordered).await? {
                     Response::Set { old, .. } if get => {
                         old.map_or(Reply::NullBulk, |old| Reply::Bulk(old.into()))
                     }
@@ -151,7 +153,7 @@ impl<A: KvApi> Shared<A> {
                 let request = Request::DeleteMany {
                     keys: keys.iter().map(|key| key.to_vec()).collect(),
                 };
-                match self.write(request).await? {
+                match self.write(request, ordered).await? {
                     Response::Integer(count) => Reply::Integer(count),
                     other => unexpected(other),
                 }
@@ -189,7 +191,7 @@ impl<A: KvApi> Shared<A> {
                         value: value.to_vec(),
                     });
                 }
-                match self.write(Request::Batch(ops)).await? {
+                match self.write(Request::Batch(ops), ordered).await? {
                     Response::Done => Reply::ok(),
                     other => unexpected(other),
                 }
@@ -200,7 +202,7 @@ impl<A: KvApi> Shared<A> {
                     key: key.to_vec(),
                     delta,
                 };
-                match self.write(request).await? {
+                match self.write(request, ordered).await? {
                     Response::Integer(value) => Reply::Integer(value),
                     other => unexpected(other),
                 }
@@ -216,7 +218,7 @@ impl<A: KvApi> Shared<A> {
                         expire_at_ms: self.expire_at(ttl_ms, command)?,
                     }
                 };
-                match self.write(request).await? {
+                match self.write(request, ordered).await? {
                     Response::Existed(existed) => integer_reply(existed),
                     other => unexpected(other),
                 }
@@ -254,7 +256,10 @@ impl<A: KvApi> Shared<A> {
                     Some(Value {
                         expire_at_ms: Some(_),
                         ..
-                    }) => match self.write(Request::Persist { key: key.to_vec() }).await? {
+                    }) => match self
+                        .write(Request::Persist { key: key.to_vec() }, ordered)
+                        .await?
+                    {
                         Response::Existed(existed) => integer_reply(existed),
                         other => unexpected(other),
                     },
@@ -284,7 +289,7 @@ impl<A: KvApi> Shared<A> {
                     expected: Some(expected.to_vec()),
                     new: new.to_vec(),
                 };
-                match self.write(request).await? {
+                match self.write(request, ordered).await? {
                     Response::Cas { swapped, .. } => integer_reply(swapped),
                     other => unexpected(other),
                 }

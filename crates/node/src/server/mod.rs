@@ -25,9 +25,18 @@
 //! earlier requests *of its connection* that it conflicts with (two
 //! requests conflict when one writes and their keys overlap; SCAN, DBSIZE
 //! and INFO read every key). So `SET k 1`, `GET k` in one pipeline reads
-//! `1`, and `SET k 1`, `SET k 2` leaves `2`, without asking the API to keep
-//! any order of its own. While a request waits, the connection reads no
-//! further requests.
+//! `1`, and `SET k 1`, `SET k 2` leaves `2`. While a request waits, the
+//! connection reads no further requests.
+//!
+//! A write that needs no read first (SET, INCR, DEL, MSET, EXPIRE, CAS; not
+//! PERSIST) waits less: only until the earlier conflicting writes are
+//! *ordered*, which the API says through [`KvApi::write_ordered`]. On the
+//! leader, [`crate::Node`] orders a write as soon as openraft's core has
+//! it, so pipelined writes to one key are in flight together and the log
+//! still applies them in request order. A follower forwards writes over
+//! connections that keep no order, so there a write is ordered only once
+//! answered (the default). Reads always wait for conflicting earlier
+//! writes to be answered.
 //!
 //! Commands that need no API (PING, ECHO, COMMAND, AUTH, HELLO, QUIT) are
 //! answered at once, still in order.
