@@ -479,6 +479,18 @@ pub fn prometheus(
         "Learners in the current membership.",
         &one(status.learners.len() as u64),
     );
+    metric(
+        "ballast_proposed_entries_total",
+        "counter",
+        "Log entries this node proposed as leader; each carries one or more writes.",
+        &one(status.proposed_entries),
+    );
+    metric(
+        "ballast_proposed_writes_total",
+        "counter",
+        "Writes carried by the entries this node proposed (divide by ballast_proposed_entries_total for writes per entry).",
+        &one(status.proposed_writes),
+    );
 
     let counters: [(&str, &str, u64); 14] = [
         (

@@ -94,6 +94,11 @@ pub struct NodeStatus {
     /// The durability preset this node runs (`durable`, `balanced`,
     /// `throughput`).
     pub preset: String,
+    /// Log entries this node proposed as leader (each carries one or more
+    /// writes).
+    pub proposed_entries: u64,
+    /// Writes those entries carried.
+    pub proposed_writes: u64,
 }
 
 /// How [`KvApi::write_ordered`] says that a write's place among the writes

@@ -27,9 +27,10 @@ use ballast_raft::net::{
     read, BallastRaft, ForwardClient, ForwardError, NetConfig, Network, NonceSource, ReadAnswer,
     ReadRequest, RpcServer, Secret, ServerHandle,
 };
+use ballast_raft::propose::{Proposer, ProposerOptions};
 use ballast_raft::state_machine::StateMachine;
 use ballast_raft::transfer::SnapshotInbox;
-use ballast_raft::{LogStore, NodeId, Proposal, Request, Response};
+use ballast_raft::{LogStore, NodeId, Request, Response};
 use ballast_storage::fs::StdFs;
 use ballast_storage::wal::WalOptions;
 use ballast_storage::{Clock, Db};
@@ -106,6 +107,8 @@ struct Inner {
     recovered: Arc<AtomicBool>,
     /// Writes proposed on this node and not yet answered.
     proposals: InFlight,
+    /// Batches this node's writes (and those forwarded to it) into entries.
+    proposer: Proposer,
 }
 
 /// Counts proposals in flight on the leader, and the most at once.
@@ -227,11 +230,17 @@ impl Node {
         if leftovers > 0 {
             tracing::info!(leftovers, "removed interrupted snapshot receives");
         }
+        let proposer_options = ProposerOptions {
+            entries_in_flight: config.entries_in_flight_max as usize,
+            requests_per_entry: config.writes_per_entry_max as usize,
+            ..ProposerOptions::default()
+        };
+        let proposer = Proposer::start(raft.clone(), clock.clone(), proposer_options);
         let ctx = ServerContext {
             raft: raft.clone(),
             db: db.clone(),
             inbox,
-            clock: clock.clone(),
+            proposer: proposer.clone(),
             cfg: net.clone(),
         };
         let server = match RpcServer::start(&config.raft_addr, ctx).await {
@@ -284,6 +293,7 @@ impl Node {
                 stopping: AtomicBool::new(false),
                 recovered: Arc::new(AtomicBool::new(false)),
                 proposals: InFlight::default(),
+                proposer,
             }),
         };
         // The committed index is not persisted, so after a restart the
@@ -432,9 +442,7 @@ impl Node {
                     match &call {
                         Call::Write(r) => {
                             let _in_flight = inner.proposals.enter();
-                            server::propose(&inner.raft, &*inner.clock, r.clone())
-                                .await
-                                .map(Answer::Write)
+                            inner.proposer.propose(r.clone()).await.map(Answer::Write)
                         }
                         Call::Read(r) => server::read_linearizable(&inner.raft, &inner.db, r)
                             .await
@@ -525,6 +533,16 @@ impl Node {
     }
 }
 
+/// A proposal's failure as the API says it: not the leader (any more) is
+/// [`ApiError::NoLeader`].
+fn api_error(e: ForwardError) -> ApiError {
+    match e {
+        ForwardError::NotLeader { .. } => ApiError::NoLeader,
+        ForwardError::Invalid(why) => ApiError::Invalid(why),
+        ForwardError::Unavailable(why) => ApiError::Unavailable(why),
+    }
+}
+
 fn unexpected(what: &str) -> ApiError {
     ApiError::Unavailable(format!("internal: unexpected answer to {what}"))
 }
@@ -553,24 +571,11 @@ impl KvApi for Node {
             return self.write(req).await;
         }
         let _in_flight = inner.proposals.enter();
-        let (responder, answer) = openraft::impls::ProgressResponder::complete_only();
-        let proposal = Proposal::new(inner.clock.now_ms(), req);
-        inner
-            .raft
-            .client_write_ff(proposal, Some(responder))
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("raft stopped: {e}")))?;
+        let submitted = inner.proposer.submit(req).await.map_err(api_error)?;
         ordered.signal();
-        match tokio::time::timeout_at(deadline, answer).await {
+        match tokio::time::timeout_at(deadline, submitted.answer()).await {
             Err(_) => Err(self.timeout_error()),
-            Ok(Err(_)) => Err(ApiError::Unavailable(
-                "Raft dropped the write before answering; it may or may not be applied".into(),
-            )),
-            Ok(Ok(Ok(r))) => Ok(r.data),
-            Ok(Ok(Err(e))) => Err(match e {
-                openraft::errors::ClientWriteError::ForwardToLeader(_) => ApiError::NoLeader,
-                other => ApiError::Unavailable(other.to_string()),
-            }),
+            Ok(r) => r.map_err(api_error),
         }
     }
 
@@ -630,6 +635,7 @@ impl KvApi for Node {
 
     fn status(&self) -> NodeStatus {
         let m = self.inner.raft.metrics().borrow_watched().clone();
+        let proposed = self.inner.proposer.stats();
         let membership = m.membership_config.membership();
         let learners: Vec<NodeId> = membership.learner_ids().collect();
         let role = match m.state {
@@ -658,6 +664,8 @@ impl KvApi for Node {
             voters: membership.voter_ids().collect(),
             learners,
             preset: self.inner.config.preset.name().to_string(),
+            proposed_entries: proposed.entries,
+            proposed_writes: proposed.requests,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod cluster_support;
 
+use ballast_node::api::KvApi;
 use ballast_node::server::{RespServer, ServerConfig};
 use ballast_node::Node;
 use cluster_support::Cluster;
@@ -111,9 +112,21 @@ async fn pipelined_same_key_writes_on_the_leader_are_in_flight_together_and_appl
     let node = cluster.node(leader).clone();
     let addr = serve(&node).await;
     let before = node.proposals_in_flight_peak();
+    let status_before = node.status();
     pipeline_keeps_order(addr, 200, "leader").await;
     let peak = node.proposals_in_flight_peak();
     println!("leader: peak proposals in flight {peak} (before the pipeline {before})");
+    let status = node.status();
+    let entries = status.proposed_entries - status_before.proposed_entries;
+    let writes = status.proposed_writes - status_before.proposed_writes;
+    println!("leader: {writes} writes proposed in {entries} log entries");
+    // 200 SETs and 200 INCRs arrive in a few socket reads: the proposer
+    // puts the writes waiting together into one entry.
+    assert_eq!(writes, 400);
+    assert!(
+        entries < writes / 4,
+        "pipelined writes were not batched into entries: {writes} writes in {entries} entries"
+    );
     // One connection, one key: with every write waiting for the previous
     // one's answer this would stay at 1.
     assert!(

@@ -28,6 +28,7 @@ const REQ_EXPIRE: u8 = 6;
 const REQ_PERSIST: u8 = 7;
 const REQ_SET: u8 = 8;
 const REQ_DELETE_MANY: u8 = 9;
+const REQ_MULTI: u8 = 10;
 
 const SET_ALWAYS: u8 = 0;
 const SET_IF_ABSENT: u8 = 1;
@@ -203,10 +204,25 @@ pub fn encode_request(dst: &mut Vec<u8>, req: &Request) {
                 put_bytes(dst, k);
             }
         }
+        Request::Multi(reqs) => {
+            // Never nested: the decoder refuses a Multi inside a Multi.
+            debug_assert!(!reqs.iter().any(|r| matches!(r, Request::Multi(_))));
+            dst.push(REQ_MULTI);
+            put_len(dst, reqs.len());
+            for r in reqs {
+                encode_request(dst, r);
+            }
+        }
     }
 }
 
 fn decode_request(r: &mut Reader<'_>) -> DResult<Request> {
+    decode_request_in(r, false)
+}
+
+/// Decodes one request; `nested` inside a Multi, where another Multi is
+/// corruption.
+fn decode_request_in(r: &mut Reader<'_>, nested: bool) -> DResult<Request> {
     let tag = r.u8()?;
     Ok(match tag {
         REQ_PUT => Request::Put {
@@ -278,6 +294,19 @@ fn decode_request(r: &mut Reader<'_>) -> DResult<Request> {
                 keys.push(r.bytes()?);
             }
             Request::DeleteMany { keys }
+        }
+        REQ_MULTI if nested => return malformed("a multi inside a multi".to_string()),
+        REQ_MULTI => {
+            // Each request takes at least its tag and one 4-byte length.
+            let n = r.count(5)?;
+            if n == 0 {
+                return malformed("an empty multi".to_string());
+            }
+            let mut reqs = Vec::with_capacity(n);
+            for _ in 0..n {
+                reqs.push(decode_request_in(r, true)?);
+            }
+            Request::Multi(reqs)
         }
         t => return malformed(format!("unknown request tag {t}")),
     })
@@ -548,11 +577,54 @@ mod tests {
                 keys: vec![b"a".to_vec(), vec![], b"a".to_vec()],
             },
             Request::DeleteMany { keys: vec![] },
+            Request::Multi(vec![
+                Request::incr("n"),
+                Request::Set {
+                    key: b"k".to_vec(),
+                    value: b"v".to_vec(),
+                    expire_at_ms: None,
+                    condition: SetCondition::Always,
+                    return_old: false,
+                },
+                Request::Batch(vec![]),
+            ]),
         ];
         for r in reqs {
             round_trip(EntryPayload::Normal(Proposal::new(1_700_000_000_000, r)));
         }
         round_trip(EntryPayload::Blank);
+    }
+
+    #[test]
+    fn a_nested_or_empty_multi_is_corruption() {
+        let encode = |body: &[u8]| {
+            let mut buf = Vec::new();
+            encode_entry(
+                &mut buf,
+                &Entry {
+                    log_id: log_id(1, 1, 1),
+                    payload: EntryPayload::Normal(Proposal::new(5, Request::Batch(vec![]))),
+                },
+            );
+            // Replace the request (tag and count of the empty batch) by `body`.
+            buf.truncate(buf.len() - 5);
+            buf.extend_from_slice(body);
+            buf
+        };
+        let mut nested = vec![REQ_MULTI, 1, 0, 0, 0, REQ_MULTI, 1, 0, 0, 0];
+        encode_request(&mut nested, &Request::Delete { key: b"k".to_vec() });
+        assert!(matches!(
+            decode_entry(&encode(&nested)),
+            Err(DecodeError::Malformed(m)) if m.contains("multi inside a multi")
+        ));
+        assert!(matches!(
+            decode_entry(&encode(&[REQ_MULTI, 0, 0, 0, 0])),
+            Err(DecodeError::Malformed(m)) if m.contains("empty multi")
+        ));
+        // The same bytes with one level of Multi decode.
+        let mut single = vec![REQ_MULTI, 1, 0, 0, 0];
+        encode_request(&mut single, &Request::Delete { key: b"k".to_vec() });
+        assert!(decode_entry(&encode(&single)).is_ok());
     }
 
     #[test]

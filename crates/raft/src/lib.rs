@@ -17,6 +17,8 @@
 //!   `FORMAT-snapshot.md`).
 //! * [`transfer`]: what the network needs from snapshot data.
 //!
+//! * [`propose`]: the leader's proposer, which turns concurrent writes into
+//!   few log entries ([`Request::Multi`]).
 //! * [`net`]: the Raft network (TCP, bincode frames in `FORMAT-rpc.md`,
 //!   HMAC challenge-response between peers, snapshots streamed in chunks)
 //!   and the RPC server, which also serves writes and reads forwarded by
@@ -37,6 +39,7 @@ pub mod error;
 pub mod log_store;
 pub mod meta;
 pub mod net;
+pub mod propose;
 pub mod snapshot;
 pub mod state_machine;
 pub mod transfer;

@@ -560,9 +560,22 @@ impl LogStore {
             }
         }
         fs::pause(&*self.shared.fs, IoOp::Sync).await;
-        let mut inner = self.shared.lock()?;
-        if let Err(e) = inner.wal.sync() {
-            return Err(inner.stop(e.into()));
+        // The fsync runs without the lock, so that readers (replication to
+        // the followers, apply) go on meanwhile: the followers' fsyncs
+        // overlap the leader's instead of following it.
+        let ticket = {
+            let mut inner = self.shared.lock()?;
+            match inner.wal.begin_sync() {
+                Ok(t) => t,
+                Err(e) => return Err(inner.stop(e.into())),
+            }
+        };
+        if let Some(ticket) = ticket {
+            let outcome = ticket.sync();
+            let mut inner = self.shared.lock()?;
+            if let Err(e) = inner.wal.finish_sync(ticket, outcome) {
+                return Err(inner.stop(e.into()));
+            }
         }
         Ok(())
     }

@@ -250,6 +250,43 @@ pub struct SnapshotBuilder {
 /// A key's value and expiry as of an entry's time.
 type Live = Option<(Bytes, Option<u64>)>;
 
+/// What the earlier requests of one Multi entry wrote, by key (`None`:
+/// deleted), so that a later request of the same entry reads it: the
+/// entry's writes reach the engine only at the end, as one batch.
+type Overlay = std::collections::BTreeMap<Vec<u8>, Option<(Bytes, Option<u64>)>>;
+
+/// Whether applying `req` reads the key's current value (everything but
+/// blind writes).
+fn reads_before_writing(req: &Request) -> bool {
+    !matches!(
+        req,
+        Request::Put { .. }
+            | Request::Batch(_)
+            | Request::Set {
+                condition: SetCondition::Always,
+                return_old: false,
+                ..
+            }
+    )
+}
+
+/// Records `batch`'s writes in `overlay`.
+fn overlay_writes(overlay: &mut Overlay, batch: &WriteBatch) {
+    use ballast_storage::key::ValueKind;
+    for e in batch.iter() {
+        let written = match e.kind {
+            ValueKind::Delete => None,
+            ValueKind::Put => Some((Bytes::copy_from_slice(e.value), None)),
+            ValueKind::PutExpiring => {
+                let (at, value) = e.value.split_at(8);
+                let at = u64::from_le_bytes(at.try_into().expect("8 bytes"));
+                Some((Bytes::copy_from_slice(value), Some(at)))
+            }
+        };
+        overlay.insert(e.key.to_vec(), written);
+    }
+}
+
 impl StateMachine {
     /// Opens the engine in `dir` in replicated mode (`options.wal` is forced
     /// off), reads the applied marker it last flushed, and opens the
@@ -318,15 +355,65 @@ impl StateMachine {
         Ok(self.db.flush().await?)
     }
 
-    /// `key`'s value and expiry as of `at_ms`.
-    fn live(&self, key: &[u8], at_ms: u64) -> Result<Live> {
-        Ok(self.db.get_entry_as_of(key, at_ms)?)
+    /// `key`'s value and expiry as of `at_ms`: what `overlay` says of it
+    /// (earlier writes of the same entry), else the engine's.
+    fn live(&self, overlay: &Overlay, key: &[u8], at_ms: u64) -> Result<Live> {
+        match overlay.get(key) {
+            Some(Some((_, Some(expire_at)))) if *expire_at <= at_ms => Ok(None),
+            Some(written) => Ok(written.clone()),
+            None => Ok(self.db.get_entry_as_of(key, at_ms)?),
+        }
     }
 
-    /// Plans one request applied as of `at_ms`: the batch to write and the
+    /// Plans one entry's request as of `at_ms`: the batch to write and the
     /// answer. Reads see every earlier entry (each is written before the
     /// next is read).
-    fn plan(&self, req: &Request, at_ms: u64) -> Result<(WriteBatch, Response)> {
+    fn plan_entry(&self, req: &Request, at_ms: u64) -> Result<(WriteBatch, Response)> {
+        let Request::Multi(reqs) = req else {
+            return self.plan(req, at_ms, &Overlay::new());
+        };
+        let mut overlay = Overlay::new();
+        let mut batch = WriteBatch::new();
+        let mut answers = Vec::with_capacity(reqs.len());
+        // Writes need to be in the overlay only if a later request reads.
+        let last_reader = reqs.iter().rposition(reads_before_writing);
+        for (i, req) in reqs.iter().enumerate() {
+            let (b, resp) = match req {
+                Request::Multi(_) => (
+                    WriteBatch::new(),
+                    Response::Rejected("a multi inside a multi".into()),
+                ),
+                req => self.plan(req, at_ms, &overlay)?,
+            };
+            // Each request is refused on its own for what the engine would
+            // refuse (a key or value over its limit), so the entry's one
+            // batch never fails for the others.
+            let together = (batch.encoded_len() + b.encoded_len()) as u64;
+            match self.db.check_batch(&b) {
+                Ok(()) if together > self.db.batch_bytes_max() => {
+                    answers.push(Response::Rejected(format!(
+                        "this write would take its log entry's batch to {together} bytes, \
+                         over batch_bytes_max ({})",
+                        self.db.batch_bytes_max()
+                    )));
+                }
+                Ok(()) => {
+                    if last_reader.is_some_and(|last| i < last) {
+                        overlay_writes(&mut overlay, &b);
+                    }
+                    batch.append(&b);
+                    answers.push(resp);
+                }
+                Err(e) if is_input_error(&e) => answers.push(Response::Rejected(e.to_string())),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok((batch, Response::Multi(answers)))
+    }
+
+    /// Plans one request applied as of `at_ms`, after the writes in
+    /// `overlay`: the batch to write and the answer.
+    fn plan(&self, req: &Request, at_ms: u64, overlay: &Overlay) -> Result<(WriteBatch, Response)> {
         let mut b = WriteBatch::new();
         let put = |b: &mut WriteBatch, key: &[u8], value: &[u8], expire_at_ms: Option<u64>| {
             match expire_at_ms {
@@ -344,7 +431,7 @@ impl StateMachine {
                 Response::Done
             }
             Request::Delete { key } => {
-                let existed = self.live(key, at_ms)?.is_some();
+                let existed = self.live(overlay, key, at_ms)?.is_some();
                 b.delete(key);
                 Response::Existed(existed)
             }
@@ -358,7 +445,7 @@ impl StateMachine {
                 Response::Done
             }
             Request::IncrBy { key, delta } => {
-                let (cur, ttl) = match self.live(key, at_ms)? {
+                let (cur, ttl) = match self.live(overlay, key, at_ms)? {
                     None => (Some(0), None),
                     Some((v, ttl)) => (
                         std::str::from_utf8(&v)
@@ -380,7 +467,7 @@ impl StateMachine {
                 }
             }
             Request::Cas { key, expected, new } => {
-                let current = self.live(key, at_ms)?.map(|(v, _)| v.to_vec());
+                let current = self.live(overlay, key, at_ms)?.map(|(v, _)| v.to_vec());
                 let swapped = current == *expected;
                 if swapped {
                     // The new value has no TTL (documented in the module docs).
@@ -388,7 +475,7 @@ impl StateMachine {
                 }
                 Response::Cas { swapped, current }
             }
-            Request::Expire { key, expire_at_ms } => match self.live(key, at_ms)? {
+            Request::Expire { key, expire_at_ms } => match self.live(overlay, key, at_ms)? {
                 Some(_) if *expire_at_ms <= at_ms => {
                     // Redis deletes a key given a TTL in the past.
                     b.delete(key);
@@ -400,7 +487,7 @@ impl StateMachine {
                 }
                 None => Response::Existed(false),
             },
-            Request::Persist { key } => match self.live(key, at_ms)? {
+            Request::Persist { key } => match self.live(overlay, key, at_ms)? {
                 Some((v, Some(_))) => {
                     b.put(key, &v);
                     Response::Existed(true)
@@ -418,7 +505,7 @@ impl StateMachine {
                 // engine lookup (most of a blind write's apply cost).
                 let needs_current = *return_old || *condition != SetCondition::Always;
                 let current = if needs_current {
-                    self.live(key, at_ms)?.map(|(v, _)| v)
+                    self.live(overlay, key, at_ms)?.map(|(v, _)| v)
                 } else {
                     None
                 };
@@ -439,13 +526,16 @@ impl StateMachine {
                     },
                 }
             }
+            Request::Multi(_) => {
+                Response::Rejected("a multi is planned by plan_entry, never nested".into())
+            }
             Request::DeleteMany { keys } => {
                 // A key named twice counts once, as in Redis: the second
                 // occurrence finds it already gone.
                 let mut gone = std::collections::BTreeSet::new();
                 let mut existed = 0i64;
                 for key in keys {
-                    if gone.insert(key.as_slice()) && self.live(key, at_ms)?.is_some() {
+                    if gone.insert(key.as_slice()) && self.live(overlay, key, at_ms)?.is_some() {
                         existed += 1;
                     }
                     b.delete(key);
@@ -465,7 +555,7 @@ impl StateMachine {
                 self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                 (WriteBatch::new(), Response::Done)
             }
-            EntryPayload::Normal(p) => self.plan(&p.request, p.at_ms)?,
+            EntryPayload::Normal(p) => self.plan_entry(&p.request, p.at_ms)?,
         };
         self.applied = Some(entry.log_id);
         let marker = encode_marker(self.applied.as_ref(), &self.membership);

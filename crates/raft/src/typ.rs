@@ -193,6 +193,17 @@ pub enum Request {
         /// The keys, in the client's order.
         keys: Vec<Vec<u8>>,
     },
+    /// Independent requests (usually of different clients) proposed as one
+    /// entry, so that a busy leader appends, replicates, fsyncs and applies
+    /// many writes for the cost of one entry. They are applied in order,
+    /// each seeing the ones before it, and each is answered on its own
+    /// ([`Response::Multi`], same order). Unlike [`Request::Batch`] this
+    /// is not all-or-nothing: a request that is refused (a value that is
+    /// not an integer, a key over the engine's limit) is answered
+    /// [`Response::Rejected`] and the others still apply. The entry's
+    /// writes reach the engine as one atomic batch. Never nested, never
+    /// empty.
+    Multi(Vec<Request>),
 }
 
 /// When a [`Request::Set`] writes.
@@ -207,6 +218,32 @@ pub enum SetCondition {
 }
 
 impl Request {
+    /// Bytes of keys and values the request carries, plus a small charge
+    /// per key: what batching budgets with.
+    pub fn payload_bytes(&self) -> usize {
+        const PER_KEY: usize = 16;
+        let kv = |k: &[u8], v: &[u8]| PER_KEY + k.len() + v.len();
+        match self {
+            Request::Put { key, value, .. } | Request::Set { key, value, .. } => kv(key, value),
+            Request::Delete { key }
+            | Request::IncrBy { key, .. }
+            | Request::Expire { key, .. }
+            | Request::Persist { key } => kv(key, &[]),
+            Request::Cas { key, expected, new } => {
+                kv(key, new) + expected.as_ref().map_or(0, Vec::len)
+            }
+            Request::Batch(ops) => ops
+                .iter()
+                .map(|op| match op {
+                    BatchOp::Put { key, value } => kv(key, value),
+                    BatchOp::Delete { key } => kv(key, &[]),
+                })
+                .sum(),
+            Request::DeleteMany { keys } => keys.iter().map(|k| kv(k, &[])).sum(),
+            Request::Multi(reqs) => reqs.iter().map(Request::payload_bytes).sum(),
+        }
+    }
+
     /// INCR: `IncrBy` with a delta of 1.
     pub fn incr(key: impl Into<Vec<u8>>) -> Request {
         Request::IncrBy {
@@ -236,6 +273,7 @@ impl fmt::Display for Request {
                 write!(f, "set(key {}B, value {}B)", key.len(), value.len())
             }
             Request::DeleteMany { keys } => write!(f, "delete_many({} keys)", keys.len()),
+            Request::Multi(reqs) => write!(f, "multi({} requests)", reqs.len()),
         }
     }
 }
@@ -270,4 +308,6 @@ pub enum Response {
     /// (for example IncrBy on a value that is not an integer, or an
     /// overflow); the reason is for the client.
     Rejected(String),
+    /// Multi: one answer per request, in order.
+    Multi(Vec<Response>),
 }

@@ -89,7 +89,11 @@ async fn one_node() -> One {
             dir: dir.path().join("inbox"),
             max_len: 1 << 20,
         },
-        clock: Arc::new(ballast_storage::SystemClock),
+        proposer: ballast_raft::propose::Proposer::start(
+            raft.clone(),
+            Arc::new(ballast_storage::SystemClock),
+            Default::default(),
+        ),
         cfg: cfg.clone(),
     };
     let server = RpcServer::start("127.0.0.1:0", ctx).await.expect("server");
@@ -309,4 +313,53 @@ async fn a_call_to_an_unreachable_peer_fails_within_its_deadline() {
         .map(|d| d.as_millis() as u64)
         .collect();
     assert_eq!(waits, vec![50, 100, 200, 400, 800, 1600, 2000, 2000]);
+}
+
+/// The leader's proposer: writes submitted together leave in few entries
+/// (at most `requests_per_entry` each), are applied in submission order,
+/// and one refused write in an entry does not fail its neighbours.
+#[tokio::test]
+async fn the_proposer_batches_concurrent_writes_and_keeps_their_order() {
+    use ballast_raft::propose::{Proposer, ProposerOptions};
+    let one = one_node().await;
+    let proposer = Proposer::start(
+        one.raft.clone(),
+        Arc::new(ballast_storage::SystemClock),
+        ProposerOptions {
+            entries_in_flight: 1,
+            requests_per_entry: 64,
+            ..ProposerOptions::default()
+        },
+    );
+    let mut submitted = Vec::new();
+    for i in 0..300u64 {
+        let req = if i == 150 {
+            Request::Put {
+                key: vec![],
+                value: b"refused: empty key".to_vec(),
+                expire_at_ms: None,
+            }
+        } else {
+            Request::incr("n")
+        };
+        submitted.push(proposer.submit(req).await.expect("queued"));
+    }
+    let mut next = 1;
+    for (i, s) in submitted.into_iter().enumerate() {
+        let answer = s.answer().await.expect("answered");
+        if i == 150 {
+            assert!(matches!(answer, Response::Rejected(_)), "{answer:?}");
+        } else {
+            assert_eq!(answer, Response::Integer(next), "write {i}");
+            next += 1;
+        }
+    }
+    let stats = proposer.stats();
+    assert_eq!(stats.requests, 300);
+    assert!(
+        (300 / 64..=30).contains(&stats.entries),
+        "300 writes submitted together went in {} entries",
+        stats.entries
+    );
+    one.shutdown().await;
 }

@@ -67,7 +67,19 @@ fn set(key: &str, value: &str, condition: SetCondition, return_old: bool) -> Req
 async fn each_request_kind_answers_and_changes_state_as_documented() {
     let dir = TempDir::new().expect("tempdir");
     let mut sm = open(dir.path()).await;
-    let cases: Vec<(Request, Response)> = vec![
+    for (i, (req, want)) in documented_cases().into_iter().enumerate() {
+        let got = sm
+            .apply_entry(normal(i as u64, req.clone()))
+            .await
+            .expect("apply");
+        assert_eq!(got, want, "request {i}: {req:?}");
+    }
+    check_documented_state(&sm);
+}
+
+/// Every request kind, with what it answers when applied in this order.
+fn documented_cases() -> Vec<(Request, Response)> {
+    vec![
         (put("a", "1"), Response::Done),
         (Request::incr("a"), Response::Integer(2)),
         (
@@ -189,14 +201,10 @@ async fn each_request_kind_answers_and_changes_state_as_documented() {
             },
             Response::Integer(2),
         ),
-    ];
-    for (i, (req, want)) in cases.into_iter().enumerate() {
-        let got = sm
-            .apply_entry(normal(i as u64, req.clone()))
-            .await
-            .expect("apply");
-        assert_eq!(got, want, "request {i}: {req:?}");
-    }
+    ]
+}
+
+fn check_documented_state(sm: &StateMachine) {
     let db = sm.db();
     assert_eq!(db.get(b"a").expect("get").as_deref(), Some(&b"-3"[..]));
     assert_eq!(db.get(b"c").expect("get"), None, "deleted by DeleteMany");
@@ -205,6 +213,87 @@ async fn each_request_kind_answers_and_changes_state_as_documented() {
     assert_eq!(db.get(b"s").expect("get"), None);
     assert_eq!(db.get(b"b1").expect("get"), None);
     assert_eq!(db.get(b"b2").expect("get").as_deref(), Some(&b"w"[..]));
+}
+
+#[tokio::test]
+async fn a_multi_answers_each_request_as_if_applied_one_entry_each() {
+    let dir = TempDir::new().expect("tempdir");
+    let mut sm = open(dir.path()).await;
+    let (reqs, wants): (Vec<Request>, Vec<Response>) = documented_cases().into_iter().unzip();
+    let got = sm
+        .apply_entry(normal(7, Request::Multi(reqs)))
+        .await
+        .expect("apply");
+    assert_eq!(got, Response::Multi(wants));
+    assert_eq!(sm.applied(), Some(log_id(7)));
+    check_documented_state(&sm);
+}
+
+#[tokio::test]
+async fn a_multi_refuses_only_its_bad_requests_and_reads_its_own_earlier_writes() {
+    let dir = TempDir::new().expect("tempdir");
+    let mut sm = open(dir.path()).await;
+    let huge = "x".repeat(16 * 1024 * 1024 + 1);
+    let reqs = vec![
+        put("k", "v"),
+        put("", "empty key"),
+        put("big", &huge),
+        Request::incr("n"),
+        Request::incr("n"),
+        // Written by this entry already, then expired as of its time.
+        put_ttl("t", "5", 900),
+        Request::incr("t"),
+        set("k", "w", SetCondition::IfAbsent, true),
+        Request::Delete { key: "k".into() },
+        set("k", "again", SetCondition::IfAbsent, false),
+    ];
+    let got = sm
+        .apply_entry(normal_at(3, 1_000, Request::Multi(reqs)))
+        .await
+        .expect("apply");
+    let Response::Multi(answers) = got else {
+        panic!("a multi answers a multi: {got:?}");
+    };
+    assert_eq!(answers.len(), 10);
+    assert_eq!(answers[0], Response::Done);
+    assert!(
+        matches!(&answers[1], Response::Rejected(why) if why.contains("empty")),
+        "{:?}",
+        answers[1]
+    );
+    assert!(
+        matches!(&answers[2], Response::Rejected(why) if why.contains("value_bytes_max")),
+        "{:?}",
+        answers[2]
+    );
+    assert_eq!(answers[3..5], [Response::Integer(1), Response::Integer(2)]);
+    assert_eq!(answers[5], Response::Done);
+    assert_eq!(
+        answers[6],
+        Response::Integer(1),
+        "the expired value counts as absent"
+    );
+    assert_eq!(
+        answers[7],
+        Response::Set {
+            written: false,
+            old: Some("v".into())
+        }
+    );
+    assert_eq!(answers[8], Response::Existed(true));
+    assert_eq!(
+        answers[9],
+        Response::Set {
+            written: true,
+            old: None
+        }
+    );
+    let db = sm.db();
+    assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"again"[..]));
+    assert_eq!(db.get(b"n").expect("get").as_deref(), Some(&b"2"[..]));
+    assert_eq!(db.get(b"t").expect("get").as_deref(), Some(&b"1"[..]));
+    assert_eq!(db.get(b"big").expect("get"), None);
+    assert_eq!(sm.applied(), Some(log_id(3)));
 }
 
 #[tokio::test]

@@ -136,6 +136,16 @@ impl WriteBatch {
         self.applied_marker = None;
     }
 
+    /// Adds every entry of `other` after this batch's entries (its applied
+    /// marker is not taken).
+    pub fn append(&mut self, other: &WriteBatch) -> &mut Self {
+        self.rep.extend_from_slice(&other.rep);
+        self.count += other.count;
+        self.max_key_len = self.max_key_len.max(other.max_key_len);
+        self.max_value_len = self.max_value_len.max(other.max_value_len);
+        self
+    }
+
     /// The entries in order.
     pub fn iter(&self) -> BatchIter<'_> {
         BatchIter {
@@ -300,6 +310,24 @@ pub fn decode_group(payload: &[u8]) -> Option<Group<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_keeps_both_batches_entries_in_order() {
+        let mut a = WriteBatch::new();
+        a.put(b"a", b"1");
+        let mut b = WriteBatch::new();
+        b.delete(b"b").put_expiring(b"c", &[9; 300], 42);
+        b.set_applied_marker(b"m");
+        a.append(&b);
+        assert_eq!(a.len(), 3);
+        assert_eq!(a.max_lens(), (1, 300));
+        assert_eq!(a.applied_marker(), None);
+        let keys: Vec<&[u8]> = a.iter().map(|e| e.key).collect();
+        assert_eq!(keys, [&b"a"[..], b"b", b"c"]);
+        let last = a.iter().last().expect("three entries");
+        assert_eq!(last.kind, ValueKind::PutExpiring);
+        assert_eq!(&last.value[..8], &42u64.to_le_bytes());
+    }
 
     #[test]
     fn coalescing_keeps_the_last_write_per_key_in_order() {

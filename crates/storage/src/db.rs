@@ -428,6 +428,18 @@ impl Db {
             .and_then(|(kind, value)| resolve_entry(kind, value, || now_ms)))
     }
 
+    /// Whether [`Db::write`] would accept `batch` as far as its own content
+    /// goes (empty keys, key, value and batch size limits), without
+    /// writing it: the error `write` would give, or `Ok`.
+    pub fn check_batch(&self, batch: &WriteBatch) -> Result<()> {
+        self.inner.check_limits(batch)
+    }
+
+    /// The largest encoded batch [`Db::write`] accepts (`batch_bytes_max`).
+    pub fn batch_bytes_max(&self) -> u64 {
+        self.inner.opts.batch_bytes_max
+    }
+
     /// Reads `key` as of `snapshot`.
     pub fn get_at(&self, snapshot: &Snapshot, key: &[u8]) -> Result<Option<Bytes>> {
         self.inner.get_at(key, snapshot.seq)

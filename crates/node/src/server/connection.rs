@@ -212,9 +212,24 @@ impl<A: KvApi> Connection<A> {
         let mut last_activity = last_read;
         // When unwritten replies last made progress (or appeared).
         let mut write_waiting_since: Option<Instant> = None;
+        // Whether this loop already yielded once to let running requests
+        // finish before writing what is ready.
+        let mut deferred_write = false;
         loop {
             self.dispatch_buffered();
+            if !self.drain_completed() {
+                return;
+            }
             self.flush_ready();
+            // Replies written one at a time cost a syscall and a TCP segment
+            // each. Requests answered together (one log entry answers many)
+            // finish within a moment of each other: give them one yield to
+            // finish, then write all the ready replies at once.
+            if !self.output.is_empty() && !self.running.is_empty() && !deferred_write {
+                deferred_write = true;
+                tokio::task::yield_now().await;
+                continue;
+            }
             if self.output.is_empty() {
                 write_waiting_since = None;
             } else if write_waiting_since.is_none() {
@@ -273,6 +288,7 @@ impl<A: KvApi> Connection<A> {
                 written = writer.write_buf(&mut self.output), if !self.output.is_empty() => match written {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {
+                        deferred_write = false;
                         last_activity = Instant::now();
                         write_waiting_since = Some(last_activity);
                     }
@@ -430,6 +446,21 @@ impl<A: KvApi> Connection<A> {
                 received,
             }
         });
+    }
+
+    /// Takes the answers of every request that has finished, without
+    /// waiting. False if a request task failed (the connection must close).
+    fn drain_completed(&mut self) -> bool {
+        while let Some(done) = self.running.try_join_next() {
+            match done {
+                Ok(done) => self.complete(done),
+                Err(error) => {
+                    tracing::error!(%error, "a RESP request task failed; closing the connection");
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn complete(&mut self, done: Done) {

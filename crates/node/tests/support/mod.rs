@@ -298,6 +298,9 @@ impl KvApi for DbBackend {
             voters: membership.voters.iter().copied().collect(),
             learners: membership.learners.iter().copied().collect(),
             preset: "durable".to_string(),
+            // Every write here is its own "entry".
+            proposed_entries: applied,
+            proposed_writes: applied,
         }
     }
 }

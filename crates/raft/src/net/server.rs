@@ -11,10 +11,11 @@
 
 use super::message::{ForwardError, ReadRequest, RpcReply, RpcRequest};
 use super::{auth, frame, read, with_deadline, BallastRaft, NetConfig, NetError};
+use crate::propose::Proposer;
 use crate::state_machine::{SnapshotData, SnapshotMeta};
 use crate::transfer::{SnapshotInbox, SnapshotTransfer};
-use crate::typ::{Proposal, Request, Vote};
-use ballast_storage::{Clock, Db};
+use crate::typ::Vote;
+use ballast_storage::Db;
 use openraft::errors::RaftError;
 use openraft::raft::ReadPolicy;
 use std::fmt::Display;
@@ -34,8 +35,8 @@ pub struct ServerContext {
     pub db: Arc<Db>,
     /// Where incoming snapshots are staged.
     pub inbox: SnapshotInbox,
-    /// The clock a forwarded write is stamped with (`Proposal::at_ms`).
-    pub clock: Arc<dyn Clock>,
+    /// Where forwarded writes are proposed (batched with the leader's own).
+    pub proposer: Proposer,
     /// Network settings.
     pub cfg: Arc<NetConfig>,
 }
@@ -270,22 +271,8 @@ async fn handle(ctx: &ServerContext, incoming: &mut Option<Incoming>, req: RpcRe
                 Err(e) => failed(e),
             }
         }
-        RpcRequest::Write(req) => RpcReply::Write(propose(raft, &*ctx.clock, req).await),
+        RpcRequest::Write(req) => RpcReply::Write(ctx.proposer.propose(req).await),
         RpcRequest::Read(req) => RpcReply::Read(read_linearizable(raft, &ctx.db, &req).await),
-    }
-}
-
-/// Proposes `req` on this node (which must be the leader), stamped with
-/// this node's clock.
-pub async fn propose(
-    raft: &BallastRaft,
-    clock: &dyn Clock,
-    req: Request,
-) -> Result<crate::Response, ForwardError> {
-    let proposal = Proposal::new(clock.now_ms(), req);
-    match raft.client_write(proposal).await {
-        Ok(r) => Ok(r.data),
-        Err(e) => Err(not_leader_or(e)),
     }
 }
 

@@ -43,6 +43,22 @@ impl Poison {
 
 /// One open file being appended to: where the next byte goes, the bytes not
 /// yet handed to the OS, and how far the file is durable.
+/// An fsync to run outside the WAL's guard: see [`Wal::begin_sync`].
+#[derive(Debug)]
+pub struct SyncTicket {
+    file: DynFile,
+    path: PathBuf,
+    segment: u64,
+    upto: u64,
+}
+
+impl SyncTicket {
+    /// fdatasyncs the segment the ticket names.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Appender {
     pub(crate) path: PathBuf,
@@ -259,6 +275,50 @@ impl Wal {
         self.poison.check()?;
         let r = self.seg.sync();
         r.map_err(|e| self.poison.fail("fsync", e))
+    }
+
+    /// The first half of a sync that need not hold whatever guards this
+    /// WAL while the disk works: writes the pending bytes and returns what
+    /// to fsync, or `None` if everything written is durable already. Run
+    /// [`SyncTicket::sync`] without the guard, then give its result to
+    /// [`Wal::finish_sync`]; only then is every record added before
+    /// `begin_sync` durable. Records added meanwhile are not covered.
+    pub fn begin_sync(&mut self) -> Result<Option<SyncTicket>> {
+        self.poison.check()?;
+        if let Err(e) = self.seg.write_pending() {
+            return Err(self.poison.fail("write", e));
+        }
+        if self.seg.synced == self.seg.written {
+            return Ok(None);
+        }
+        if crate::planted::active(crate::planted::PlantedBug::SkipWalFsync) {
+            self.seg.synced = self.seg.written;
+            return Ok(None);
+        }
+        Ok(Some(SyncTicket {
+            file: self.seg.file.clone(),
+            path: self.seg.path.clone(),
+            segment: self.segment,
+            upto: self.seg.written,
+        }))
+    }
+
+    /// The second half of a sync begun with [`Wal::begin_sync`]: records
+    /// the fsync's outcome. A failed fsync poisons the WAL, as in
+    /// [`Wal::sync`]. If the segment was sealed meanwhile (a roll fsyncs
+    /// it), the ticket's bytes were durable already.
+    pub fn finish_sync(&mut self, ticket: SyncTicket, outcome: std::io::Result<()>) -> Result<()> {
+        self.poison.check()?;
+        if let Err(e) = outcome {
+            return Err(self.poison.fail("fsync", Error::io(&ticket.path, e)));
+        }
+        if ticket.segment == self.segment {
+            self.seg.synced = self.seg.synced.max(ticket.upto);
+            self.seg.syncs += 1;
+        } else {
+            self.syncs_before += 1;
+        }
+        Ok(())
     }
 
     /// Seals the current segment and starts a new one, so that every later
