@@ -279,6 +279,75 @@ async fn purge_removes_whole_segments_of_purged_entries_only() {
     assert_eq!(store.entries(..).expect("read"), entries(1, 15..=19));
 }
 
+/// openraft's append (durable policy): when it returns the entries are
+/// readable but not yet acknowledged; the callback fires after their
+/// fsync, appends that queue behind it share one fsync, and a failed fsync
+/// fails the callback of every append it covered and stops the store.
+#[tokio::test]
+async fn openraft_appends_are_acknowledged_after_one_shared_fsync() {
+    use ballast_raft::TypeConfig;
+    use openraft::storage::{IOFlushed, RaftLogStorage};
+    use openraft::type_config::TypeConfigExt;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+    let dir = TempDir::new().expect("tempdir");
+    let (fs, switches) = FaultFs::new(Arc::new(StdFs));
+    {
+        let (mut store, _) = open_on(fs, dir.path(), WalOptions::default()).await;
+        let syncs = switches.syncs.load(Ordering::SeqCst);
+        let (tx1, mut rx1) = TypeConfig::oneshot();
+        store
+            .append(entries(1, 0..=4), IOFlushed::signal(tx1))
+            .await
+            .expect("written");
+        let (tx2, rx2) = TypeConfig::oneshot();
+        store
+            .append(entries(1, 5..=9), IOFlushed::signal(tx2))
+            .await
+            .expect("written");
+        // The test runtime has one thread: the flusher has not run yet.
+        assert_eq!(store.entries(..).expect("read"), entries(1, 0..=9));
+        let answered =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut rx1).poll(cx).is_ready())).await;
+        assert!(!answered, "acknowledged before any fsync");
+        assert_eq!(switches.syncs.load(Ordering::SeqCst), syncs);
+        rx1.await.expect("callback").expect("durable");
+        rx2.await.expect("callback").expect("durable");
+        assert_eq!(
+            switches.syncs.load(Ordering::SeqCst),
+            syncs + 1,
+            "two queued appends share one fsync"
+        );
+
+        switches.fail_sync.store(true, Ordering::SeqCst);
+        let (tx3, rx3) = TypeConfig::oneshot();
+        store
+            .append(entries(1, 10..=12), IOFlushed::signal(tx3))
+            .await
+            .expect("written");
+        assert!(
+            rx3.await.expect("callback").is_err(),
+            "a failed fsync acknowledged"
+        );
+        switches.fail_sync.store(false, Ordering::SeqCst);
+        let (tx4, rx4) = TypeConfig::oneshot();
+        assert!(store
+            .append(entries(1, 13..=13), IOFlushed::signal(tx4))
+            .await
+            .is_err());
+        assert!(
+            rx4.await.expect("callback").is_err(),
+            "a stopped store acknowledged"
+        );
+    }
+    let (store, _) = open(dir.path(), WalOptions::default()).await;
+    let got = store.entries(..).expect("read");
+    assert_eq!(got[..10], entries(1, 0..=9)[..]);
+    assert_eq!(got, entries(1, 0..=(got.len() as u64 - 1)));
+    assert!(got.len() <= 13);
+}
+
 #[tokio::test]
 async fn torn_tail_of_the_last_segment_loses_only_unacknowledged_entries() {
     let dir = TempDir::new().expect("tempdir");
