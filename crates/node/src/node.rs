@@ -182,6 +182,8 @@ impl Node {
         .await?;
         let log_syncer = log_store.syncer();
         let clock = engine_options.clock.clone();
+        let mut engine_options = engine_options;
+        engine_options.flush_barrier = Some(Arc::new(log_syncer.clone()));
         let sm = StateMachine::open(&dir.join("engine"), engine_options).await?;
         let db = sm.shared_db();
 

@@ -163,6 +163,24 @@ impl LogSyncer {
     }
 }
 
+/// In replicated mode the engine flushes a memtable only once the log is
+/// durable up to it: the node gives this syncer to the engine as its
+/// [`ballast_storage::FlushBarrier`], so an applied marker that a flush
+/// makes durable never covers entries a power loss could still take away
+/// (which matters for the relaxed presets; under durable the entries are
+/// fsynced before they are applied).
+impl ballast_storage::FlushBarrier for LogSyncer {
+    fn before_flush(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            self.sync()
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))
+        })
+    }
+}
+
 struct Shared {
     policy: SyncPolicy,
     fs: DynFs,

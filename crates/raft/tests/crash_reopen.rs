@@ -528,3 +528,48 @@ async fn a_failed_vote_fsync_stops_the_store_and_the_old_vote_survives() {
     let (store, _) = open(dir.path(), WalOptions::default()).await;
     assert_eq!(store.vote().expect("vote"), Some(vote(1, 1, false)));
 }
+
+/// Under a relaxed preset the log is acknowledged from memory, so the
+/// engine (whose flush records the applied log id) must make the log
+/// durable before it flushes: otherwise a power loss could leave the
+/// state ahead of the log.
+#[tokio::test]
+async fn an_engine_flush_makes_the_raft_log_durable_first() {
+    use ballast_raft::log_store::SyncPolicy;
+    use ballast_raft::state_machine::StateMachine;
+    use ballast_storage::{Background, Options, Preset};
+    let dir = TempDir::new().expect("tempdir");
+    let (store, _) = LogStore::open_with_policy(
+        Arc::new(StdFs),
+        &dir.path().join("log"),
+        WalOptions::default(),
+        SyncPolicy::WriteBack {
+            buffer_bytes: 1 << 20,
+            flush_interval_ms: 3_600_000,
+        },
+    )
+    .await
+    .expect("open log");
+    store
+        .append_by_policy(entries(1, 0..=9))
+        .await
+        .expect("append");
+    let mut o = Options::preset(Preset::Throughput);
+    o.background = Background::Tasks;
+    o.flush_barrier = Some(Arc::new(store.syncer()));
+    let mut sm = StateMachine::open(&dir.path().join("sm"), o)
+        .await
+        .expect("open state machine");
+    for e in entries(1, 0..=9) {
+        sm.apply_entry(e).await.expect("apply");
+    }
+    assert!(
+        !store.is_synced().expect("state"),
+        "applying synced the log"
+    );
+    sm.flush().await.expect("flush");
+    assert!(
+        store.is_synced().expect("state"),
+        "the engine flushed applied state before the log it covers was durable"
+    );
+}

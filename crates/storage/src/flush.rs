@@ -62,6 +62,12 @@ pub(crate) async fn flush_oldest(inner: &Arc<Inner>) -> Result<()> {
         }
         added = outputs;
     }
+    if let Some(barrier) = &inner.opts.flush_barrier {
+        barrier
+            .before_flush()
+            .await
+            .map_err(|e| crate::error::Error::io(&inner.dir, e))?;
+    }
     let edit = VersionEdit {
         added: added.iter().map(|f| f.desc.clone()).collect(),
         flushed_seq: (imm.max_seq() > 0).then(|| imm.max_seq()),

@@ -36,7 +36,8 @@ pub use db::{table_path, wal_dir, Db, RecoveryReport, Snapshot};
 pub use error::{Error, Result};
 pub use manifest::{MANIFEST_BYTES_MAX, MANIFEST_MAGIC};
 pub use options::{
-    Background, Clock, Compression, FsyncPolicy, ManualClock, Options, Preset, SystemClock,
+    Background, Clock, Compression, FlushBarrier, FsyncPolicy, ManualClock, Options, Preset,
+    SystemClock,
 };
 pub use scan::ScanIter;
 pub use stats::{LevelStats, StatsSnapshot};

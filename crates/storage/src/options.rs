@@ -213,6 +213,21 @@ pub struct Options {
     pub fs: DynFs,
     /// Wall clock for TTLs.
     pub clock: Arc<dyn Clock>,
+    /// Run before a memtable flush is recorded in the manifest (`None`:
+    /// nothing). In replicated mode the node makes its Raft log durable
+    /// here, so that a flushed applied marker never covers log entries a
+    /// power loss could still take away.
+    pub flush_barrier: Option<Arc<dyn FlushBarrier>>,
+}
+
+/// What a flush waits for before it records a memtable as durable; see
+/// [`Options::flush_barrier`].
+pub trait FlushBarrier: Send + Sync + 'static {
+    /// Completes once whatever the memtables hold may be made durable. An
+    /// error fails the flush (and stops writes, as a failed flush does).
+    fn before_flush(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send + '_>>;
 }
 
 impl fmt::Debug for Options {
@@ -279,6 +294,7 @@ impl Options {
             background: Background::Thread,
             fs: StdFs::shared(),
             clock: Arc::new(SystemClock),
+            flush_barrier: None,
         }
     }
 
