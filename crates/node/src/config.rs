@@ -104,7 +104,7 @@ pub struct NodeConfig {
     /// with "no leader".
     pub leader_wait_ms: u64,
     /// On the leader, log entries of client writes proposed and not yet
-    /// applied, at most. Writes that arrive meanwhile queue and leave
+    /// committed, at most. Writes that arrive meanwhile queue and leave
     /// together as one entry, so fewer in flight means bigger entries
     /// (1 measured best on 2 cores; see README "The cluster").
     pub entries_in_flight_max: u64,

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 /// How the proposer batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProposerOptions {
-    /// Entries proposed and not yet answered, at most. More lets entries
+    /// Entries proposed and not yet committed, at most. More lets entries
     /// overlap in the pipeline; fewer makes each carry more writes.
     pub entries_in_flight: usize,
     /// Requests per entry, at most.
@@ -181,7 +181,7 @@ async fn run(
         counts
             .requests
             .fetch_add(replies.len() as u64, Ordering::Relaxed);
-        let (responder, answer) = openraft::impls::ProgressResponder::complete_only();
+        let (responder, committed, answer) = openraft::impls::ProgressResponder::new();
         let proposal = Proposal::new(clock.now_ms(), req);
         if let Err(e) = raft.client_write_ff(proposal, Some(responder)).await {
             let why = format!("raft stopped: {e}");
@@ -191,8 +191,11 @@ async fn run(
             continue;
         }
         tokio::spawn(async move {
-            let outcome = answer.await;
+            // The entry counts as in flight until it is committed (or
+            // fails): the next one may be proposed while it is applied.
+            let _ = committed.await;
             drop(permit);
+            let outcome = answer.await;
             let answers: Vec<Answer> = match outcome {
                 Err(_) => vec![Err(ForwardError::Unavailable(
                     "Raft dropped the write before answering; it may or may not be applied".into(),
