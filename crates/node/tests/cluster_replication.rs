@@ -4,7 +4,7 @@
 mod cluster_support;
 
 use ballast_node::api::{Consistency, KvApi};
-use ballast_raft::Response;
+use ballast_raft::{Request, Response};
 use cluster_support::*;
 use std::time::Instant;
 
@@ -179,4 +179,58 @@ async fn relaxed_presets_replicate_and_survive_a_clean_restart() {
         );
         cluster.stop_all().await;
     }
+}
+
+/// openraft batches up to 300 entries into one AppendEntries whatever
+/// their size; with big values that is more than one Raft frame. A
+/// follower that fell behind by many big entries still catches up: the
+/// network sends what fits a frame and reports a partial success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_behind_by_more_than_a_frame_of_entries_catches_up() {
+    let value_bytes = 200 << 10;
+    let mut cluster = Cluster::start(3, |c| {
+        c.value_bytes_max = 256 << 10;
+        c.raft_frame_bytes_max = (2 << 20) + 8192;
+    })
+    .await;
+    let leader = cluster.leader().await;
+    let f = cluster.followers(leader)[1];
+    cluster.shutdown(f).await;
+    let big = |i: usize| Request::Put {
+        key: key(i),
+        value: vec![i as u8; value_bytes],
+        expire_at_ms: None,
+    };
+    // 40 entries of 200 KiB: about 8 MiB behind, four times the frame.
+    for i in 0..40 {
+        cluster
+            .node(leader)
+            .write(big(i))
+            .await
+            .expect("write while f is down");
+    }
+    cluster.restart(f).await;
+    let node = cluster.node(f).clone();
+    eventually("the follower to apply all 40 big entries", || {
+        let node = node.clone();
+        async move {
+            let got = node
+                .get_many(vec![key(39).into()], Consistency::Stale)
+                .await
+                .ok()?;
+            got.into_iter().next().flatten().map(|v| v.value.len())
+        }
+    })
+    .await;
+    for i in [0, 17, 39] {
+        let got = node
+            .get_many(vec![key(i).into()], Consistency::Stale)
+            .await
+            .expect("read");
+        assert_eq!(
+            got[0].as_ref().map(|v| v.value.to_vec()),
+            Some(vec![i as u8; value_bytes])
+        );
+    }
+    cluster.stop_all().await;
 }

@@ -247,16 +247,35 @@ fn streaming(e: RPCError<TypeConfig>) -> StreamingError<TypeConfig> {
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = SnapshotData;
 
+    /// Sends the entries, or as many of the first ones as fit half a frame
+    /// (at least one) and answers `PartialSuccess` for them: openraft
+    /// batches up to `max_payload_entries` entries whatever their size, and
+    /// a frame over `max_frame_bytes` would fail every retry, so a lagging
+    /// follower would never catch up.
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let fit = entries_within(&rpc.entries, self.cfg.max_frame_bytes as usize / 2);
+        let partial = fit < rpc.entries.len();
+        if partial {
+            rpc.entries.truncate(fit);
+            let last = rpc.entries.last().map(|e| e.log_id);
+            // Never tell the follower of a commit beyond what it was sent.
+            if rpc.leader_commit > last {
+                rpc.leader_commit = last;
+            }
+        }
+        let last = rpc.entries.last().map(|e| e.log_id);
         let req = RpcRequest::Append(rpc);
         match self
             .call(&req, option.soft_ttl(), RPCTypes::AppendEntries)
             .await?
         {
+            RpcReply::Append(AppendEntriesResponse::Success) if partial => {
+                Ok(AppendEntriesResponse::PartialSuccess(last))
+            }
             RpcReply::Append(r) => Ok(r),
             other => Err(self.unexpected(other)),
         }
@@ -462,5 +481,80 @@ impl ForwardClient {
             .map_err(ForwardFailure::Unknown)?;
         self.give_back(addr, conn);
         Ok(reply)
+    }
+}
+
+/// How many of the first `entries` fit in about `budget` bytes on the wire
+/// (at least one: a single entry always goes, and the node's limits make
+/// one entry fit a frame).
+fn entries_within(entries: &[crate::typ::Entry], budget: usize) -> usize {
+    let mut total = 0usize;
+    for (i, e) in entries.iter().enumerate() {
+        total = total.saturating_add(entry_wire_bytes(e));
+        if total > budget && i > 0 {
+            return i;
+        }
+    }
+    entries.len()
+}
+
+/// An upper estimate of an entry's encoded size.
+fn entry_wire_bytes(e: &crate::typ::Entry) -> usize {
+    use openraft::EntryPayload;
+    const PER_ENTRY: usize = 64;
+    match &e.payload {
+        EntryPayload::Blank => PER_ENTRY,
+        EntryPayload::Normal(p) => PER_ENTRY + p.request.payload_bytes(),
+        EntryPayload::Membership(m) => {
+            PER_ENTRY
+                + 4096
+                + m.nodes()
+                    .map(|(_, n)| 64 + n.raft_addr.len() + n.client_addr.len())
+                    .sum::<usize>()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::typ::{Entry, EntryPayload, LeaderId, LogId, Proposal};
+
+    fn put(index: u64, value_bytes: usize) -> Entry {
+        Entry {
+            log_id: LogId::new(
+                LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                index,
+            ),
+            payload: EntryPayload::Normal(Proposal::new(
+                0,
+                Request::Put {
+                    key: b"k".to_vec(),
+                    value: vec![0; value_bytes],
+                    expire_at_ms: None,
+                },
+            )),
+        }
+    }
+
+    #[test]
+    fn entries_are_cut_at_the_budget_but_one_always_goes() {
+        let es: Vec<Entry> = (1..=10).map(|i| put(i, 1000)).collect();
+        assert_eq!(entries_within(&es, 100_000), 10);
+        assert_eq!(entries_within(&es, 3_500), 3);
+        assert_eq!(entries_within(&es, 10), 1);
+        assert_eq!(entries_within(&[], 10), 0);
+        // The estimate is never below the real encoding.
+        for e in &es {
+            let real = frame::encode(e, u32::MAX).expect("encodes").len();
+            assert!(
+                entry_wire_bytes(e) >= real,
+                "{} < {real}",
+                entry_wire_bytes(e)
+            );
+        }
     }
 }
