@@ -263,14 +263,20 @@ impl Debug for LogReader {
 }
 
 impl Shared {
+    /// Writes what is buffered and fsyncs it. The fsync runs without the
+    /// lock, so that readers (replication to the followers, apply) go on
+    /// meanwhile: the followers' fsyncs overlap the leader's instead of
+    /// following it.
     async fn sync_now(&self) -> Result<()> {
-        fs::pause(&*self.fs, IoOp::Sync).await;
-        let mut inner = self.lock()?;
-        inner.check()?;
-        if let Err(e) = inner.wal.sync() {
-            return Err(inner.stop(e.into()));
+        let ticket = {
+            let mut inner = self.lock()?;
+            inner.check()?;
+            inner.wal.begin_sync().map_err(|e| inner.stop(e.into()))?
+        };
+        match ticket {
+            Some(ticket) => sync_ticket(self, ticket).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
@@ -635,25 +641,7 @@ impl LogStore {
                 return Err(inner.stop(e.into()));
             }
         }
-        fs::pause(&*self.shared.fs, IoOp::Sync).await;
-        // The fsync runs without the lock, so that readers (replication to
-        // the followers, apply) go on meanwhile: the followers' fsyncs
-        // overlap the leader's instead of following it.
-        let ticket = {
-            let mut inner = self.shared.lock()?;
-            match inner.wal.begin_sync() {
-                Ok(t) => t,
-                Err(e) => return Err(inner.stop(e.into())),
-            }
-        };
-        if let Some(ticket) = ticket {
-            let outcome = ticket.sync();
-            let mut inner = self.shared.lock()?;
-            if let Err(e) = inner.wal.finish_sync(ticket, outcome) {
-                return Err(inner.stop(e.into()));
-            }
-        }
-        Ok(())
+        self.shared.sync_now().await
     }
 
     /// Adds `entries` (their indexes must continue the log) to the index

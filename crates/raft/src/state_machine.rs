@@ -378,13 +378,7 @@ impl StateMachine {
         // Writes need to be in the overlay only if a later request reads.
         let last_reader = reqs.iter().rposition(reads_before_writing);
         for (i, req) in reqs.iter().enumerate() {
-            let (b, resp) = match req {
-                Request::Multi(_) => (
-                    WriteBatch::new(),
-                    Response::Rejected("a multi inside a multi".into()),
-                ),
-                req => self.plan(req, at_ms, &overlay)?,
-            };
+            let (b, resp) = self.plan(req, at_ms, &overlay)?;
             // Each request is refused on its own for what the engine would
             // refuse (a key or value over its limit), so the entry's one
             // batch never fails for the others.
@@ -526,9 +520,9 @@ impl StateMachine {
                     },
                 }
             }
-            Request::Multi(_) => {
-                Response::Rejected("a multi is planned by plan_entry, never nested".into())
-            }
+            // Only inside a Multi (plan_entry takes the outer one); the
+            // codec refuses such entries, so this is never logged.
+            Request::Multi(_) => Response::Rejected("a multi inside a multi".into()),
             Request::DeleteMany { keys } => {
                 // A key named twice counts once, as in Redis: the second
                 // occurrence finds it already gone.

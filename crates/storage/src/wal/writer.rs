@@ -41,8 +41,6 @@ impl Poison {
     }
 }
 
-/// One open file being appended to: where the next byte goes, the bytes not
-/// yet handed to the OS, and how far the file is durable.
 /// An fsync to run outside the WAL's guard: see [`Wal::begin_sync`].
 #[derive(Debug)]
 pub struct SyncTicket {
@@ -59,6 +57,8 @@ impl SyncTicket {
     }
 }
 
+/// One open file being appended to: where the next byte goes, the bytes not
+/// yet handed to the OS, and how far the file is durable.
 #[derive(Debug)]
 pub(crate) struct Appender {
     pub(crate) path: PathBuf,
