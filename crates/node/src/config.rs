@@ -113,6 +113,10 @@ pub struct NodeConfig {
     /// The members to bootstrap a new cluster with. Only used when this
     /// node has never been initialized; a restart resumes its cluster.
     pub initial_members: Vec<Member>,
+    /// Planted bugs this node runs with (always empty without the
+    /// `planted-bugs` feature; never read from the config file: the binary
+    /// takes them from `BALLAST_PLANTED_BUGS`).
+    pub planted: ballast_raft::planted::Planted,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -127,6 +131,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("initial_members", &self.initial_members)
+            .field("planted", &self.planted)
             .finish_non_exhaustive()
     }
 }
@@ -190,6 +195,7 @@ impl NodeConfig {
             entries_in_flight_max: 1,
             writes_per_entry_max: 1024,
             initial_members: Vec::new(),
+            planted: ballast_raft::planted::Planted::NONE,
         }
     }
 

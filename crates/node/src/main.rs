@@ -128,6 +128,12 @@ fn node_config(args: &NodeArgs) -> Result<NodeConfig> {
     if let Some(id) = args.id {
         c.id = id;
     }
+    // Planted bugs exist only in builds with the `planted-bugs` feature
+    // (chaos runs); a normal build ignores the variable.
+    c.planted = ballast_raft::planted::Planted::from_env().map_err(anyhow::Error::msg)?;
+    if c.planted != ballast_raft::planted::Planted::NONE {
+        eprintln!("ballast: running with planted bugs {:?}", c.planted);
+    }
     if let Some(d) = &args.data_dir {
         c.data_dir = d.clone();
     }

@@ -39,6 +39,7 @@ pub mod error;
 pub mod log_store;
 pub mod meta;
 pub mod net;
+pub mod planted;
 pub mod propose;
 pub mod snapshot;
 pub mod state_machine;

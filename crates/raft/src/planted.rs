@@ -1,0 +1,176 @@
+//! Planted bugs of the replicated node: switches that each bring back one
+//! dangerous behaviour a fix removed, so that the cluster simulation and
+//! the chaos scenarios can prove they catch it. Compiled in only with the
+//! `planted-bugs` feature; without it [`Planted::has`] is a constant
+//! `false` and the switches cannot be turned on.
+//!
+//! Unlike the engine's thread-local switch (`ballast_storage::planted`),
+//! these are carried per node (in its config): a simulation runs several
+//! nodes on one thread, a chaos run several processes, and an in-process
+//! test several nodes on a multi-threaded runtime beside other tests.
+//! A real process reads them from the `BALLAST_PLANTED_BUGS` environment
+//! variable (comma-separated names) when built with the feature.
+
+use std::fmt;
+
+/// One dangerous behaviour, brought back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeBug {
+    /// openraft's leader restore stays on while the committed index is not
+    /// persisted: a restarted leader serves linearizable reads from the
+    /// state machine it reopened at its last flush (openraft issue 1511).
+    LeaderRestoreUnpersistedCommit,
+    /// Requests are not validated where they enter (API, forwarded RPC,
+    /// proposer): an empty or nested `Multi` reaches the log.
+    SkipRequestValidation,
+    /// Expiry follows each node's own clock: flush and compaction drop keys
+    /// by the engine's wall clock, and `at_ms` may go backwards.
+    ExpireByLocalClock,
+    /// Apply checks key, value and batch limits against the local config.
+    ApplyChecksLocalLimits,
+    /// The log store's sync ticket is keyed by segment number, so a
+    /// segment recreated after a truncation can look already synced.
+    SyncTicketBySegment,
+    /// A node with a wiped data directory bootstraps again and votes with
+    /// an empty log.
+    WipedNodeRebootstraps,
+    /// A node restarted after an unclean shutdown under a relaxed preset
+    /// votes before a leader has caught it up.
+    UncleanNodeVotes,
+    /// The log store truncates below the applied index.
+    TruncateBelowApplied,
+}
+
+impl NodeBug {
+    /// Every switch.
+    pub const ALL: [NodeBug; 8] = [
+        NodeBug::LeaderRestoreUnpersistedCommit,
+        NodeBug::SkipRequestValidation,
+        NodeBug::ExpireByLocalClock,
+        NodeBug::ApplyChecksLocalLimits,
+        NodeBug::SyncTicketBySegment,
+        NodeBug::WipedNodeRebootstraps,
+        NodeBug::UncleanNodeVotes,
+        NodeBug::TruncateBelowApplied,
+    ];
+
+    /// The switch's name in flags, reports and `BALLAST_PLANTED_BUGS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeBug::LeaderRestoreUnpersistedCommit => "leader-restore-unpersisted-commit",
+            NodeBug::SkipRequestValidation => "skip-request-validation",
+            NodeBug::ExpireByLocalClock => "expire-by-local-clock",
+            NodeBug::ApplyChecksLocalLimits => "apply-checks-local-limits",
+            NodeBug::SyncTicketBySegment => "sync-ticket-by-segment",
+            NodeBug::WipedNodeRebootstraps => "wiped-node-rebootstraps",
+            NodeBug::UncleanNodeVotes => "unclean-node-votes",
+            NodeBug::TruncateBelowApplied => "truncate-below-applied",
+        }
+    }
+
+    /// Parses [`NodeBug::name`].
+    pub fn parse(s: &str) -> Option<NodeBug> {
+        NodeBug::ALL.into_iter().find(|b| b.name() == s)
+    }
+
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+/// The set of switches one node runs with. Empty by default, and always
+/// empty without the `planted-bugs` feature.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Planted {
+    #[cfg_attr(not(feature = "planted-bugs"), allow(dead_code))]
+    bits: u32,
+}
+
+impl Planted {
+    /// No switch on.
+    pub const NONE: Planted = Planted { bits: 0 };
+
+    /// True if `bug` is switched on for this node.
+    #[inline]
+    pub fn has(self, bug: NodeBug) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.bits & bug.bit() != 0
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            let _ = bug;
+            false
+        }
+    }
+
+    /// This set with `bug` switched on.
+    #[cfg(feature = "planted-bugs")]
+    pub fn with(self, bug: NodeBug) -> Planted {
+        Planted {
+            bits: self.bits | bug.bit(),
+        }
+    }
+
+    /// The set named in `BALLAST_PLANTED_BUGS` (comma-separated names), or
+    /// an error naming the switch it does not know. Empty without the
+    /// feature, whatever the variable says.
+    pub fn from_env() -> Result<Planted, String> {
+        #[cfg(feature = "planted-bugs")]
+        {
+            let mut set = Planted::NONE;
+            if let Ok(list) = std::env::var("BALLAST_PLANTED_BUGS") {
+                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let bug = NodeBug::parse(name).ok_or_else(|| {
+                        format!("BALLAST_PLANTED_BUGS: unknown planted bug {name:?}")
+                    })?;
+                    set = set.with(bug);
+                }
+            }
+            Ok(set)
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            Ok(Planted::NONE)
+        }
+    }
+
+    /// The switches that are on.
+    pub fn active(self) -> impl Iterator<Item = NodeBug> {
+        NodeBug::ALL.into_iter().filter(move |b| self.has(*b))
+    }
+}
+
+impl fmt::Debug for Planted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.active().map(NodeBug::name))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_bits_are_distinct() {
+        let mut seen = 0u32;
+        for b in NodeBug::ALL {
+            assert_eq!(NodeBug::parse(b.name()), Some(b));
+            assert_eq!(seen & b.bit(), 0, "{b:?} shares a bit");
+            seen |= b.bit();
+        }
+        assert_eq!(NodeBug::parse("no-such-bug"), None);
+    }
+
+    #[test]
+    fn without_the_feature_nothing_is_on() {
+        #[cfg(not(feature = "planted-bugs"))]
+        assert!(NodeBug::ALL.iter().all(|b| !Planted { bits: !0 }.has(*b)));
+        #[cfg(feature = "planted-bugs")]
+        assert!(Planted::NONE
+            .with(NodeBug::TruncateBelowApplied)
+            .has(NodeBug::TruncateBelowApplied));
+    }
+}
