@@ -27,6 +27,7 @@ use ballast_raft::net::{
     read, BallastRaft, ForwardClient, ForwardError, NetConfig, Network, NonceSource, ReadAnswer,
     ReadRequest, RpcServer, Secret, ServerHandle,
 };
+use ballast_raft::planted::NodeBug;
 use ballast_raft::propose::{Proposer, ProposerOptions};
 use ballast_raft::state_machine::StateMachine;
 use ballast_raft::transfer::SnapshotInbox;
@@ -203,6 +204,14 @@ impl Node {
             install_snapshot_timeout: config.request_timeout_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_after_entries),
             max_in_snapshot_log_to_keep: config.snapshot_keep_entries,
+            // A restarted leader must win an election again (openraft issue
+            // 1511): restoring it at once would let it answer read-index
+            // reads from the state machine it reopened at its last flush,
+            // behind what the cluster had committed. The election's blank
+            // entry is what every linearizable read then waits to apply.
+            enable_leader_restore: Some(
+                config.planted.has(NodeBug::LeaderRestoreUnpersistedCommit),
+            ),
             ..Default::default()
         }
         .validate()

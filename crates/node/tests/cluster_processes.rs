@@ -6,108 +6,20 @@
 //! restarts only the dead node and it catches up, and `cluster stop` stops
 //! them all.
 
+mod process_support;
+
+use process_support::{ballast, leader_of, pid_of, write_configs, Ports, StopOnDrop};
 use redis::Commands;
 use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-struct Ports {
-    client: u16,
-    raft: u16,
-    admin: u16,
-}
-
-fn write_configs(dir: &Path, ports: &[Ports]) {
-    let mut members = String::new();
-    for (i, p) in ports.iter().enumerate() {
-        members.push_str(&format!(
-            "\n[[initial_members]]\nid = {}\nraft_addr = \"127.0.0.1:{}\"\nclient_addr = \"127.0.0.1:{}\"\n",
-            i + 1,
-            p.raft,
-            p.client
-        ));
-    }
-    for (i, p) in ports.iter().enumerate() {
-        let text = format!(
-            "id = {id}\ndata_dir = \"data/node{id}\"\nclient_addr = \"127.0.0.1:{}\"\n\
-             raft_addr = \"127.0.0.1:{}\"\nadmin_addr = \"127.0.0.1:{}\"\npreset = \"durable\"\n{members}",
-            p.client,
-            p.raft,
-            p.admin,
-            id = i + 1
-        );
-        std::fs::write(dir.join(format!("node{}.toml", i + 1)), text).expect("write config");
-    }
-}
-
-fn ballast(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ballast"))
-        .args(["cluster"])
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .expect("run ballast");
-    println!(
-        "$ ballast cluster {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Stops the cluster even when an assertion fails, so that no node
-/// outlives the test.
-struct StopOnDrop<'a>(&'a Path);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = ballast(self.0, &["stop"]);
-    }
-}
-
-fn leader_of(out: &Output) -> u64 {
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("leader is node"))
-        .expect("`cluster up` names the leader");
-    line.rsplit(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("leader id")
-}
-
-fn pid_of(dir: &Path, id: u64) -> i32 {
-    std::fs::read_to_string(dir.join(format!("data/node{id}.pid")))
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("pid")
-}
 
 #[test]
 fn cluster_up_serves_redis_clients_and_survives_a_killed_leader() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let ports: Vec<Ports> = (0..3)
-        .map(|_| Ports {
-            client: free_port(),
-            raft: free_port(),
-            admin: free_port(),
-        })
-        .collect();
-    write_configs(dir, &ports);
+    let ports: Vec<Ports> = (0..3).map(|_| Ports::free()).collect();
+    write_configs(dir, &ports, "durable", "");
     let _stop = StopOnDrop(dir);
 
     let started = Instant::now();

@@ -31,6 +31,7 @@ pub struct Conn {
     io: BufReader<TcpStream>,
     peer: String,
     max_frame_bytes: u32,
+    links: Option<super::links::Links>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -43,6 +44,7 @@ impl Conn {
     /// Connects to `addr` and runs the handshake, within
     /// `cfg.connect_timeout`.
     pub async fn connect(addr: &str, cfg: &NetConfig) -> Result<Conn, NetError> {
+        check_link(cfg.links.as_ref(), addr)?;
         with_deadline("connect", cfg.connect_timeout, async {
             let stream = TcpStream::connect(addr)
                 .await
@@ -57,6 +59,7 @@ impl Conn {
                 io,
                 peer: addr.to_string(),
                 max_frame_bytes: cfg.max_frame_bytes,
+                links: cfg.links.clone(),
             })
         })
         .await
@@ -64,6 +67,7 @@ impl Conn {
 
     /// Sends `req` and reads its reply.
     pub async fn call(&mut self, req: &RpcRequest) -> Result<RpcReply, NetError> {
+        check_link(self.links.as_ref(), &self.peer)?;
         frame::write(&mut self.io, req, self.max_frame_bytes, &self.peer).await?;
         match frame::read(&mut self.io, self.max_frame_bytes, &self.peer).await? {
             Some(reply) => Ok(reply),
@@ -72,6 +76,20 @@ impl Conn {
                 self.peer
             ))),
         }
+    }
+}
+
+/// Fails like an unreachable peer if a partition test cut the link.
+fn check_link(links: Option<&super::links::Links>, addr: &str) -> Result<(), NetError> {
+    match links {
+        Some(l) if l.is_cut(addr) => Err(NetError::io(
+            addr,
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "link cut by a partition test",
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

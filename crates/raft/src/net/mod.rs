@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod client;
 pub mod frame;
+pub mod links;
 pub mod message;
 pub mod read;
 pub mod server;
@@ -106,6 +107,8 @@ pub struct NetConfig {
     pub secret: Option<Secret>,
     /// Nonces for the handshake.
     pub nonces: Arc<dyn NonceSource>,
+    /// Links cut by a partition test (see [`links`]); `None` in production.
+    pub links: Option<links::Links>,
 }
 
 impl fmt::Debug for NetConfig {
@@ -138,6 +141,7 @@ impl NetConfig {
             backoff_max: Duration::from_secs(2),
             secret: None,
             nonces,
+            links: None,
         }
     }
 

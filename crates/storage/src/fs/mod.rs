@@ -4,7 +4,9 @@
 //! Two implementations matter: [`StdFs`] (std::fs, production) and the
 //! simulation's turmoil-backed one (in `sim/`). [`FaultFs`] wraps any
 //! implementation to inject fsync failures, write failures and a full disk in
-//! ordinary tests.
+//! ordinary tests. [`VolatileFs`] keeps file writes in memory until their
+//! fsync, so that killing a real process (or calling its `cut_power`) is a
+//! power loss.
 //!
 //! The seam is synchronous on purpose: positional reads and writes map onto
 //! `pread`/`pwrite` and onto turmoil's std-shaped shim alike. Simulated disk
@@ -18,9 +20,11 @@
 
 mod fault;
 mod std_fs;
+mod volatile;
 
 pub use fault::{FaultFs, FaultSwitches};
 pub use std_fs::StdFs;
+pub use volatile::VolatileFs;
 
 use std::fmt;
 use std::io;
