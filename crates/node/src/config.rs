@@ -117,6 +117,9 @@ pub struct NodeConfig {
     /// `planted-bugs` feature; never read from the config file: the binary
     /// takes them from `BALLAST_PLANTED_BUGS`).
     pub planted: ballast_raft::planted::Planted,
+    /// Balanced preset only: how often the Raft log is fsynced, in ms
+    /// (`None`: the preset's 5 ms). The balanced contract's window.
+    pub sync_interval_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -162,6 +165,7 @@ struct NodeConfigFile {
     leader_wait_ms: Option<u64>,
     entries_in_flight_max: Option<u64>,
     writes_per_entry_max: Option<u64>,
+    sync_interval_ms: Option<u64>,
     #[serde(default)]
     initial_members: Vec<Member>,
 }
@@ -196,6 +200,7 @@ impl NodeConfig {
             writes_per_entry_max: 1024,
             initial_members: Vec::new(),
             planted: ballast_raft::planted::Planted::NONE,
+            sync_interval_ms: None,
         }
     }
 
@@ -244,6 +249,7 @@ impl NodeConfig {
         );
         c.secret = f.secret;
         c.password = f.password;
+        c.sync_interval_ms = f.sync_interval_ms;
         c.initial_members = f.initial_members;
         c.validate()?;
         Ok(c)
@@ -356,6 +362,20 @@ impl NodeConfig {
         if !(1..=65_536).contains(&self.writes_per_entry_max) {
             return invalid("writes_per_entry_max", "must be 1 to 65536");
         }
+        if let Some(ms) = self.sync_interval_ms {
+            if self.preset != Preset::Balanced {
+                return invalid(
+                    "sync_interval_ms",
+                    format!(
+                        "only the balanced preset fsyncs on an interval (this node runs {})",
+                        self.preset.name()
+                    ),
+                );
+            }
+            if !(1..=60_000).contains(&ms) {
+                return invalid("sync_interval_ms", "must be 1 to 60000");
+            }
+        }
         let mut ids = BTreeSet::new();
         for m in &self.initial_members {
             if m.id == 0 || !ids.insert(m.id) {
@@ -385,6 +405,9 @@ impl NodeConfig {
         let mut o = ballast_storage::Options::preset(self.preset);
         o.key_bytes_max = self.key_bytes_max;
         o.value_bytes_max = self.value_bytes_max;
+        if let Some(sync_interval_ms) = self.sync_interval_ms {
+            o.fsync = ballast_storage::FsyncPolicy::Interval { sync_interval_ms };
+        }
         o
     }
 }

@@ -35,14 +35,17 @@ pub mod admin;
 pub mod api;
 pub mod command;
 pub mod config;
+pub mod env;
 pub mod error;
 pub mod glob;
 pub mod node;
+pub mod rejoin;
 pub mod resp;
 pub mod server;
 
 pub use api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, ScanPage, Value};
 pub use command::Command;
 pub use config::NodeConfig;
+pub use env::NodeEnv;
 pub use error::{Error, ProtocolError};
 pub use node::Node;

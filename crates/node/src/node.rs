@@ -20,19 +20,20 @@
 
 use crate::api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, Ordered, ScanPage, Value};
 use crate::config::NodeConfig;
+use crate::env::NodeEnv;
 use ballast_raft::log_store::{LogSyncer, SyncPolicy};
 use ballast_raft::net::client::ForwardFailure;
 use ballast_raft::net::server::{self, ServerContext};
 use ballast_raft::net::{
-    read, BallastRaft, ForwardClient, ForwardError, NetConfig, Network, NonceSource, ReadAnswer,
-    ReadRequest, RpcServer, Secret, ServerHandle,
+    read, BallastRaft, ForwardClient, ForwardError, NetConfig, Network, ReadAnswer, ReadRequest,
+    RpcServer, Secret, ServerHandle, VoteGate,
 };
 use ballast_raft::planted::NodeBug;
 use ballast_raft::propose::{Proposer, ProposerOptions};
 use ballast_raft::state_machine::StateMachine;
 use ballast_raft::transfer::SnapshotInbox;
 use ballast_raft::{LogStore, NodeId, Request, Response};
-use ballast_storage::fs::StdFs;
+use ballast_storage::fs::DynFs;
 use ballast_storage::wal::WalOptions;
 use ballast_storage::{Clock, Db};
 use bytes::Bytes;
@@ -74,18 +75,6 @@ pub enum NodeError {
     Net(#[from] ballast_raft::net::NetError),
 }
 
-/// Handshake nonces from the operating system's generator.
-struct OsNonces;
-
-impl NonceSource for OsNonces {
-    fn nonce(&self) -> [u8; 32] {
-        use rand::RngCore;
-        let mut b = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut b);
-        b
-    }
-}
-
 /// A running node. Cloning gives another handle to the same node.
 #[derive(Clone)]
 pub struct Node {
@@ -94,11 +83,15 @@ pub struct Node {
 
 struct Inner {
     config: NodeConfig,
+    fs: DynFs,
     raft: BallastRaft,
     db: Arc<Db>,
     log_syncer: LogSyncer,
     clock: Arc<dyn Clock>,
-    forward: ForwardClient,
+    forward: Arc<ForwardClient>,
+    /// Closed while this node waits, after an unclean restart, for a
+    /// leader to catch it up (see [`crate::rejoin`]).
+    votes: VoteGate,
     server: tokio::sync::Mutex<Option<ServerHandle>>,
     raft_local_addr: SocketAddr,
     stopping: AtomicBool,
@@ -163,32 +156,68 @@ impl Node {
     /// bootstraps the cluster from `initial_members` if this node was
     /// never initialized (a restart resumes its cluster and data).
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        Node::start_with(config, NodeEnv::production()).await
+    }
+
+    /// [`Node::start`] in the environment `env` (its file system, nonces
+    /// and cut links).
+    pub async fn start_with(config: NodeConfig, env: NodeEnv) -> Result<Node, NodeError> {
         config.validate()?;
         let id = config.id;
+        let fs = env.fs.clone();
         let dir = config.data_dir.clone();
         let inbox_dir = dir.join("snapshot-inbox");
+        let data_dir_error = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| NodeError::DataDir { path, source }
+        };
         for d in [&dir, &inbox_dir] {
-            std::fs::create_dir_all(d).map_err(|source| NodeError::DataDir {
-                path: d.clone(),
-                source,
-            })?;
+            fs.create_dir_all(d).map_err(data_dir_error(d))?;
         }
-        let engine_options = config.engine_options();
+        // From here until a clean shutdown writes it again, a crash is an
+        // unclean shutdown.
+        let was_clean =
+            crate::rejoin::take_clean_marker(&*fs, &dir).map_err(data_dir_error(&dir))?;
+        let mut engine_options = config.engine_options();
+        engine_options.fs = fs.clone();
         let (log_store, report) = LogStore::open_with_policy(
-            Arc::new(StdFs),
+            fs.clone(),
             &dir.join("raft-log"),
             WalOptions::from_options(&engine_options),
             SyncPolicy::of(&engine_options.fsync),
         )
         .await?;
         let log_syncer = log_store.syncer();
+        // A relaxed preset acknowledges entries before they are durable: after
+        // an unclean shutdown this node may have lost some it acknowledged,
+        // so it must not vote until caught up (crate::rejoin). A node that
+        // never stored anything has acknowledged nothing.
+        let relaxed = !matches!(engine_options.fsync, ballast_storage::FsyncPolicy::Group);
+        let stored_before = report.entries > 0 || log_store.vote()?.is_some();
+        let unclean = relaxed
+            && stored_before
+            && !was_clean
+            && !config.planted.has(NodeBug::UncleanNodeVotes);
+        if unclean {
+            tracing::warn!(
+                id,
+                "restarted after an unclean shutdown under the {} preset: not voting \
+                 until a leader has caught this node up",
+                config.preset.name()
+            );
+        }
+        let votes = if unclean {
+            VoteGate::closed()
+        } else {
+            VoteGate::open()
+        };
         let clock = engine_options.clock.clone();
-        let mut engine_options = engine_options;
         engine_options.flush_barrier = Some(Arc::new(log_syncer.clone()));
         let sm = StateMachine::open(&dir.join("engine"), engine_options).await?;
         let db = sm.shared_db();
 
-        let mut net = NetConfig::new(Arc::new(OsNonces));
+        let mut net = NetConfig::new(env.nonces.clone());
+        net.links = env.links.clone();
         net.max_frame_bytes = config.raft_frame_bytes_max;
         net.call_timeout = Duration::from_millis(config.request_timeout_ms);
         net.secret = config.secret.as_deref().map(Secret::new);
@@ -209,6 +238,13 @@ impl Node {
             // reads from the state machine it reopened at its last flush,
             // behind what the cluster had committed. The election's blank
             // entry is what every linearizable read then waits to apply.
+            // Off until caught up after an unclean restart (crate::rejoin).
+            enable_elect: !unclean,
+            // Under a relaxed preset a follower that lost power comes back
+            // without entries it acknowledged: expected, so the leader
+            // replicates them again instead of treating it as a bug (its
+            // default is to panic).
+            allow_log_reversion: Some(relaxed),
             enable_leader_restore: Some(
                 config.planted.has(NodeBug::LeaderRestoreUnpersistedCommit),
             ),
@@ -227,7 +263,7 @@ impl Node {
         .map_err(|e| NodeError::Raft(e.to_string()))?;
 
         let inbox = SnapshotInbox {
-            fs: Arc::new(StdFs),
+            fs: fs.clone(),
             dir: inbox_dir,
             max_len: config.snapshot_bytes_max,
         };
@@ -253,6 +289,7 @@ impl Node {
             inbox,
             proposer: proposer.clone(),
             cfg: net.clone(),
+            votes: votes.clone(),
         };
         let server = match RpcServer::start(&config.raft_addr, ctx).await {
             Ok(s) => s,
@@ -294,11 +331,13 @@ impl Node {
         let node = Node {
             inner: Arc::new(Inner {
                 config,
+                fs,
                 raft,
                 db,
                 log_syncer,
                 clock,
-                forward: ForwardClient::new(net),
+                forward: Arc::new(ForwardClient::new(net)),
+                votes,
                 server: tokio::sync::Mutex::new(Some(server)),
                 raft_local_addr,
                 stopping: AtomicBool::new(false),
@@ -312,6 +351,16 @@ impl Node {
         // cluster re-establishes the commit; that needs the other nodes,
         // so it runs in the background instead of blocking start. It ends
         // when recovered or when Raft shuts down.
+        if unclean {
+            let poll = Duration::from_millis(node.inner.config.election_timeout_min_ms);
+            tokio::spawn(crate::rejoin::wait_then_open(
+                id,
+                node.inner.raft.clone(),
+                node.inner.votes.clone(),
+                node.inner.forward.clone(),
+                poll,
+            ));
+        }
         let (raft, recovered) = (node.inner.raft.clone(), node.inner.recovered.clone());
         tokio::spawn(async move {
             match raft.wait_for_recovery(None).await {
@@ -365,6 +414,19 @@ impl Node {
         self.inner.proposals.peak.load(Ordering::Relaxed)
     }
 
+    /// False while this node waits, after an unclean restart under a
+    /// relaxed preset, for a leader to catch it up (it neither votes nor
+    /// stands for election meanwhile; see [`crate::rejoin`]).
+    pub fn is_voting(&self) -> bool {
+        self.inner.votes.is_open()
+    }
+
+    /// True while this node restarted uncleanly under a relaxed preset and
+    /// no leader has caught it up yet.
+    pub fn is_waiting_to_rejoin(&self) -> bool {
+        self.inner.votes.is_waiting()
+    }
+
     /// The openraft handle (metrics, waits; for tests and the admin port).
     pub fn raft(&self) -> &BallastRaft {
         &self.inner.raft
@@ -379,6 +441,14 @@ impl Node {
         self.stop().await;
         self.inner.log_syncer.sync().await?;
         self.inner.db.flush().await?;
+        // Only now is everything this node acknowledged durable.
+        let dir = &self.inner.config.data_dir;
+        crate::rejoin::write_clean_marker(&*self.inner.fs, dir).map_err(|source| {
+            NodeError::DataDir {
+                path: dir.clone(),
+                source,
+            }
+        })?;
         tracing::info!(id = self.id(), "ballast node stopped");
         Ok(())
     }

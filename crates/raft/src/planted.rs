@@ -73,6 +73,7 @@ impl NodeBug {
         NodeBug::ALL.into_iter().find(|b| b.name() == s)
     }
 
+    #[cfg_attr(not(feature = "planted-bugs"), allow(dead_code))]
     fn bit(self) -> u32 {
         1 << (self as u32)
     }

@@ -95,6 +95,7 @@ async fn one_node() -> One {
             Default::default(),
         ),
         cfg: cfg.clone(),
+        votes: Default::default(),
     };
     let server = RpcServer::start("127.0.0.1:0", ctx).await.expect("server");
     let addr = server.local_addr().to_string();

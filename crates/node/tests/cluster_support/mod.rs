@@ -4,7 +4,7 @@
 
 use ballast_node::api::{Consistency, KvApi};
 use ballast_node::config::Member;
-use ballast_node::{Node, NodeConfig};
+use ballast_node::{Node, NodeConfig, NodeEnv};
 use ballast_raft::{NodeId, Request};
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
@@ -41,6 +41,8 @@ where
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub configs: BTreeMap<NodeId, NodeConfig>,
+    /// The environment each node (re)starts in; production if absent.
+    pub envs: BTreeMap<NodeId, NodeEnv>,
     pub nodes: BTreeMap<NodeId, Node>,
 }
 
@@ -62,6 +64,15 @@ impl Cluster {
     /// Configures `n` voters (ids 1..=n), lets `tweak` adjust each config,
     /// and starts them all.
     pub async fn start(n: u64, tweak: impl Fn(&mut NodeConfig)) -> Cluster {
+        Cluster::start_with(n, tweak, |_| NodeEnv::production()).await
+    }
+
+    /// [`Cluster::start`] with node `id` in the environment `env(id)`.
+    pub async fn start_with(
+        n: u64,
+        tweak: impl Fn(&mut NodeConfig),
+        env: impl Fn(NodeId) -> NodeEnv,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut configs = BTreeMap::new();
         for id in 1..=n {
@@ -80,9 +91,11 @@ impl Cluster {
         for c in configs.values_mut() {
             c.initial_members = members.clone();
         }
+        let envs = configs.keys().map(|id| (*id, env(*id))).collect();
         let mut cluster = Cluster {
             dir,
             configs,
+            envs,
             nodes: BTreeMap::new(),
         };
         for id in 1..=n {
@@ -97,7 +110,12 @@ impl Cluster {
 
     /// (Re)starts node `id` from its config and data directory.
     pub async fn restart(&mut self, id: NodeId) {
-        let node = Node::start(self.configs[&id].clone())
+        let env = self
+            .envs
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(NodeEnv::production);
+        let node = Node::start_with(self.configs[&id].clone(), env)
             .await
             .expect("node starts");
         self.nodes.insert(id, node);

@@ -448,6 +448,20 @@ impl ForwardClient {
         }
     }
 
+    /// Asks the node at `addr` whether it waits, after an unclean restart,
+    /// for a leader to catch it up, and for its last log id.
+    pub async fn rejoin_status(
+        &self,
+        addr: &str,
+    ) -> Result<(bool, Option<crate::typ::LogId>), ForwardFailure> {
+        match self.call(addr, &RpcRequest::RejoinStatus).await? {
+            RpcReply::RejoinStatus { waiting, last_log } => Ok((waiting, last_log)),
+            other => Err(ForwardFailure::Unknown(NetError::Protocol(format!(
+                "unexpected reply to a rejoin status: {other:?}"
+            )))),
+        }
+    }
+
     fn take(&self, addr: &str) -> Option<Conn> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         let conns = pool.get_mut(addr)?;

@@ -127,6 +127,9 @@ pub enum RpcRequest {
     Write(Request),
     /// A linearizable read forwarded by a follower.
     Read(ReadRequest),
+    /// Asks whether the node is waiting, after an unclean restart, for a
+    /// leader to catch it up (and so neither votes nor stands).
+    RejoinStatus,
 }
 
 /// The reply to an [`RpcRequest`].
@@ -149,6 +152,14 @@ pub enum RpcReply {
     /// The server could not serve a Raft request (for example its Raft
     /// stopped, or a snapshot stream was refused); the text says why.
     Failed(String),
+    /// To `RejoinStatus`.
+    RejoinStatus {
+        /// True while the node waits to be caught up (its vote gate is
+        /// closed).
+        waiting: bool,
+        /// Its last log id.
+        last_log: Option<crate::typ::LogId>,
+    },
 }
 
 /// Byte vectors as one length-prefixed run (bincode's `serialize_bytes`)

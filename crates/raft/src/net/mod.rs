@@ -26,10 +26,12 @@ pub mod links;
 pub mod message;
 pub mod read;
 pub mod server;
+pub mod vote_gate;
 
 pub use client::{ForwardClient, Network, PeerClient};
 pub use message::{ForwardError, ReadAnswer, ReadRequest};
 pub use server::{RpcServer, ServerHandle};
+pub use vote_gate::VoteGate;
 
 use crate::state_machine::StateMachine;
 use crate::typ::TypeConfig;

@@ -16,6 +16,7 @@ use crate::state_machine::{SnapshotData, SnapshotMeta};
 use crate::transfer::{SnapshotInbox, SnapshotTransfer};
 use crate::typ::Vote;
 use ballast_storage::Db;
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::RaftError;
 use openraft::raft::ReadPolicy;
 use std::fmt::Display;
@@ -39,6 +40,8 @@ pub struct ServerContext {
     pub proposer: Proposer,
     /// Network settings.
     pub cfg: Arc<NetConfig>,
+    /// Closed while this node must not vote (see [`super::vote_gate`]).
+    pub votes: super::VoteGate,
 }
 
 /// The RPC server.
@@ -218,6 +221,14 @@ async fn handle(ctx: &ServerContext, incoming: &mut Option<Incoming>, req: RpcRe
             Ok(r) => RpcReply::Append(r),
             Err(e) => failed(e),
         },
+        RpcRequest::Vote(rpc) | RpcRequest::PreVote(rpc)
+            if !ctx.votes.admits(rpc.vote.leader_id.node_id) =>
+        {
+            failed(
+                "not voting: this node restarted after an unclean shutdown and may have lost \
+             entries it acknowledged; it votes again once a leader has caught it up",
+            )
+        }
         RpcRequest::Vote(rpc) => match raft.vote(rpc).await {
             Ok(r) => RpcReply::Vote(r),
             Err(e) => failed(e),
@@ -273,6 +284,10 @@ async fn handle(ctx: &ServerContext, incoming: &mut Option<Incoming>, req: RpcRe
         }
         RpcRequest::Write(req) => RpcReply::Write(ctx.proposer.propose(req).await),
         RpcRequest::Read(req) => RpcReply::Read(read_linearizable(raft, &ctx.db, &req).await),
+        RpcRequest::RejoinStatus => RpcReply::RejoinStatus {
+            waiting: ctx.votes.is_waiting(),
+            last_log: raft.data_metrics().borrow_watched().last_log,
+        },
     }
 }
 

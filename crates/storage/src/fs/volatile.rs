@@ -116,6 +116,8 @@ struct State {
     files: Mutex<BTreeMap<PathBuf, Arc<Mutex<Pending>>>>,
     /// Set by [`VolatileFs::cut_power`].
     dead: AtomicBool,
+    /// Set by [`VolatileFs::hold_syncs_under`].
+    held: Mutex<Option<PathBuf>>,
 }
 
 /// File writes held in memory until fsync, over another file system. See
@@ -154,6 +156,18 @@ impl VolatileFs {
         for p in files.values() {
             *lock(p) = Pending::default();
         }
+    }
+
+    /// A power cut that has already happened for the files under `dir`,
+    /// though the process runs on until [`VolatileFs::cut_power`]: from
+    /// now on an fsync of such a file returns without making anything
+    /// durable, so the cut loses everything written to them since this
+    /// call. It compresses into one test step what a relaxed preset allows
+    /// at any moment: an entry acknowledged from the page cache, and the
+    /// power gone before the next fsync. Files elsewhere (the vote's, say)
+    /// stay honest.
+    pub fn hold_syncs_under(&self, dir: &Path) {
+        *lock(&self.state.held) = Some(dir.to_path_buf());
     }
 
     /// Bytes written and not yet fsynced, over all files.
@@ -196,6 +210,7 @@ impl FileSystem for VolatileFs {
         let fresh = matches!(mode, OpenMode::CreateNew | OpenMode::CreateTruncate);
         Ok(Arc::new(VolatileFile {
             inner,
+            path: path.to_path_buf(),
             pending: self.pending_for(path, fresh),
             state: self.state.clone(),
         }))
@@ -272,6 +287,7 @@ impl FileSystem for VolatileFs {
 #[derive(Debug)]
 struct VolatileFile {
     inner: DynFile,
+    path: PathBuf,
     pending: Arc<Mutex<Pending>>,
     state: Arc<State>,
 }
@@ -331,6 +347,12 @@ impl FileHandle for VolatileFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.alive()?;
+        let held = lock(&self.state.held)
+            .as_ref()
+            .is_some_and(|dir| self.path.starts_with(dir));
+        if held {
+            return Ok(());
+        }
         let mut p = lock(&self.pending);
         if let Some(cut) = p.cut {
             self.inner.set_len(cut)?;
@@ -409,6 +431,23 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"0123456789");
         f.sync_data().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"0123\0\0ab");
+    }
+
+    #[test]
+    fn held_syncs_make_nothing_durable_under_their_directory_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("log")).unwrap();
+        let (held, free) = (dir.path().join("log/f"), dir.path().join("g"));
+        let fs = VolatileFs::new(StdFs::shared());
+        fs.hold_syncs_under(&dir.path().join("log"));
+        for p in [&held, &free] {
+            let f = fs.open(p, OpenMode::CreateNew).unwrap();
+            f.write_all_at(b"data", 0).unwrap();
+            f.sync_data().unwrap();
+        }
+        fs.cut_power();
+        assert_eq!(std::fs::read(&held).unwrap(), b"");
+        assert_eq!(std::fs::read(&free).unwrap(), b"data");
     }
 
     #[test]
