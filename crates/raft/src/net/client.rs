@@ -286,11 +286,13 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             }
         }
         let last = rpc.entries.last().map(|e| e.log_id);
+        // openraft's deadline is sized for a heartbeat; a big entry needs
+        // time to cross and be stored, or every try times out and the
+        // entry (and everything behind it) never arrives.
+        let bytes: usize = rpc.entries.iter().map(entry_wire_bytes).sum();
+        let limit = self.cfg.deadline_for(option.soft_ttl(), bytes);
         let req = RpcRequest::Append(rpc);
-        match self
-            .call(&req, option.soft_ttl(), RPCTypes::AppendEntries)
-            .await?
-        {
+        match self.call(&req, limit, RPCTypes::AppendEntries).await? {
             RpcReply::Append(AppendEntriesResponse::Success) if partial => {
                 Ok(AppendEntriesResponse::PartialSuccess(last))
             }
@@ -569,6 +571,29 @@ mod tests {
                     expire_at_ms: None,
                 },
             )),
+        }
+    }
+
+    #[test]
+    fn deadlines_grow_with_the_bytes_carried() {
+        let mut cfg = NetConfig::new(Arc::new(Fixed));
+        cfg.transfer_bytes_per_sec_min = 8 << 20;
+        let base = Duration::from_millis(75);
+        assert_eq!(cfg.deadline_for(base, 0), base);
+        assert_eq!(
+            cfg.deadline_for(base, 16 << 20),
+            base + Duration::from_secs(2)
+        );
+        assert_eq!(
+            cfg.deadline_for(base, usize::MAX),
+            base + Duration::from_micros(u64::MAX / (8 << 20))
+        );
+    }
+
+    struct Fixed;
+    impl crate::net::NonceSource for Fixed {
+        fn nonce(&self) -> [u8; 32] {
+            [1; 32]
         }
     }
 
