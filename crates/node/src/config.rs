@@ -117,6 +117,10 @@ pub struct NodeConfig {
     /// `planted-bugs` feature; never read from the config file: the binary
     /// takes them from `BALLAST_PLANTED_BUGS`).
     pub planted: ballast_raft::planted::Planted,
+    /// Size of the Raft log's WAL segments, overriding the preset's
+    /// `wal_segment_bytes` (tests use small segments to roll often; not
+    /// read from the config file).
+    pub raft_log_segment_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -196,6 +200,7 @@ impl NodeConfig {
             writes_per_entry_max: 1024,
             initial_members: Vec::new(),
             planted: ballast_raft::planted::Planted::NONE,
+            raft_log_segment_bytes: None,
         }
     }
 

@@ -173,13 +173,18 @@ impl Node {
             })?;
         }
         let engine_options = config.engine_options();
+        let mut log_wal = WalOptions::from_options(&engine_options);
+        if let Some(bytes) = config.raft_log_segment_bytes {
+            log_wal.segment_bytes = bytes;
+        }
         let (log_store, report) = LogStore::open_with_policy(
             Arc::new(StdFs),
             &dir.join("raft-log"),
-            WalOptions::from_options(&engine_options),
+            log_wal,
             SyncPolicy::of(&engine_options.fsync),
         )
         .await?;
+        log_store.set_planted(config.planted)?;
         let log_syncer = log_store.syncer();
         let clock = engine_options.clock.clone();
         let mut engine_options = engine_options;
