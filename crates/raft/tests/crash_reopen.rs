@@ -78,18 +78,6 @@ fn vote(term: u64, node: u64, committed: bool) -> Vote {
     }
 }
 
-/// Waits (up to 30 s) until the store has prepared its next segment.
-async fn prepared(store: &LogStore) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while store.prepared_segment().expect("state").is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the next segment was never prepared"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-}
-
 /// The highest-numbered segment file holding more than its header.
 fn last_data_segment(dir: &Path) -> std::path::PathBuf {
     let log = dir.join(LOG_DIR);
@@ -144,7 +132,6 @@ async fn one_append_call_costs_one_fsync_and_a_vote_costs_file_and_directory_fsy
     let dir = TempDir::new().expect("tempdir");
     let (fs, switches) = FaultFs::new(Arc::new(StdFs));
     let (store, _) = open_on(fs, dir.path(), WalOptions::default()).await;
-    prepared(&store).await;
     let syncs = switches.syncs.load(Ordering::SeqCst);
     store
         .append_durably(entries(1, 0..=49))
@@ -310,9 +297,6 @@ async fn openraft_appends_are_acknowledged_after_one_shared_fsync() {
     let (fs, switches) = FaultFs::new(Arc::new(StdFs));
     {
         let (mut store, _) = open_on(fs, dir.path(), WalOptions::default()).await;
-        // The next segment is prepared (and fsynced) in the background;
-        // let that finish so the count below is the appends' alone.
-        prepared(&store).await;
         let syncs = switches.syncs.load(Ordering::SeqCst);
         let (tx1, mut rx1) = TypeConfig::oneshot();
         store
@@ -607,7 +591,6 @@ async fn the_committed_log_id_survives_reopen_and_never_exceeds_the_durable_log(
     {
         let (mut store, report) = open_on(fs, dir.path(), WalOptions::default()).await;
         assert_eq!(report.committed, None);
-        prepared(&store).await;
         store
             .append_durably(entries(1, 0..=9))
             .await

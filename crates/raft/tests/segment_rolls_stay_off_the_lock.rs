@@ -162,12 +162,19 @@ async fn a_roll_does_not_fsync_under_the_lock() {
 async fn preparing_the_next_segment_holds_no_lock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fs = GatedFs::new();
-    // Armed before the store opens: its first preparation is held.
-    let hold =
-        fs.hold_next_sync(|p: &Path| p.to_str().is_some_and(|s| s.ends_with(PREPARED_SUFFIX)));
     let (mut store, _) = LogStore::open(fs.clone(), dir.path(), opts())
         .await
         .expect("open");
+    // Segment 2 is prepared once segment 1 is half full: hold that
+    // preparation's fsync (after its zero fill).
+    let hold =
+        fs.hold_next_sync(|p: &Path| p.to_str().is_some_and(|s| s.ends_with(PREPARED_SUFFIX)));
+    let (tx, rx) = TypeConfig::oneshot();
+    store
+        .append(entries(0..=9), IOFlushed::signal(tx))
+        .await
+        .expect("written");
+    rx.await.expect("callback").expect("durable");
     let held = hold.held().await;
     assert!(
         held.to_str()
@@ -178,7 +185,7 @@ async fn preparing_the_next_segment_holds_no_lock() {
     // While the zero-filled segment 2 waits for its fsync: appends are
     // written and acknowledged, and readers read.
     let (tx, rx) = TypeConfig::oneshot();
-    tokio::time::timeout(BOUND, store.append(entries(0..=9), IOFlushed::signal(tx)))
+    tokio::time::timeout(BOUND, store.append(entries(10..=12), IOFlushed::signal(tx)))
         .await
         .expect("an append blocked while a preparation was held")
         .expect("written");
@@ -188,7 +195,7 @@ async fn preparing_the_next_segment_holds_no_lock() {
         .expect("callback")
         .expect("durable");
     let got = read_all_while_held(&mut store, "during a preparation").await;
-    assert_eq!(got, entries(0..=9));
+    assert_eq!(got, entries(0..=12));
     assert!(hold.is_holding());
     assert_eq!(store.prepared_segment().expect("state"), None);
 

@@ -557,8 +557,19 @@ impl Wal {
     }
 
     /// The segment number a [`prepare_segment`] should make ready now, if
-    /// none is installed for it: the one after the current segment.
+    /// none is installed for it: the one after the current segment, once
+    /// the current one is half full. (Half a segment of appends is ample
+    /// time to prepare the next, and an idle or short-lived log never
+    /// writes a second preallocated segment.)
     pub fn segment_to_prepare(&self) -> Option<u64> {
+        if self.seg.end() < self.options.segment_bytes / 2 {
+            return None;
+        }
+        self.next_unprepared()
+    }
+
+    /// The segment after the current one, unless it is prepared already.
+    fn next_unprepared(&self) -> Option<u64> {
         if self.poison.is_poisoned() {
             return None;
         }
@@ -576,7 +587,7 @@ impl Wal {
         &mut self,
         prepared: PreparedSegment,
     ) -> std::result::Result<(), PreparedSegment> {
-        if self.segment_to_prepare() != Some(prepared.number) {
+        if self.next_unprepared() != Some(prepared.number) {
             return Err(prepared);
         }
         if let Some(stale) = self.prepared.replace(prepared) {
