@@ -120,6 +120,10 @@ pub struct NodeConfig {
     /// Balanced preset only: how often the Raft log is fsynced, in ms
     /// (`None`: the preset's 5 ms). The balanced contract's window.
     pub sync_interval_ms: Option<u64>,
+    /// Size of the Raft log's WAL segments, overriding the preset's
+    /// `wal_segment_bytes` (tests use small segments to roll often; not
+    /// read from the config file).
+    pub raft_log_segment_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -201,6 +205,7 @@ impl NodeConfig {
             initial_members: Vec::new(),
             planted: ballast_raft::planted::Planted::NONE,
             sync_interval_ms: None,
+            raft_log_segment_bytes: None,
         }
     }
 

@@ -180,13 +180,18 @@ impl Node {
             crate::rejoin::take_clean_marker(&*fs, &dir).map_err(data_dir_error(&dir))?;
         let mut engine_options = config.engine_options();
         engine_options.fs = fs.clone();
+        let mut log_wal = WalOptions::from_options(&engine_options);
+        if let Some(bytes) = config.raft_log_segment_bytes {
+            log_wal.segment_bytes = bytes;
+        }
         let (log_store, report) = LogStore::open_with_policy(
             fs.clone(),
             &dir.join("raft-log"),
-            WalOptions::from_options(&engine_options),
+            log_wal,
             SyncPolicy::of(&engine_options.fsync),
         )
         .await?;
+        log_store.set_planted(config.planted)?;
         let log_syncer = log_store.syncer();
         // A relaxed preset acknowledges entries before they are durable: after
         // an unclean shutdown this node may have lost some it acknowledged,

@@ -62,6 +62,25 @@ pub enum Error {
     /// knows what is durable and refuses everything. Reopen it.
     #[error("the Raft log store stopped after a failed write: {0}; reopen it")]
     Stopped(String),
+
+    /// The leader asked this node to truncate its Raft log from index
+    /// `truncate_from`, but the state machine already applied entries up
+    /// to `applied`: the node holds state the cluster does not (it may have
+    /// acknowledged entries it then lost under a relaxed preset). The log
+    /// store refused and stopped; the node must be rebuilt.
+    #[error(
+        "this node's Raft log conflicts with the leader's from index {truncate_from}, \
+         below entries it already applied (up to index {applied}); its state cannot be \
+         reconciled, so the log store stopped. Rebuild the node: stop it, remove its data \
+         directory, and replace it in the cluster (remove it, add it back as a learner, \
+         then promote it)"
+    )]
+    TruncateBelowApplied {
+        /// The highest log index the state machine applied.
+        applied: u64,
+        /// The first log index the truncation would have removed.
+        truncate_from: u64,
+    },
 }
 
 impl Error {

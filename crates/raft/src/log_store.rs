@@ -35,6 +35,21 @@
 //! (temporary file, fsync, rename, directory fsync) before returning, and
 //! truncation is made durable before it returns.
 //!
+//! Every fsync of the log (the flusher's, the balanced timer's, a sync on
+//! demand, the seal of a rolled segment) runs without the store's lock:
+//! readers (replication, apply) and appends go on meanwhile. A sync ticket
+//! names its segment file by a generation that never repeats, so an fsync
+//! of a segment a truncation removed never counts for the segment created
+//! in its place (issue 9, hole 5). The next segment is prepared ahead by a
+//! task (created, zero-filled, fsynced off the lock), so a roll inside an
+//! append only switches files (hole 9).
+//!
+//! openraft's committed log id (`save_committed`) is a commit record in the
+//! WAL stream, after the entries it covers: no fsync of its own, durable
+//! with them, and never naming an entry beyond the durable log (hole 1).
+//! A truncation below the state machine's applied index is refused and
+//! stops the store (hole 7; see [`AppliedIndex`]).
+//!
 //! Nothing here reads clocks, spawns threads or draws random numbers, and
 //! all I/O goes through the [`FileSystem`] seam, so the simulation can run
 //! it. Simulated disk latency is awaited before each step, never while the
@@ -43,10 +58,11 @@
 use crate::codec::{self, DecodeError};
 use crate::error::{Error, Result};
 use crate::meta::{self, Meta};
+use crate::planted::{NodeBug, Planted};
 use crate::typ::{Entry, LeaderId, LogId, TypeConfig, Vote};
 use ballast_storage::fs::{self, DynFile, DynFs, IoOp};
 use ballast_storage::wal::{
-    self, segment_path, RecordPos, RecoveryReport, SyncTicket, TailPolicy, TornTail, Wal,
+    self, prepare_segment, segment_path, RecordPos, RecoveryReport, SyncTicket, TailPolicy, Wal,
     WalOptions,
 };
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -56,8 +72,9 @@ use std::fmt::{self, Debug};
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// Name of the WAL directory inside the log store's directory.
 pub const LOG_DIR: &str = "log";
@@ -74,6 +91,73 @@ pub struct OpenReport {
     pub purged_records_skipped: u64,
     /// Live entries in the log after opening.
     pub entries: u64,
+    /// The committed log id recovered from the last surviving commit
+    /// record (see [`LogStore::save_committed_log_id`]).
+    pub committed: Option<LogId>,
+    /// Commit records ignored because they named an entry that was not in
+    /// the log before them (never written so; counted, not fatal: the
+    /// committed log id only falls back).
+    pub commit_records_ignored: u64,
+}
+
+/// First payload byte of a commit record. An entry record starts with its
+/// format version (1), so the two kinds never share a first byte; a build
+/// that predates commit records refuses one as a newer entry format.
+pub const COMMIT_RECORD_KIND: u8 = 0x81;
+/// Payload length of a commit record: kind, term, leader node id, index.
+pub const COMMIT_RECORD_LEN: usize = 25;
+
+fn encode_commit_record(c: &LogId) -> [u8; COMMIT_RECORD_LEN] {
+    let mut b = [0u8; COMMIT_RECORD_LEN];
+    b[0] = COMMIT_RECORD_KIND;
+    b[1..9].copy_from_slice(&c.leader_id.term.to_le_bytes());
+    b[9..17].copy_from_slice(&c.leader_id.node_id.to_le_bytes());
+    b[17..25].copy_from_slice(&c.index.to_le_bytes());
+    b
+}
+
+fn decode_commit_record(b: &[u8]) -> Option<LogId> {
+    if b.len() != COMMIT_RECORD_LEN || b[0] != COMMIT_RECORD_KIND {
+        return None;
+    }
+    let u64_at = |at: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(a)
+    };
+    Some(LogId::new(
+        LeaderId {
+            term: u64_at(1),
+            node_id: u64_at(9),
+        },
+        u64_at(17),
+    ))
+}
+
+/// The state machine's applied index, shared with the log store so that a
+/// truncation never cuts entries already applied (DESIGN.md: "a node never
+/// truncates its log below its applied index"). Whoever applies entries
+/// calls [`AppliedIndex::set`]; clones share one value.
+#[derive(Clone, Debug, Default)]
+pub struct AppliedIndex(Arc<AtomicU64>);
+
+impl AppliedIndex {
+    /// Nothing applied yet.
+    pub fn new() -> AppliedIndex {
+        AppliedIndex::default()
+    }
+
+    /// Records that every entry up to and including log index `index` is
+    /// applied. The value never goes down.
+    pub fn set(&self, index: u64) {
+        // Stored plus one, so that 0 can mean "nothing applied".
+        self.0.fetch_max(index.saturating_add(1), Ordering::SeqCst);
+    }
+
+    /// The highest applied log index, if any entry was applied.
+    pub fn get(&self) -> Option<u64> {
+        self.0.load(Ordering::SeqCst).checked_sub(1)
+    }
 }
 
 /// The Raft log store. Deliberately not `Clone`: openraft owns the one
@@ -188,6 +272,17 @@ struct Shared {
     wal_dir: PathBuf,
     wal_options: WalOptions,
     inner: Mutex<Inner>,
+    /// Wakes the segment preparer: after a roll used its segment, after a
+    /// truncation moved the log, and when the store is dropped.
+    prepare: Arc<Notify>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The preparer holds no reference while it waits: wake it so that
+        // it sees the store is gone and ends.
+        self.prepare.notify_one();
+    }
 }
 
 struct Inner {
@@ -200,6 +295,13 @@ struct Inner {
     meta: Meta,
     /// Set after a failed durability step: the store refuses everything.
     stopped: Option<String>,
+    /// The last committed log id openraft saved (its durable copy is the
+    /// last commit record in the WAL stream).
+    committed: Option<LogId>,
+    /// The state machine's applied index, once the node shares it.
+    applied: Option<AppliedIndex>,
+    /// Planted bugs this store runs with.
+    planted: Planted,
     /// Held for the life of the store.
     _lock: Option<DynFile>,
 }
@@ -236,6 +338,21 @@ impl Inner {
         } else {
             Some(self.first_index + self.index.len() as u64)
         }
+    }
+
+    /// True if `c` names an entry this log holds (or purged): a commit
+    /// record for it may follow the entries in the WAL stream.
+    fn holds(&self, c: &LogId) -> bool {
+        if self.meta.last_purged.is_some_and(|p| c.index <= p.index) {
+            return true;
+        }
+        if self.index.is_empty() || c.index < self.first_index {
+            return false;
+        }
+        usize::try_from(c.index - self.first_index)
+            .ok()
+            .and_then(|i| self.index.get(i))
+            .is_some_and(|(leader, _)| *leader == c.leader_id)
     }
 
     fn push(&mut self, log_id: &LogId, pos: RecordPos) {
@@ -276,6 +393,29 @@ impl Shared {
         match ticket {
             Some(ticket) => sync_ticket(self, ticket).await,
             None => Ok(()),
+        }
+    }
+
+    /// Writes what is buffered to the OS (no fsync). If a roll's seal is
+    /// pending, it runs first, without the lock: the new segment's bytes
+    /// may reach the OS only after the old segment is durable.
+    async fn write_to_os(&self) -> Result<()> {
+        loop {
+            let seal = {
+                let mut inner = self.lock()?;
+                inner.check()?;
+                match inner.wal.seal_ticket() {
+                    None => return inner.wal.write_pending().map_err(|e| inner.stop(e.into())),
+                    Some(t) => t,
+                }
+            };
+            fs::pause(&*self.fs, IoOp::Sync).await;
+            let sealed = seal.sync();
+            let mut inner = self.lock()?;
+            inner
+                .wal
+                .finish_sync(seal, sealed)
+                .map_err(|e| inner.stop(e.into()))?;
         }
     }
 
@@ -395,6 +535,8 @@ impl LogStore {
         let mut index: VecDeque<(LeaderId, RecordPos)> = VecDeque::new();
         let mut first_index = 0;
         let mut skipped = 0;
+        let mut committed: Option<LogId> = None;
+        let mut commit_ignored = 0u64;
         let purged_upto = meta.last_purged.map(|p| p.index);
         let report = wal::replay_with(
             &*fs,
@@ -410,6 +552,25 @@ impl LogStore {
                         why,
                     )
                 };
+                if payload.first() == Some(&COMMIT_RECORD_KIND) {
+                    let c = decode_commit_record(&payload)
+                        .ok_or_else(|| bad("commit record of the wrong length".into()))?;
+                    // Written only after the entry it names, so the entry
+                    // is in the index by now, or purged.
+                    let held = purged_upto.is_some_and(|p| c.index <= p)
+                        || (!index.is_empty()
+                            && c.index >= first_index
+                            && usize::try_from(c.index - first_index)
+                                .ok()
+                                .and_then(|i| index.get(i))
+                                .is_some_and(|(l, _)| *l == c.leader_id));
+                    if held {
+                        committed = Some(c);
+                    } else {
+                        commit_ignored += 1;
+                    }
+                    return Ok(());
+                }
                 let log_id = codec::decode_log_id_only(&payload)
                     .map_err(|d| bad(format!("Raft log entry header: {d:?}")))?;
                 if purged_upto.is_some_and(|p| log_id.index <= p) {
@@ -446,10 +607,19 @@ impl LogStore {
             );
         }
         let wal = Wal::open(fs.clone(), &wal_dir, wal_options, &report)?;
+        if commit_ignored > 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                commit_ignored,
+                "Raft log: commit records naming entries not before them were ignored"
+            );
+        }
         let open_report = OpenReport {
             wal: report,
             purged_records_skipped: skipped,
             entries: index.len() as u64,
+            committed,
+            commit_records_ignored: commit_ignored,
         };
         tracing::info!(
             dir = %dir.display(),
@@ -457,6 +627,7 @@ impl LogStore {
             skipped,
             vote = ?meta.vote,
             last_purged = ?meta.last_purged,
+            committed = ?committed,
             "Raft log opened"
         );
         let inner = Inner {
@@ -465,8 +636,12 @@ impl LogStore {
             first_index,
             meta,
             stopped: None,
+            committed,
+            applied: None,
+            planted: Planted::NONE,
             _lock: lock,
         };
+        let prepare = Arc::new(Notify::new());
         let store = LogStore {
             shared: Arc::new(Shared {
                 policy,
@@ -475,9 +650,11 @@ impl LogStore {
                 wal_dir,
                 wal_options,
                 inner: Mutex::new(inner),
+                prepare: prepare.clone(),
             }),
             flusher: None,
         };
+        tokio::spawn(preparer(Arc::downgrade(&store.shared), prepare));
         if let Some(ms) = period_ms {
             tokio::spawn(sync_timer(
                 Arc::downgrade(&store.shared),
@@ -564,10 +741,7 @@ impl LogStore {
         };
         if full {
             fs::pause(&*self.shared.fs, IoOp::Write).await;
-            let mut inner = self.shared.lock()?;
-            if let Err(e) = inner.wal.write_pending() {
-                return Err(inner.stop(e.into()));
-            }
+            self.shared.write_to_os().await?;
         }
         Ok(())
     }
@@ -597,6 +771,12 @@ impl LogStore {
     pub fn entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry>> {
         let (start, end) = bounds(range);
         self.shared.read_range(start, end)
+    }
+
+    /// The segment made ready for the next roll, if one is (for tests and
+    /// diagnostics).
+    pub fn prepared_segment(&self) -> Result<Option<u64>> {
+        Ok(self.shared.lock()?.wal.prepared_segment())
     }
 
     /// The WAL segment numbers on disk (for tests and diagnostics).
@@ -635,12 +815,6 @@ impl LogStore {
     pub async fn append_durably(&self, entries: impl IntoIterator<Item = Entry>) -> Result<()> {
         self.add_entries(entries)?;
         fs::pause(&*self.shared.fs, IoOp::Write).await;
-        {
-            let mut inner = self.shared.lock()?;
-            if let Err(e) = inner.wal.write_pending() {
-                return Err(inner.stop(e.into()));
-            }
-        }
         self.shared.sync_now().await
     }
 
@@ -671,10 +845,19 @@ impl LogStore {
             };
             inner.push(&entry.log_id, pos);
         }
+        if inner.wal.segment_to_prepare().is_some() {
+            self.shared.prepare.notify_one();
+        }
         Ok(())
     }
 
     /// Removes every entry after `last` (all of them for `None`).
+    ///
+    /// Refuses with [`Error::TruncateBelowApplied`], and stops the store,
+    /// if that would remove an entry the state machine already applied
+    /// (see [`LogStore::set_applied_index`]): the node's log then conflicts
+    /// with the leader's under state it already holds, and only a rebuild
+    /// brings it back.
     pub async fn truncate_after_durably(&self, last: Option<LogId>) -> Result<()> {
         let mut inner = self.shared.lock()?;
         inner.check()?;
@@ -694,35 +877,104 @@ impl LogStore {
         if cut_from >= end {
             return Ok(());
         }
-        if cut_from > first {
+        let applied = inner.applied.as_ref().and_then(AppliedIndex::get);
+        if let Some(applied) = applied.filter(|&a| a >= cut_from) {
+            if !inner.planted.has(NodeBug::TruncateBelowApplied) {
+                let e = Error::TruncateBelowApplied {
+                    applied,
+                    truncate_from: cut_from,
+                };
+                tracing::error!(error = %e, "Raft log: refusing a truncation below the applied index; the log stopped");
+                return Err(inner.stop(e));
+            }
+        }
+        let cut = if cut_from > first {
             let keep = (cut_from - first) as usize;
             let (_, pos) = inner.index[keep - 1];
-            if let Err(e) = inner.wal.truncate_after(pos) {
-                return Err(inner.stop(e.into()));
-            }
-            inner.index.truncate(keep);
+            inner.wal.truncate_after(pos).map(|()| keep)
         } else {
             // Every live entry goes, and there may be no record before them
-            // to cut after (they follow a purge, or start the log). Cut the
-            // segment right before the first one, exactly as recovery cuts
-            // a torn tail (later segments removed highest first, directory
-            // fsynced after each, then set_len and fdatasync), and start a
-            // new writer after it.
+            // to cut after (they follow a purge, or start the log): cut
+            // right before the first one, as recovery cuts a torn tail.
             let (_, pos) = inner.index[0];
-            let cut = RecoveryReport {
-                truncated: Some(TornTail {
-                    segment: pos.segment,
-                    offset: pos.offset,
-                    bytes_dropped: 0,
-                }),
-                ..RecoveryReport::default()
-            };
-            let shared = &self.shared;
-            match Wal::open(shared.fs.clone(), &shared.wal_dir, shared.wal_options, &cut) {
-                Ok(wal) => inner.wal = wal,
-                Err(e) => return Err(inner.stop(e.into())),
+            inner.wal.truncate_before(pos).map(|()| 0)
+        };
+        match cut {
+            Ok(keep) => inner.index.truncate(keep),
+            Err(e) => return Err(inner.stop(e.into())),
+        }
+        // Commit records after the cut went with it.
+        if inner.committed.is_some_and(|c| c.index >= cut_from) {
+            inner.committed = None;
+        }
+        if inner.wal.segment_to_prepare().is_some() {
+            self.shared.prepare.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Saves `committed` (openraft's `save_committed`) without an fsync: a
+    /// commit record is added to the WAL stream right after the entries it
+    /// covers and becomes durable with them, by the next append's or the
+    /// timer's fsync (see `FORMAT-raftlog.md`). Under the durable and
+    /// balanced policies the record is also written to the OS at once (one
+    /// small write, no fsync), so a process crash keeps it; under
+    /// throughput it waits in the write-back buffer. A committed log id the
+    /// log does not hold (never expected) is kept in memory only, so the
+    /// persisted one never names an entry beyond the durable log.
+    pub async fn save_committed_log_id(&self, committed: Option<LogId>) -> Result<()> {
+        let mut inner = self.shared.lock()?;
+        inner.check()?;
+        inner.committed = committed;
+        let Some(c) = committed else {
+            return Ok(());
+        };
+        if !inner.holds(&c) {
+            tracing::debug!(committed = %c, "Raft log: committed log id not in the log; not persisted");
+            return Ok(());
+        }
+        if let Err(e) = inner.wal.add_record(&encode_commit_record(&c)) {
+            return Err(inner.stop(e.into()));
+        }
+        // A pending roll seal would cost an fsync here, on openraft's
+        // apply path: leave the record buffered then; the next append or
+        // sync writes it after the seal.
+        let write_back = matches!(self.shared.policy, SyncPolicy::WriteBack { .. });
+        if !write_back && inner.wal.seal_ticket().is_none() {
+            if let Err(e) = inner.wal.write_pending() {
+                return Err(inner.stop(e.into()));
             }
-            inner.index.clear();
+        }
+        if inner.wal.segment_to_prepare().is_some() {
+            self.shared.prepare.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The last committed log id saved by
+    /// [`LogStore::save_committed_log_id`], or recovered at open.
+    pub fn committed_log_id(&self) -> Result<Option<LogId>> {
+        Ok(self.shared.lock()?.committed)
+    }
+
+    /// Shares the state machine's applied index with the store, so that it
+    /// refuses to truncate applied entries (see
+    /// [`LogStore::truncate_after_durably`]).
+    pub fn set_applied_index(&self, applied: AppliedIndex) -> Result<()> {
+        self.shared.lock()?.applied = Some(applied);
+        Ok(())
+    }
+
+    /// Sets the planted bugs this store runs with (see
+    /// [`crate::planted`]): `TruncateBelowApplied` lets a truncation cut
+    /// applied entries, `SyncTicketBySegment` keys sync tickets by segment
+    /// number. Call it before the first append.
+    pub fn set_planted(&self, planted: Planted) -> Result<()> {
+        let mut inner = self.shared.lock()?;
+        inner.planted = planted;
+        #[cfg(feature = "planted-bugs")]
+        if planted.has(NodeBug::SyncTicketBySegment) {
+            inner.wal.plant_sync_ticket_by_segment();
         }
         Ok(())
     }
@@ -777,37 +1029,84 @@ impl LogStore {
 }
 
 /// The relaxed policies' timer: balanced fsyncs unsynced entries, throughput
-/// hands buffered ones to the OS, every `period`. Ends when the store is
-/// dropped or stops after a failure.
+/// hands buffered ones to the OS, every `period`. Both go through the same
+/// unlocked paths as appends (the fsync runs without the store's lock, so
+/// readers and appends go on meanwhile). Ends when the store is dropped or
+/// stops after a failure.
 async fn sync_timer(shared: std::sync::Weak<Shared>, period: std::time::Duration) {
     loop {
         tokio::time::sleep(period).await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let write_back = matches!(shared.policy, SyncPolicy::WriteBack { .. });
-        fs::pause(
-            &*shared.fs,
-            if write_back { IoOp::Write } else { IoOp::Sync },
-        )
-        .await;
-        let Ok(mut inner) = shared.lock() else {
-            return;
-        };
-        if inner.check().is_err() {
-            return;
+        match shared.lock() {
+            Ok(inner) if inner.check().is_ok() => {}
+            _ => return,
         }
-        let r = if write_back {
-            inner.wal.write_pending()
-        } else if inner.wal.pending_bytes() > 0 || !inner.wal.is_synced() {
-            inner.wal.sync()
+        let r = if matches!(shared.policy, SyncPolicy::WriteBack { .. }) {
+            fs::pause(&*shared.fs, IoOp::Write).await;
+            shared.write_to_os().await
         } else {
-            Ok(())
+            shared.sync_now().await
         };
         if let Err(e) = r {
-            let e = inner.stop(e.into());
             tracing::error!(error = %e, "Raft log: timed write or fsync failed; the log stopped");
             return;
+        }
+    }
+}
+
+/// Makes the next WAL segment ready while the current one fills (file
+/// created under a temporary name, zero-filled if preallocating, fsynced),
+/// without the store's lock, so that a roll inside an append only switches
+/// files. Sleeps until a roll, truncation or drop wakes it; holds the store
+/// only to look and to install. If it falls behind (segments smaller than
+/// one append), the roll creates the segment itself, as before.
+async fn preparer(shared: std::sync::Weak<Shared>, wake: Arc<Notify>) {
+    let mut tag = 0u64;
+    loop {
+        let (fs, dir, options, number) = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let Ok(inner) = shared.lock() else {
+                return;
+            };
+            if inner.check().is_err() {
+                return;
+            }
+            (
+                shared.fs.clone(),
+                shared.wal_dir.clone(),
+                shared.wal_options,
+                inner.wal.segment_to_prepare(),
+            )
+        };
+        let Some(number) = number else {
+            wake.notified().await;
+            continue;
+        };
+        tag += 1;
+        let prepared = match prepare_segment(&*fs, &dir, number, tag, &options).await {
+            Ok(p) => p,
+            Err(e) => {
+                // The roll will create the segment itself and report the
+                // failure where it matters; try again after the next one.
+                tracing::warn!(error = %e, segment = number, "Raft log: preparing the next segment failed");
+                wake.notified().await;
+                continue;
+            }
+        };
+        let Some(shared) = shared.upgrade() else {
+            prepared.discard(&*fs);
+            return;
+        };
+        let refused = match shared.lock() {
+            Ok(mut inner) => inner.wal.install_prepared(prepared).err(),
+            Err(_) => return,
+        };
+        if let Some(p) = refused {
+            p.discard(&*fs);
         }
     }
 }
@@ -843,8 +1142,9 @@ impl RaftLogReader<TypeConfig> for LogReader {
 
 /// Fsyncs what appends wrote and calls their callbacks, in append order.
 /// Everything queued when a sync starts shares it: the last ticket covers
-/// the earlier ones (same segment: written before it; an earlier segment:
-/// sealed with an fsync when the WAL rolled past it). Ends when the store
+/// the earlier ones (same segment file: written before it; an earlier one:
+/// sealed with an fsync before the WAL wrote past it, the seal being part
+/// of the last ticket's sync if it had not run yet). Ends when the store
 /// is dropped; it holds the store only while it syncs, so that dropping
 /// the store releases the directory at once.
 async fn flusher(shared: std::sync::Weak<Shared>, mut rx: mpsc::Receiver<Flush>) {
@@ -872,14 +1172,27 @@ async fn flusher(shared: std::sync::Weak<Shared>, mut rx: mpsc::Receiver<Flush>)
     }
 }
 
-async fn sync_ticket(shared: &Shared, ticket: SyncTicket) -> Result<()> {
-    fs::pause(&*shared.fs, IoOp::Sync).await;
-    let synced = ticket.sync();
-    let mut inner = shared.lock()?;
-    inner
-        .wal
-        .finish_sync(ticket, synced)
-        .map_err(|e| inner.stop(e.into()))
+/// Runs `ticket` without the lock and records its outcome. A ticket that
+/// only sealed a rolled segment is followed by the sync it stood in for
+/// (the new segment's bytes are written and fsynced then).
+async fn sync_ticket(shared: &Shared, mut ticket: SyncTicket) -> Result<()> {
+    loop {
+        fs::pause(&*shared.fs, IoOp::Sync).await;
+        let synced = ticket.sync();
+        let again = ticket.seals_only();
+        let mut inner = shared.lock()?;
+        inner
+            .wal
+            .finish_sync(ticket, synced)
+            .map_err(|e| inner.stop(e.into()))?;
+        if !again {
+            return Ok(());
+        }
+        match inner.wal.begin_sync().map_err(|e| inner.stop(e.into()))? {
+            Some(next) => ticket = next,
+            None => return Ok(()),
+        }
+    }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -908,6 +1221,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         Ok(self.save_vote_durably(vote).await?)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        Ok(self.save_committed_log_id(committed).await?)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.committed_log_id()?)
     }
 
     async fn append<I>(

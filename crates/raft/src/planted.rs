@@ -29,7 +29,11 @@ pub enum NodeBug {
     /// Apply checks key, value and batch limits against the local config.
     ApplyChecksLocalLimits,
     /// The log store's sync ticket is keyed by segment number, so a
-    /// segment recreated after a truncation can look already synced.
+    /// segment recreated after a truncation can look already synced: an
+    /// fsync of the removed segment `n` that completes after the
+    /// truncation marks the new `n` durable up to its offset, and a later
+    /// append ending exactly there is acknowledged with no fsync (issue 9,
+    /// hole 5; test `durable_acks_follow_their_own_fsync`).
     SyncTicketBySegment,
     /// A node with a wiped data directory bootstraps again and votes with
     /// an empty log.
@@ -37,7 +41,10 @@ pub enum NodeBug {
     /// A node restarted after an unclean shutdown under a relaxed preset
     /// votes before a leader has caught it up.
     UncleanNodeVotes,
-    /// The log store truncates below the applied index.
+    /// The log store truncates below the applied index instead of
+    /// refusing with `Error::TruncateBelowApplied` and stopping (issue 9,
+    /// hole 7; takes effect once the node shares the state machine's
+    /// `AppliedIndex` with the store).
     TruncateBelowApplied,
 }
 

@@ -3,9 +3,11 @@
 //! reopened from the same directory, and the log state, vote and entries
 //! checked. Torn tails are made by hand on the last segment file.
 
-use ballast_raft::log_store::LOG_DIR;
+use ballast_raft::log_store::{AppliedIndex, SyncPolicy, COMMIT_RECORD_LEN, LOG_DIR};
 use ballast_raft::meta::META_TMP_FILE;
+use ballast_raft::planted::{NodeBug, Planted};
 use ballast_raft::typ::EntryPayload;
+use ballast_raft::Error;
 use ballast_raft::{
     Entry, LeaderId, LogId, LogStore, Membership, Node, OpenReport, Proposal, Request, Vote,
 };
@@ -572,4 +574,191 @@ async fn an_engine_flush_makes_the_raft_log_durable_first() {
         store.is_synced().expect("state"),
         "the engine flushed applied state before the log it covers was durable"
     );
+}
+
+/// Hole 1 of issue 9, the log store's piece: openraft's committed log id
+/// is persisted as a commit record in the log's own WAL stream. Saving it
+/// costs no fsync (the next append's fsync makes it durable; under the
+/// durable and balanced policies it is written to the OS at once, so a
+/// process crash keeps it), and what a reopen reads back never names an
+/// entry beyond the durable log: a record cut off with a torn tail takes
+/// its commit records with it.
+#[tokio::test]
+async fn the_committed_log_id_survives_reopen_and_never_exceeds_the_durable_log() {
+    use openraft::storage::RaftLogStorage;
+    let dir = TempDir::new().expect("tempdir");
+    let (fs, switches) = FaultFs::new(Arc::new(StdFs));
+    {
+        let (mut store, report) = open_on(fs, dir.path(), WalOptions::default()).await;
+        assert_eq!(report.committed, None);
+        store
+            .append_durably(entries(1, 0..=9))
+            .await
+            .expect("append");
+        let syncs = switches.syncs.load(Ordering::SeqCst);
+        store
+            .save_committed(Some(log_id(1, 7)))
+            .await
+            .expect("save committed");
+        assert_eq!(
+            switches.syncs.load(Ordering::SeqCst),
+            syncs,
+            "saving the committed log id cost an fsync"
+        );
+        assert_eq!(
+            store.read_committed().await.expect("read"),
+            Some(log_id(1, 7))
+        );
+        // The next append's one fsync makes the commit record durable.
+        store
+            .append_durably(entries(1, 10..=12))
+            .await
+            .expect("append");
+        assert_eq!(switches.syncs.load(Ordering::SeqCst), syncs + 1);
+        store
+            .save_committed(Some(log_id(1, 12)))
+            .await
+            .expect("save committed");
+        // Dropped without a sync: a process crash.
+    }
+    let (mut store, report) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(report.committed, Some(log_id(1, 12)), "{report:?}");
+    assert_eq!(
+        store.read_committed().await.expect("read"),
+        Some(log_id(1, 12))
+    );
+    drop(store);
+
+    // A power loss that keeps entries 0..=11 and loses the rest (the last
+    // append's tail and the commit record after it, never fsynced): cut
+    // the file inside entry 12's record.
+    let seg = last_data_segment(dir.path());
+    let f = OpenOptions::new().write(true).open(&seg).expect("open");
+    let len = f.metadata().expect("len").len();
+    f.set_len(len - (9 + COMMIT_RECORD_LEN as u64) - 5)
+        .expect("cut");
+    drop(f);
+    let (mut store, report) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(report.entries, 12, "{report:?}");
+    let last = store.log_state().expect("state").last_log_id;
+    assert_eq!(last, Some(log_id(1, 11)));
+    let committed = store.read_committed().await.expect("read");
+    // Never beyond the durable log; never below what was saved before the
+    // last fsync.
+    assert_eq!(committed, Some(log_id(1, 7)));
+    assert!(committed <= last);
+}
+
+/// Under throughput a commit record waits in the write-back buffer like
+/// the entries: a crash before the buffer reaches the OS loses it, never
+/// leaving a committed log id the log cannot back.
+#[tokio::test]
+async fn a_buffered_commit_record_is_lost_with_its_buffer_never_alone() {
+    use openraft::storage::RaftLogStorage;
+    let dir = TempDir::new().expect("tempdir");
+    let policy = SyncPolicy::WriteBack {
+        buffer_bytes: 1 << 20,
+        flush_interval_ms: 3_600_000,
+    };
+    {
+        let (mut store, _) =
+            LogStore::open_with_policy(Arc::new(StdFs), dir.path(), WalOptions::default(), policy)
+                .await
+                .expect("open");
+        store
+            .append_by_policy(entries(1, 0..=4))
+            .await
+            .expect("append");
+        store
+            .save_committed(Some(log_id(1, 2)))
+            .await
+            .expect("save");
+        store.syncer().sync().await.expect("sync");
+        store
+            .append_by_policy(entries(1, 5..=6))
+            .await
+            .expect("append");
+        store
+            .save_committed(Some(log_id(1, 6)))
+            .await
+            .expect("save");
+        // A crash with 5, 6 and the second commit record still buffered.
+    }
+    let (store, report) = open(dir.path(), WalOptions::default()).await;
+    assert_eq!(report.entries, 5);
+    assert_eq!(report.committed, Some(log_id(1, 2)));
+    drop(store);
+}
+
+/// Hole 7 of issue 9, the log store's piece: a node never truncates its
+/// log below its applied index. The truncation is refused with a named
+/// error saying how to rebuild the node, and the store stops; the log on
+/// disk is untouched.
+#[tokio::test]
+async fn truncating_below_the_applied_index_is_refused_and_stops_the_store() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let (store, _) = open(dir.path(), tiny()).await;
+        store
+            .append_durably(entries(1, 0..=9))
+            .await
+            .expect("append");
+        let applied = AppliedIndex::new();
+        store.set_applied_index(applied.clone()).expect("share");
+        applied.set(5);
+        // Above the applied index, a conflict is an ordinary truncation.
+        store
+            .truncate_after_durably(Some(log_id(1, 8)))
+            .await
+            .expect("truncate above the applied index");
+        let err = store
+            .truncate_after_durably(Some(log_id(1, 3)))
+            .await
+            .expect_err("truncated applied entries");
+        assert!(
+            matches!(
+                err,
+                Error::TruncateBelowApplied {
+                    applied: 5,
+                    truncate_from: 4
+                }
+            ),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        for part in ["remove its data directory", "learner", "promote"] {
+            assert!(msg.contains(part), "{msg:?} does not say {part:?}");
+        }
+        // The store refuses to go on.
+        assert!(matches!(
+            store.append_durably(entries(2, 9..=9)).await,
+            Err(Error::Stopped(_))
+        ));
+        assert!(store.truncate_after_durably(None).await.is_err());
+    }
+    let (store, _) = open(dir.path(), tiny()).await;
+    assert_eq!(store.entries(..).expect("read"), entries(1, 0..=8));
+}
+
+/// The planted switch brings the truncation back: the test above would
+/// see entries 4..=8 gone.
+#[tokio::test]
+async fn the_planted_switch_truncates_below_the_applied_index() {
+    let dir = TempDir::new().expect("tempdir");
+    let (store, _) = open(dir.path(), tiny()).await;
+    store
+        .set_planted(Planted::NONE.with(NodeBug::TruncateBelowApplied))
+        .expect("planted");
+    store
+        .append_durably(entries(1, 0..=9))
+        .await
+        .expect("append");
+    let applied = AppliedIndex::new();
+    store.set_applied_index(applied.clone()).expect("share");
+    applied.set(5);
+    store
+        .truncate_after_durably(Some(log_id(1, 3)))
+        .await
+        .expect("the planted bug truncates");
+    assert_eq!(store.entries(..).expect("read"), entries(1, 0..=3));
 }

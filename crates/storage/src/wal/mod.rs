@@ -36,7 +36,7 @@ pub use reader::{
     read_record_at, recover, recover_with, replay, replay_with, truncate_after, truncate_torn_tail,
     Recovery, RecoveryReport, TailPolicy, TornTail,
 };
-pub use writer::{SyncTicket, Wal};
+pub use writer::{prepare_segment, PreparedSegment, SyncTicket, Wal, PREPARED_SUFFIX};
 
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;

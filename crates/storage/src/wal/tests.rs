@@ -963,3 +963,99 @@ fn throughput() {
         );
     }
 }
+
+// ------------------------------------------- prepared segments and seals
+
+/// A roll to a prepared segment switches files without an fsync; the seal
+/// (fsync of the old segment, directory fsync) is a ticket run outside the
+/// writer, and no record of the new segment reaches the OS before it.
+#[tokio::test]
+async fn a_roll_to_a_prepared_segment_seals_before_writing_the_next() {
+    let (_tmp, fs, dir) = std_fs();
+    let o = opts(24 + 3 * (RECORD_HEADER_LEN as u64 + 100), false, 0);
+    let mut wal = Wal::open(fs.clone(), &dir, o, &RecoveryReport::default()).unwrap();
+    for i in 0..2 {
+        wal.add_record(&payload(i, 100)).unwrap();
+    }
+    wal.sync().unwrap();
+    assert_eq!(wal.segment_to_prepare(), Some(2));
+    let p = prepare_segment(&*fs, &dir, 2, 7, &o).await.unwrap();
+    assert!(wal.install_prepared(p).is_ok());
+    assert_eq!(wal.segment_to_prepare(), None);
+    // The third record fits segment 1 (unsynced); the fourth rolls.
+    wal.add_record(&payload(2, 100)).unwrap();
+    let syncs = wal.syncs();
+    let pos = wal.add_record(&payload(3, 100)).unwrap();
+    assert_eq!(pos.segment, 2);
+    assert_eq!(wal.syncs(), syncs, "the roll fsynced in place");
+    assert!(wal.is_sealing() && !wal.is_synced());
+    assert_eq!(wal.read_record(pos).unwrap(), payload(3, 100));
+    // Not written while the seal is pending.
+    let t = wal.begin_sync().unwrap().expect("seal ticket");
+    assert!(t.seals_only());
+    assert_eq!(
+        fs.open(&segment_path(&dir, 2), OpenMode::Read)
+            .unwrap()
+            .len()
+            .unwrap(),
+        FILE_HEADER_LEN as u64
+    );
+    let r = t.sync();
+    wal.finish_sync(t, r).unwrap();
+    let t = wal.begin_sync().unwrap().expect("data ticket");
+    assert!(!t.seals_only());
+    let r = t.sync();
+    wal.finish_sync(t, r).unwrap();
+    assert!(wal.is_synced());
+    drop(wal);
+    let rec = recover(&*fs, &dir, 0, false).unwrap();
+    assert_eq!(
+        payloads_of(&rec),
+        (0..4).map(|i| payload(i, 100)).collect::<Vec<_>>()
+    );
+}
+
+/// A sync of a segment a truncation removed proves nothing about the
+/// segment created with the same number: tickets match by generation.
+#[test]
+fn a_ticket_of_a_removed_segment_does_not_count_for_its_replacement() {
+    let (_tmp, fs, dir) = std_fs();
+    let o = opts(24 + 2 * (RECORD_HEADER_LEN as u64 + 50), false, 0);
+    let mut wal = Wal::open(fs.clone(), &dir, o, &RecoveryReport::default()).unwrap();
+    let keep = wal.add_record(&payload(0, 50)).unwrap();
+    wal.add_record(&payload(1, 50)).unwrap();
+    let moved = wal.add_record(&payload(2, 50)).unwrap();
+    assert_eq!((keep.segment, moved.segment), (1, 2));
+    let stale = wal.begin_sync().unwrap().expect("ticket of segment 2");
+    let r = stale.sync();
+    wal.truncate_after(keep).unwrap();
+    assert_eq!(wal.current_segment(), 2);
+    wal.add_record(&payload(3, 50)).unwrap();
+    wal.write_pending().unwrap();
+    wal.finish_sync(stale, r).unwrap();
+    assert!(
+        !wal.is_synced(),
+        "the stale ticket marked the new segment 2 durable"
+    );
+}
+
+/// A prepared segment left behind (crash before its roll) is not a
+/// segment, and the next writer removes it.
+#[tokio::test]
+async fn a_leftover_prepared_segment_is_ignored_and_removed() {
+    let (_tmp, fs, dir) = std_fs();
+    let o = opts(4096, true, 0);
+    write_all(&fs, &dir, o, &[payload(0, 10)]);
+    let p = prepare_segment(&*fs, &dir, 2, 1, &o).await.unwrap();
+    let leftover = p.number();
+    drop(p);
+    let rec = recover(&*fs, &dir, 0, false).unwrap();
+    assert_eq!(payloads_of(&rec), vec![payload(0, 10)]);
+    let wal = Wal::open(fs.clone(), &dir, o, &rec.report).unwrap();
+    assert_eq!(wal.current_segment(), leftover);
+    assert!(!fs
+        .list_dir(&dir)
+        .unwrap()
+        .iter()
+        .any(|n| n.ends_with(PREPARED_SUFFIX)));
+}

@@ -4,7 +4,7 @@ use super::format::{self, Compressor, FILE_HEADER_LEN, RECORD_HEADER_LEN, WAL_MA
 use super::reader::{self, RecoveryReport};
 use super::{list_segments, segment_path, RecordPos, WalOptions};
 use crate::error::{Error, Result};
-use crate::fs::{self, DynFile, DynFs, FileSystem, OpenMode};
+use crate::fs::{self, DynFile, DynFs, FileSystem, IoOp, OpenMode};
 use crc32fast::Hasher;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,19 +42,166 @@ impl Poison {
 }
 
 /// An fsync to run outside the WAL's guard: see [`Wal::begin_sync`].
+///
+/// A ticket names the file it syncs by the writer's *generation* of that
+/// file, a number that never repeats within a [`Wal`], not by segment
+/// number: a truncation can remove segment `n` and create a new segment `n`
+/// while an fsync of the old one runs, and that fsync proves nothing about
+/// the new file.
 #[derive(Debug)]
 pub struct SyncTicket {
-    file: DynFile,
-    path: PathBuf,
-    segment: u64,
-    upto: u64,
+    kind: TicketKind,
+}
+
+#[derive(Debug)]
+enum TicketKind {
+    /// fdatasync of the current segment up to `upto`.
+    Data {
+        file: DynFile,
+        path: PathBuf,
+        segment: u64,
+        generation: u64,
+        upto: u64,
+    },
+    /// The seal of a roll to a prepared segment: fdatasync of the segment
+    /// rolled away from (if it has unsynced bytes), then an fsync of the
+    /// directory holding the new segment's name. The new segment's records
+    /// stay in memory until it is done.
+    Seal {
+        prev: Option<(DynFile, PathBuf)>,
+        fs: DynFs,
+        dir: PathBuf,
+        generation: u64,
+    },
 }
 
 impl SyncTicket {
-    /// fdatasyncs the segment the ticket names.
-    pub fn sync(&self) -> std::io::Result<()> {
-        self.file.sync_data()
+    /// Runs the ticket's fsyncs.
+    pub fn sync(&self) -> Result<()> {
+        match &self.kind {
+            TicketKind::Data { file, path, .. } => file.sync_data().map_err(|e| Error::io(path, e)),
+            TicketKind::Seal { prev, fs, dir, .. } => {
+                if let Some((file, path)) = prev {
+                    file.sync_data().map_err(|e| Error::io(path, e))?;
+                }
+                fs.sync_dir(dir).map_err(|e| Error::io(dir, e))
+            }
+        }
     }
+
+    /// True if the ticket only seals a rolled segment: after
+    /// [`Wal::finish_sync`], call [`Wal::begin_sync`] again to write and
+    /// fsync the records of the new segment.
+    pub fn seals_only(&self) -> bool {
+        matches!(self.kind, TicketKind::Seal { .. })
+    }
+}
+
+/// A segment file made ready ahead of its use by [`prepare_segment`], off
+/// whatever guards the [`Wal`]: created under a temporary name, header
+/// written, zero-filled if preallocating, fsynced. A roll renames it into
+/// place instead of creating a segment while appends wait.
+#[derive(Debug)]
+pub struct PreparedSegment {
+    number: u64,
+    tmp_path: PathBuf,
+    file: DynFile,
+}
+
+impl PreparedSegment {
+    /// The segment number it was prepared for (its header and CRC salt).
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// Removes its file (best effort: a leftover is ignored by recovery and
+    /// removed by the next [`Wal::open`]).
+    pub fn discard(self, fs: &dyn FileSystem) {
+        drop(self.file);
+        let _ = fs.remove_file(&self.tmp_path);
+    }
+}
+
+/// Suffix of a prepared segment's temporary file name: `{number:020}.{tag}.prep`.
+/// Such names are not segment names, so recovery, truncation and purge
+/// never see them.
+pub const PREPARED_SUFFIX: &str = ".prep";
+
+/// Prepares segment `number` in `dir` under a temporary name unique by
+/// `tag` (see [`PreparedSegment`]). Does the slow part of a roll (zero
+/// fill, fsync) and none of the ordering-sensitive part, so it can run
+/// while the current segment fills. The temporary name needs no directory
+/// fsync: the roll's seal fsyncs the directory after the rename.
+pub async fn prepare_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    number: u64,
+    tag: u64,
+    options: &WalOptions,
+) -> Result<PreparedSegment> {
+    let tmp_path = dir.join(format!("{number:020}.{tag}{PREPARED_SUFFIX}"));
+    fs::pause(fs, IoOp::Metadata).await;
+    let file = fs
+        .open(&tmp_path, OpenMode::CreateNew)
+        .map_err(|e| Error::io(&tmp_path, e))?;
+    if let Err(e) = fill_in_steps(fs, &*file, number, options).await {
+        drop(file);
+        let _ = fs.remove_file(&tmp_path);
+        return Err(Error::io(&tmp_path, e));
+    }
+    Ok(PreparedSegment {
+        number,
+        tmp_path,
+        file,
+    })
+}
+
+/// Zero-fill bytes between two fdatasyncs of a segment being prepared, so
+/// that no single fsync holds a runtime thread for long.
+const PREPARE_SYNC_BYTES: u64 = 16 << 20;
+
+/// [`write_header_and_fill`] in steps that yield to other tasks: the zero
+/// fill of a 128 MiB segment would otherwise hold a runtime thread for the
+/// whole write and fsync.
+async fn fill_in_steps(
+    fs: &dyn FileSystem,
+    file: &dyn crate::fs::FileHandle,
+    number: u64,
+    options: &WalOptions,
+) -> std::io::Result<()> {
+    let header = format::encode_file_header(&WAL_MAGIC, number);
+    fs::pause(fs, IoOp::Write).await;
+    file.write_all_at(&header, 0)?;
+    if options.preallocate {
+        let total = options.segment_bytes;
+        let mut at = FILE_HEADER_LEN as u64;
+        let chunk = (total.saturating_sub(at)).min(ZERO_CHUNK as u64) as usize;
+        let zeros = vec![0u8; chunk];
+        let mut unsynced = 0u64;
+        while at < total {
+            let n = (total - at).min(chunk as u64) as usize;
+            fs::pause(fs, IoOp::Write).await;
+            file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+            unsynced += n as u64;
+            if unsynced >= PREPARE_SYNC_BYTES {
+                fs::pause(fs, IoOp::Sync).await;
+                file.sync_data()?;
+                unsynced = 0;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    fs::pause(fs, IoOp::Sync).await;
+    file.sync_data()
+}
+
+/// A roll to a prepared segment whose seal (see [`TicketKind::Seal`]) has
+/// not run yet.
+#[derive(Debug)]
+struct PendingSeal {
+    prev: Option<(DynFile, PathBuf)>,
+    generation: u64,
 }
 
 /// One open file being appended to: where the next byte goes, the bytes not
@@ -175,6 +322,17 @@ pub struct Wal {
     options: WalOptions,
     seg: Appender,
     segment: u64,
+    /// Generation of `seg`: bumped for every segment file the writer starts,
+    /// never repeated, so a sync ticket can tell a recreated segment `n`
+    /// from the one it synced.
+    generation: u64,
+    /// A segment made ready ahead (see [`prepare_segment`]).
+    prepared: Option<PreparedSegment>,
+    /// A roll to a prepared segment whose seal has not run: until it has,
+    /// the new segment's records stay in memory.
+    seal: Option<PendingSeal>,
+    /// Planted bug: sync tickets match by segment number (the old keying).
+    ticket_by_segment: bool,
     /// fdatasyncs of earlier segments and of segment creation (the current
     /// appender counts its own).
     syncs_before: u64,
@@ -190,6 +348,8 @@ impl fmt::Debug for Wal {
             .field("segment", &self.segment)
             .field("end", &self.seg.end())
             .field("pending", &self.seg.pending.len())
+            .field("prepared", &self.prepared.as_ref().map(|p| p.number))
+            .field("sealing", &self.seal.is_some())
             .field("poisoned", &self.poison.is_poisoned())
             .finish()
     }
@@ -214,6 +374,7 @@ impl Wal {
         if let Some(torn) = &recovered.truncated {
             reader::truncate_torn_tail(&*fs, dir, torn)?;
         }
+        remove_prepared_leftovers(&*fs, dir)?;
         let next = list_segments(&*fs, dir)?.last().map_or(1, |n| n + 1);
         let seg = create_segment(&*fs, dir, next, &options)?;
         Ok(Wal {
@@ -223,6 +384,10 @@ impl Wal {
             options,
             seg,
             segment: next,
+            generation: 1,
+            prepared: None,
+            seal: None,
+            ticket_by_segment: false,
             // Creating the segment fsynced it once.
             syncs_before: 1,
             poison: Poison::default(),
@@ -261,9 +426,12 @@ impl Wal {
         })
     }
 
-    /// Writes the pending buffer to the OS with one positional write.
+    /// Writes the pending buffer to the OS with one positional write. If a
+    /// roll's seal is pending (see [`Wal::seal_ticket`]), it runs first,
+    /// here: run the seal ticket outside the guard beforehand to avoid that.
     pub fn write_pending(&mut self) -> Result<()> {
         self.poison.check()?;
+        self.seal_now()?;
         let r = self.seg.write_pending();
         r.map_err(|e| self.poison.fail("write", e))
     }
@@ -273,6 +441,7 @@ impl Wal {
     /// added before a successful `sync` is durable.
     pub fn sync(&mut self) -> Result<()> {
         self.poison.check()?;
+        self.seal_now()?;
         let r = self.seg.sync();
         r.map_err(|e| self.poison.fail("fsync", e))
     }
@@ -282,9 +451,14 @@ impl Wal {
     /// to fsync, or `None` if everything written is durable already. Run
     /// [`SyncTicket::sync`] without the guard, then give its result to
     /// [`Wal::finish_sync`]; only then is every record added before
-    /// `begin_sync` durable. Records added meanwhile are not covered.
+    /// `begin_sync` durable, unless the ticket [`SyncTicket::seals_only`]:
+    /// then call `begin_sync` again. Records added meanwhile are not
+    /// covered.
     pub fn begin_sync(&mut self) -> Result<Option<SyncTicket>> {
         self.poison.check()?;
+        if let Some(t) = self.seal_ticket() {
+            return Ok(Some(t));
+        }
         if let Err(e) = self.seg.write_pending() {
             return Err(self.poison.fail("write", e));
         }
@@ -296,29 +470,138 @@ impl Wal {
             return Ok(None);
         }
         Ok(Some(SyncTicket {
-            file: self.seg.file.clone(),
-            path: self.seg.path.clone(),
-            segment: self.segment,
-            upto: self.seg.written,
+            kind: TicketKind::Data {
+                file: self.seg.file.clone(),
+                path: self.seg.path.clone(),
+                segment: self.segment,
+                generation: self.generation,
+                upto: self.seg.written,
+            },
         }))
     }
 
-    /// The second half of a sync begun with [`Wal::begin_sync`]: records
-    /// the fsync's outcome. A failed fsync poisons the WAL, as in
-    /// [`Wal::sync`]. If the segment was sealed meanwhile (a roll fsyncs
-    /// it), the ticket's bytes were durable already.
-    pub fn finish_sync(&mut self, ticket: SyncTicket, outcome: std::io::Result<()>) -> Result<()> {
+    /// The seal of the last roll, if it is still pending: run it outside
+    /// the guard and give its result to [`Wal::finish_sync`]. Until then
+    /// the current segment's records are not written to the OS (segment
+    /// `n` must be durable before any byte of `n + 1` can reach the disk,
+    /// or a power loss could leave a torn record before data).
+    pub fn seal_ticket(&self) -> Option<SyncTicket> {
+        let seal = self.seal.as_ref()?;
+        Some(SyncTicket {
+            kind: TicketKind::Seal {
+                prev: seal.prev.clone(),
+                fs: self.fs.clone(),
+                dir: self.dir.clone(),
+                generation: seal.generation,
+            },
+        })
+    }
+
+    /// The second half of a sync begun with [`Wal::begin_sync`] (or
+    /// [`Wal::seal_ticket`]): records the fsync's outcome. A failed fsync
+    /// poisons the WAL, as in [`Wal::sync`]. A ticket of an earlier segment
+    /// file (rolled away from, or removed by a truncation) changes nothing
+    /// about the current one: it is matched by generation, never by number.
+    pub fn finish_sync(&mut self, ticket: SyncTicket, outcome: Result<()>) -> Result<()> {
         self.poison.check()?;
         if let Err(e) = outcome {
-            return Err(self.poison.fail("fsync", Error::io(&ticket.path, e)));
+            return Err(self.poison.fail("fsync", e));
         }
-        if ticket.segment == self.segment {
-            self.seg.synced = self.seg.synced.max(ticket.upto);
-            self.seg.syncs += 1;
-        } else {
-            self.syncs_before += 1;
+        match ticket.kind {
+            TicketKind::Data {
+                segment,
+                generation,
+                upto,
+                ..
+            } => {
+                let current = if self.ticket_by_segment {
+                    segment == self.segment
+                } else {
+                    generation == self.generation
+                };
+                if current {
+                    self.seg.synced = self.seg.synced.max(upto);
+                    self.seg.syncs += 1;
+                } else {
+                    self.syncs_before += 1;
+                }
+            }
+            TicketKind::Seal {
+                prev, generation, ..
+            } => {
+                if self
+                    .seal
+                    .as_ref()
+                    .is_some_and(|s| s.generation == generation)
+                {
+                    self.seal = None;
+                }
+                if prev.is_some() {
+                    self.syncs_before += 1;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Runs a pending seal here, under the caller's guard (the fallback;
+    /// see [`Wal::seal_ticket`]).
+    fn seal_now(&mut self) -> Result<()> {
+        if let Some(t) = self.seal_ticket() {
+            let r = t.sync();
+            let r = r.map_err(|e| self.poison.fail("fsync", e));
+            r?;
+            self.finish_sync(t, Ok(()))?;
+        }
+        Ok(())
+    }
+
+    /// The segment number a [`prepare_segment`] should make ready now, if
+    /// none is installed for it: the one after the current segment, once
+    /// the current one is half full. (Half a segment of appends is ample
+    /// time to prepare the next, and an idle or short-lived log never
+    /// writes a second preallocated segment.)
+    pub fn segment_to_prepare(&self) -> Option<u64> {
+        if self.seg.end() < self.options.segment_bytes / 2 {
+            return None;
+        }
+        self.next_unprepared()
+    }
+
+    /// The segment after the current one, unless it is prepared already.
+    fn next_unprepared(&self) -> Option<u64> {
+        if self.poison.is_poisoned() {
+            return None;
+        }
+        let want = self.segment + 1;
+        match &self.prepared {
+            Some(p) if p.number == want => None,
+            _ => Some(want),
+        }
+    }
+
+    /// Installs a prepared segment for the next roll. Hands it back if it
+    /// is not for the segment after the current one (a truncation moved the
+    /// log meanwhile) or one is installed already: discard it then.
+    pub fn install_prepared(
+        &mut self,
+        prepared: PreparedSegment,
+    ) -> std::result::Result<(), PreparedSegment> {
+        if self.next_unprepared() != Some(prepared.number) {
+            return Err(prepared);
+        }
+        if let Some(stale) = self.prepared.replace(prepared) {
+            stale.discard(&*self.fs);
+        }
+        Ok(())
+    }
+
+    /// Marks this writer's sync tickets to match by segment number, the
+    /// keying that let a segment recreated by a truncation look synced
+    /// (planted bug `SyncTicketBySegment` of the replicated node).
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant_sync_ticket_by_segment(&mut self) {
+        self.ticket_by_segment = true;
     }
 
     /// Seals the current segment and starts a new one, so that every later
@@ -335,17 +618,60 @@ impl Wal {
     }
 
     fn roll_now(&mut self) -> Result<()> {
+        // At most one roll waits for its seal: an earlier one seals here.
+        self.seal_now()?;
+        let number = self.segment + 1;
+        if let Some(p) = self.prepared.take() {
+            if p.number == number {
+                return self.roll_to_prepared(p);
+            }
+            p.discard(&*self.fs);
+        }
         let r = self.seg.sync();
         r.map_err(|e| self.poison.fail("fsync", e))?;
-        self.start_segment(self.segment + 1)
+        self.start_segment(number)
+    }
+
+    /// A roll that only switches files: the current segment's pending bytes
+    /// go to the OS, the prepared file is renamed into place, and the fsync
+    /// of the old segment plus the directory fsync for the new name become
+    /// a pending seal that runs outside the guard (see [`Wal::seal_ticket`]).
+    fn roll_to_prepared(&mut self, p: PreparedSegment) -> Result<()> {
+        let r = self.seg.write_pending();
+        r.map_err(|e| self.poison.fail("write", e))?;
+        let path = segment_path(&self.dir, p.number);
+        if let Err(e) = self.fs.rename(&p.tmp_path, &path) {
+            // Nothing changed on disk that matters: roll the slow way.
+            tracing::warn!(error = %e, path = %p.tmp_path.display(), "WAL: prepared segment could not be renamed; creating the segment in place");
+            let number = p.number;
+            p.discard(&*self.fs);
+            let r = self.seg.sync();
+            r.map_err(|e| self.poison.fail("fsync", e))?;
+            return self.start_segment(number);
+        }
+        let number = p.number;
+        let next = Appender::new(path, p.file, number, FILE_HEADER_LEN as u64);
+        let prev = std::mem::replace(&mut self.seg, next);
+        self.syncs_before += prev.syncs;
+        self.generation += 1;
+        self.seal = Some(PendingSeal {
+            prev: (prev.synced != prev.written).then_some((prev.file, prev.path)),
+            generation: self.generation,
+        });
+        self.segment = number;
+        Ok(())
     }
 
     fn start_segment(&mut self, number: u64) -> Result<()> {
+        if let Some(p) = self.prepared.take() {
+            p.discard(&*self.fs);
+        }
         let r = create_segment(&*self.fs, &self.dir, number, &self.options);
         let sealed = self.seg.syncs;
         self.seg = r.map_err(|e| self.poison.fail("segment creation", e))?;
         self.syncs_before += sealed + 1;
         self.segment = number;
+        self.generation += 1;
         Ok(())
     }
 
@@ -355,11 +681,34 @@ impl Wal {
     /// and a new segment `pos.segment + 1` started for the next records.
     pub fn truncate_after(&mut self, pos: RecordPos) -> Result<()> {
         self.poison.check()?;
+        self.seal_now()?;
         let r = self.seg.write_pending();
         r.map_err(|e| self.poison.fail("write", e))?;
         // A bad position is the caller's error and changes nothing.
         self.read_record(pos)?;
         let r = reader::truncate_after(&*self.fs, &self.dir, pos);
+        r.map_err(|e| self.poison.fail("truncate", e))?;
+        self.start_segment(pos.segment + 1)
+    }
+
+    /// Cuts the log right *before* the record at `pos` (which must hold a
+    /// valid record): everything from it on goes, exactly as recovery cuts
+    /// a torn tail (later segments removed highest first with a directory
+    /// fsync each, then `set_len` and `fdatasync`), and a new segment
+    /// `pos.segment + 1` is started. Used when no record before `pos` may
+    /// stay (a Raft log conflict at its first live entry).
+    pub fn truncate_before(&mut self, pos: RecordPos) -> Result<()> {
+        self.poison.check()?;
+        self.seal_now()?;
+        let r = self.seg.write_pending();
+        r.map_err(|e| self.poison.fail("write", e))?;
+        self.read_record(pos)?;
+        let torn = reader::TornTail {
+            segment: pos.segment,
+            offset: pos.offset,
+            bytes_dropped: 0,
+        };
+        let r = reader::truncate_torn_tail(&*self.fs, &self.dir, &torn);
         r.map_err(|e| self.poison.fail("truncate", e))?;
         self.start_segment(pos.segment + 1)
     }
@@ -419,6 +768,16 @@ impl Wal {
         list_segments(&*self.fs, &self.dir)
     }
 
+    /// The number of the prepared segment installed for the next roll.
+    pub fn prepared_segment(&self) -> Option<u64> {
+        self.prepared.as_ref().map(|p| p.number)
+    }
+
+    /// True while a roll's seal is pending (see [`Wal::seal_ticket`]).
+    pub fn is_sealing(&self) -> bool {
+        self.seal.is_some()
+    }
+
     /// The segment receiving records.
     pub fn current_segment(&self) -> u64 {
         self.segment
@@ -436,7 +795,7 @@ impl Wal {
 
     /// True if everything added so far has been written and fsynced.
     pub fn is_synced(&self) -> bool {
-        self.seg.pending.is_empty() && self.seg.synced == self.seg.written
+        self.seal.is_none() && self.seg.pending.is_empty() && self.seg.synced == self.seg.written
     }
 
     /// True once a write or fsync has failed (see [`Wal`]).
@@ -468,23 +827,7 @@ fn create_segment(
     let file = fs
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| Error::io(&path, e))?;
-    let header = format::encode_file_header(&WAL_MAGIC, number);
-    let step = || -> std::io::Result<()> {
-        file.write_all_at(&header, 0)?;
-        if options.preallocate {
-            let mut at = FILE_HEADER_LEN as u64;
-            let total = options.segment_bytes;
-            let chunk = (total.saturating_sub(at)).min(ZERO_CHUNK as u64) as usize;
-            let zeros = vec![0u8; chunk];
-            while at < total {
-                let n = (total - at).min(chunk as u64) as usize;
-                file.write_all_at(&zeros[..n], at)?;
-                at += n as u64;
-            }
-        }
-        file.sync_data()
-    };
-    if let Err(e) = step() {
+    if let Err(e) = write_header_and_fill(&*file, number, options) {
         drop(file);
         let _ = fs.remove_file(&path);
         let _ = fs.sync_dir(dir);
@@ -494,4 +837,46 @@ fn create_segment(
         fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     }
     Ok(Appender::new(path, file, number, FILE_HEADER_LEN as u64))
+}
+
+/// Header, optional zero fill, fdatasync: a new segment's content before
+/// any record.
+fn write_header_and_fill(
+    file: &dyn crate::fs::FileHandle,
+    number: u64,
+    options: &WalOptions,
+) -> std::io::Result<()> {
+    let header = format::encode_file_header(&WAL_MAGIC, number);
+    file.write_all_at(&header, 0)?;
+    if options.preallocate {
+        let mut at = FILE_HEADER_LEN as u64;
+        let total = options.segment_bytes;
+        let chunk = (total.saturating_sub(at)).min(ZERO_CHUNK as u64) as usize;
+        let zeros = vec![0u8; chunk];
+        while at < total {
+            let n = (total - at).min(chunk as u64) as usize;
+            file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+    }
+    file.sync_data()
+}
+
+/// Removes prepared segments a previous writer left behind (a crash, or a
+/// store closed while one was being prepared). Their names were never
+/// segment names, so nothing refers to them.
+fn remove_prepared_leftovers(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let names = fs.list_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for name in names.iter().filter(|n| n.ends_with(PREPARED_SUFFIX)) {
+        let path = dir.join(name);
+        match fs.remove_file(&path) {
+            // The preparer of a store closed just before may discard its
+            // own file meanwhile.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(&path, e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
