@@ -463,6 +463,10 @@ impl Node {
     /// a restart recovers from the Raft log. For tests of crash recovery.
     pub async fn kill(&self) {
         self.stop().await;
+        // No flush: the memtable dies as with the process. Stopping the
+        // engine's workers now keeps a flush from making it durable after
+        // the "crash".
+        self.inner.db.halt().await;
         tracing::info!(id = self.id(), "ballast node killed (no flush)");
     }
 

@@ -22,7 +22,11 @@
 //! * **every voter waits like it** (all answered, all waiting): every
 //!   voter restarted uncleanly, nobody holds more than what the preset's
 //!   contract lets a cluster-wide crash lose, and waiting longer would
-//!   stop the cluster for good. The gate opens.
+//!   stop the cluster for good. Then only the voters with the highest last
+//!   log id may stand, and the others vote only for them: the new leader
+//!   holds every entry any node kept, so no node is asked to cut entries it
+//!   applied (which it would refuse, and stop). A node with that log opens
+//!   its gate and stands; the others are caught up by it.
 //!
 //! Meanwhile, while every voter answers, it votes for the *clean* voters
 //! (those not waiting) whose last log id is the highest among the clean
@@ -113,17 +117,24 @@ pub async fn wait_then_open(
             return;
         }
         if !gate.is_open() {
-            let voters = poll_voters(id, &m, &peers, poll).await;
+            let own_last = raft.data_metrics().borrow_watched().last_log;
+            let voters = poll_voters(id, own_last, &m, &peers, poll).await;
             if !voters.is_empty() && voters.values().all(|v| matches!(v, Some((true, _)))) {
-                gate.set_open();
-                raft.runtime_config().elect(true);
-                tracing::warn!(
-                    id,
-                    "every voter restarted uncleanly: votes and elections resume; what no \
-                     node had made safe before the crash is lost, as the preset allows"
-                );
+                let best = best_of(&voters, |_| true);
+                if best.contains(&id) {
+                    gate.set_open();
+                    raft.runtime_config().elect(true);
+                    tracing::warn!(
+                        id,
+                        "every voter restarted uncleanly and this node kept the most: it \
+                         stands for election; what no node had made safe before the crash \
+                         is lost, as the preset allows"
+                    );
+                } else {
+                    gate.permit(best);
+                }
             } else {
-                gate.permit(best_clean(&voters));
+                gate.permit(best_of(&voters, |waiting| !waiting));
             }
         }
         // Raft stopped: nothing left to wait for.
@@ -134,9 +145,10 @@ pub async fn wait_then_open(
 }
 
 /// Each voter's answer: `(waiting, last log id)`, `None` if it did not
-/// answer within `poll`. This node counts as waiting.
+/// answer within `poll`. This node counts as waiting, with `own_last`.
 async fn poll_voters(
     id: NodeId,
+    own_last: Option<LogId>,
     m: &RaftMetrics<ballast_raft::TypeConfig>,
     peers: &ForwardClient,
     poll: Duration,
@@ -145,7 +157,7 @@ async fn poll_voters(
     let mut out = BTreeMap::new();
     for v in membership.voter_ids() {
         let answer = if v == id {
-            Some((true, None))
+            Some((true, own_last))
         } else {
             match membership.get_node(&v) {
                 None => None,
@@ -162,16 +174,20 @@ async fn poll_voters(
     out
 }
 
-/// The clean voters this waiting node may vote for: if every voter
-/// answered, the clean ones with the highest last log id; else none.
-fn best_clean(voters: &BTreeMap<NodeId, Option<(bool, Option<LogId>)>>) -> BTreeSet<NodeId> {
+/// The voters this waiting node may vote for: if every voter answered,
+/// those whose waiting state passes `which` and whose last log id is the
+/// highest among them; else none (a silent voter may hold more).
+fn best_of(
+    voters: &BTreeMap<NodeId, Option<(bool, Option<LogId>)>>,
+    which: impl Fn(bool) -> bool,
+) -> BTreeSet<NodeId> {
     if voters.values().any(Option::is_none) {
         return BTreeSet::new();
     }
     let clean: Vec<(NodeId, Option<LogId>)> = voters
         .iter()
         .filter_map(|(id, a)| match a {
-            Some((false, last)) => Some((*id, *last)),
+            Some((waiting, last)) if which(*waiting) => Some((*id, *last)),
             _ => None,
         })
         .collect();
@@ -202,12 +218,18 @@ mod tests {
         v.insert(3, Some((false, log(2, 12))));
         v.insert(4, Some((false, log(2, 12))));
         v.insert(5, Some((true, log(3, 20))));
-        assert_eq!(best_clean(&v), BTreeSet::from([3, 4]));
+        let clean = |waiting: bool| !waiting;
+        assert_eq!(best_of(&v, clean), BTreeSet::from([3, 4]));
+        assert_eq!(best_of(&v, |_| true), BTreeSet::from([5]));
         v.insert(2, None);
-        assert!(best_clean(&v).is_empty(), "a silent voter may hold more");
+        assert!(
+            best_of(&v, clean).is_empty(),
+            "a silent voter may hold more"
+        );
         v.insert(2, Some((true, None)));
         v.insert(3, Some((true, None)));
         v.insert(4, Some((true, None)));
-        assert!(best_clean(&v).is_empty(), "no clean voter");
+        assert!(best_of(&v, clean).is_empty(), "no clean voter");
+        assert_eq!(best_of(&v, |_| true), BTreeSet::from([5]));
     }
 }

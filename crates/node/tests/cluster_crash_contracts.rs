@@ -84,9 +84,7 @@ async fn crash_the_cluster(preset: Preset, crash: Crash) -> Vec<bool> {
             Crash::Process => disks[&id].clone(),
             Crash::Power => VolatileFs::new(Arc::new(StdFs)),
         };
-        cluster
-            .envs
-            .insert(id, NodeEnv::with_fs(Arc::new(disk)));
+        cluster.envs.insert(id, NodeEnv::with_fs(Arc::new(disk)));
         cluster.restart(id).await;
     }
     let leader = cluster.leader().await;
@@ -114,7 +112,10 @@ fn assert_prefix(survived: &[bool], what: &str) {
         survived[kept..].iter().all(|s| !s),
         "{what}: a hole in history: keys {kept}.. survived in part: {survived:?}"
     );
-    println!("{what}: the first {kept} of {} keys survived", survived.len());
+    println!(
+        "{what}: the first {kept} of {} keys survived",
+        survived.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -31,7 +31,10 @@
 //!   or every `flush_interval_ms`, and is fsynced by [`LogSyncer::sync`]
 //!   (the node calls it on clean shutdown) and when a segment is sealed.
 //!
-//! In every preset `save_vote` and `purge` replace the meta file
+//! In every preset an append holding a membership entry is fsynced before
+//! it is acknowledged (the membership is the cluster's manifest: a
+//! cluster-wide power loss must not leave a node without voters), and
+//! `save_vote` and `purge` replace the meta file
 //! (temporary file, fsync, rename, directory fsync) before returning, and
 //! truncation is made durable before it returns.
 //!
@@ -1243,7 +1246,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if self.shared.policy == SyncPolicy::EveryAppend {
             return Ok(self.append_then_flush(entries, callback).await?);
         }
-        match self.append_by_policy(entries).await {
+        // A membership entry is the cluster's manifest: durable before it
+        // is acknowledged in every preset, like the vote. A relaxed preset
+        // that lost it with the rest of an unsynced log would come back
+        // from a cluster-wide power loss knowing no voters, and could never
+        // elect a leader again. Membership changes are rare: one fsync each.
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let membership = entries
+            .iter()
+            .any(|e| matches!(e.payload, openraft::EntryPayload::Membership(_)));
+        let appended = if membership {
+            self.append_durably(entries).await
+        } else {
+            self.append_by_policy(entries).await
+        };
+        match appended {
             Ok(()) => {
                 callback.io_completed(Ok(()));
                 Ok(())

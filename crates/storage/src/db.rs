@@ -531,6 +531,18 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Stops background work (flush, compaction) without flushing or
+    /// syncing anything, and refuses writes from now on: what a process
+    /// crash leaves on disk, for tests that crash an engine in-process and
+    /// open it again. Another handle can open the directory once this
+    /// returns and the last handle is dropped.
+    pub async fn halt(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.stop_workers().await;
+    }
+}
+
 impl Drop for Db {
     fn drop(&mut self) {
         let inner = &self.inner;

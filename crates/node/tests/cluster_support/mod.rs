@@ -115,9 +115,19 @@ impl Cluster {
             .get(&id)
             .cloned()
             .unwrap_or_else(NodeEnv::production);
-        let node = Node::start_with(self.configs[&id].clone(), env)
-            .await
-            .expect("node starts");
+        // A node killed in-process lets go of its directory locks once its
+        // last tasks end (a real process's die with it): retry while the
+        // directory is still locked.
+        let deadline = Instant::now() + DEADLINE;
+        let node = loop {
+            match Node::start_with(self.configs[&id].clone(), env.clone()).await {
+                Ok(node) => break node,
+                Err(e) if e.to_string().contains("lock") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("node {id} does not start: {e}"),
+            }
+        };
         self.nodes.insert(id, node);
     }
 
