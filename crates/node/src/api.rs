@@ -197,4 +197,11 @@ pub trait AdminApi: KvApi {
 
     /// The storage engine's counters on this node.
     fn engine_stats(&self) -> ballast_storage::StatsSnapshot;
+
+    /// The secret membership changes on the admin port need as a bearer
+    /// token; `None` (the default) leaves them open. A [`crate::Node`]
+    /// answers its config's `secret`.
+    fn admin_secret(&self) -> Option<ballast_raft::net::Secret> {
+        None
+    }
 }

@@ -718,6 +718,10 @@ impl AdminApi for Node {
     fn engine_stats(&self) -> ballast_storage::StatsSnapshot {
         self.inner.db.stats()
     }
+
+    fn admin_secret(&self) -> Option<Secret> {
+        self.inner.config.secret.as_deref().map(Secret::new)
+    }
 }
 
 /// Membership changes run on the leader only; the text says where it is.

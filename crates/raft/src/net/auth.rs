@@ -153,6 +153,22 @@ where
     }
 }
 
+/// Whether `token` is `secret`, compared in constant time: both sides are
+/// run through HMAC-SHA256 and the tags compared with `verify_slice`
+/// (constant time), so neither the position of the first differing byte
+/// nor the secret's length shows in the timing. For bearer tokens (the
+/// admin port), where the secret does cross the wire (over loopback or a
+/// network the operator trusts; put TLS in front otherwise).
+pub fn token_matches(secret: &Secret, token: &[u8]) -> bool {
+    const LABEL: &[u8] = b"ballast-admin-token";
+    let tag = mac(secret, LABEL, &[0u8; 32], &[0u8; 32])
+        .finalize()
+        .into_bytes();
+    mac(&Secret::new(token), LABEL, &[0u8; 32], &[0u8; 32])
+        .verify_slice(&tag)
+        .is_ok()
+}
+
 fn expect<T>(msg: Option<T>, what: &str) -> Result<T, NetError> {
     msg.ok_or_else(|| NetError::Protocol(format!("connection closed while expecting {what}")))
 }
@@ -171,5 +187,15 @@ mod tests {
         assert!(!verify(&a, SERVER_LABEL, &c, &s, &p));
         assert!(!verify(&a, CLIENT_LABEL, &s, &c, &p));
         assert!(!verify(&a, CLIENT_LABEL, &c, &[3u8; 32], &p));
+    }
+
+    #[test]
+    fn tokens_match_only_the_secret() {
+        let secret = Secret::new("0123456789abcdef");
+        assert!(token_matches(&secret, b"0123456789abcdef"));
+        assert!(!token_matches(&secret, b"0123456789abcdeF"));
+        assert!(!token_matches(&secret, b"0123456789abcde"));
+        assert!(!token_matches(&secret, b"0123456789abcdef0"));
+        assert!(!token_matches(&secret, b""));
     }
 }
