@@ -27,8 +27,9 @@
 //! unknown path or a node id that is not a member, `405` wrong method,
 //! `409` a change that does not apply to the current membership (promote
 //! a voter, remove the last voter, remove a learner), `413` a body over
-//! [`BODY_BYTES_MAX`], `503` no leader / shutting down / unavailable (retry),
-//! `504` timed out (the outcome is unknown: check `/status`).
+//! [`BODY_BYTES_MAX`], `503` no leader / shutting down / unavailable
+//! (nothing was changed: retry), `504` timed out or the answer was lost
+//! (the outcome is unknown: check `/status`).
 //!
 //! Bounds: at most [`CONNECTIONS_MAX`] connections (more wait in the
 //! kernel's backlog), request heads must arrive within
@@ -167,7 +168,9 @@ impl From<ApiError> for Failure {
     fn from(error: ApiError) -> Failure {
         let status = match error {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            // The change may or may not have been applied: a script must
+            // check /status, not retry blindly as after a 503.
+            ApiError::Timeout { .. } | ApiError::Unknown(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NoLeader | ApiError::ShuttingDown | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

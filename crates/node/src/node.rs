@@ -475,15 +475,19 @@ impl Node {
                 Ok(Err(ForwardError::NotLeader { .. })) => {}
                 Ok(Err(ForwardError::Invalid(why))) => return Err(ApiError::Invalid(why)),
                 Ok(Err(ForwardError::Unavailable(why))) => return Err(ApiError::Unavailable(why)),
+                Ok(Err(ForwardError::Unknown(why))) => return Err(ApiError::Unknown(why)),
                 Err(ForwardFailure::NotSent(e)) => {
                     tracing::debug!(leader, error = %e, "leader unreachable; retrying");
                 }
                 Err(ForwardFailure::Unknown(e)) => {
+                    // The write may have reached the leader: never retried
+                    // (that could apply it twice), and never answered as
+                    // UNAVAILABLE (that says nothing was applied).
                     if matches!(call, Call::Write(_)) {
                         return Err(match e {
                             ballast_raft::net::NetError::Timeout { .. } => self.timeout_error(),
-                            other => ApiError::Unavailable(format!(
-                                "lost the leader (node {leader}) mid-request; the write may or may not be applied: {other}"
+                            other => ApiError::Unknown(format!(
+                                "lost the leader (node {leader}) mid-request: {other}"
                             )),
                         });
                     }
@@ -492,7 +496,13 @@ impl Node {
             }
             self.running()?;
             if Instant::now() + pause >= deadline {
-                return Err(self.timeout_error());
+                // Every attempt so far ended before anything was proposed
+                // (the leader said it is not the leader, or could not be
+                // reached): say so, rather than TIMEOUT's "outcome unknown".
+                return Err(ApiError::Unavailable(format!(
+                    "no leader reachable within {} ms (last tried node {leader}); nothing was applied",
+                    inner.config.request_timeout_ms
+                )));
             }
             tokio::time::sleep(pause).await;
         }
@@ -542,6 +552,7 @@ fn api_error(e: ForwardError) -> ApiError {
         ForwardError::NotLeader { .. } => ApiError::NoLeader,
         ForwardError::Invalid(why) => ApiError::Invalid(why),
         ForwardError::Unavailable(why) => ApiError::Unavailable(why),
+        ForwardError::Unknown(why) => ApiError::Unknown(why),
     }
 }
 
@@ -692,7 +703,7 @@ impl AdminApi for Node {
                 ms: limit.as_millis() as u64,
             }),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(admin_error(server::not_leader_or(e))),
+            Ok(Err(e)) => Err(membership_error(e)),
         }
     }
 
@@ -711,7 +722,7 @@ impl AdminApi for Node {
         {
             Err(_) => Err(self.timeout_error()),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(admin_error(server::not_leader_or(e))),
+            Ok(Err(e)) => Err(membership_error(e)),
         }
     }
 
@@ -724,14 +735,29 @@ impl AdminApi for Node {
     }
 }
 
-/// Membership changes run on the leader only; the text says where it is.
-fn admin_error(e: ForwardError) -> ApiError {
+/// A membership change's failure: refused before anything was proposed
+/// (not the leader, a change that does not apply) says so; a failure after
+/// the change was appended (Raft stopped, the entry discarded) says its
+/// outcome is unknown. Membership changes run on the leader only; the text
+/// says where it is.
+fn membership_error(
+    e: openraft::errors::RaftError<
+        ballast_raft::TypeConfig,
+        openraft::errors::ClientWriteError<ballast_raft::TypeConfig>,
+    >,
+) -> ApiError {
+    use openraft::errors::{ClientWriteError, RaftError};
     match e {
-        ForwardError::NotLeader { leader: Some(l) } => ApiError::Unavailable(format!(
-            "membership changes run on the leader: send this to node {l}"
-        )),
-        ForwardError::NotLeader { leader: None } => ApiError::NoLeader,
-        ForwardError::Invalid(why) => ApiError::Invalid(why),
-        ForwardError::Unavailable(why) => ApiError::Unavailable(why),
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match f.leader_id {
+            Some(l) => ApiError::Unavailable(format!(
+                "membership changes run on the leader: send this to node {l}"
+            )),
+            None => ApiError::NoLeader,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ApiError::Invalid(format!("membership change refused: {e}"))
+        }
+        RaftError::APIError(e) => ApiError::Unknown(format!("membership change: {e}")),
+        RaftError::Fatal(e) => ApiError::Unknown(format!("membership change: Raft stopped: {e}")),
     }
 }

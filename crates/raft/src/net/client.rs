@@ -62,6 +62,23 @@ impl Conn {
         .await
     }
 
+    /// Whether the peer already closed this (idle) connection, or sent
+    /// something unasked: either way it cannot carry a request. Checked
+    /// before a pooled connection is reused, so that a request is not sent
+    /// into a connection the peer has closed (it would fail as "outcome
+    /// unknown" although the peer never read it).
+    fn is_dead(&self) -> bool {
+        if !self.io.buffer().is_empty() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        match self.io.get_ref().try_read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            // End of stream (peer closed), stray bytes or an error.
+            _ => true,
+        }
+    }
+
     /// Sends `req` and reads its reply.
     pub async fn call(&mut self, req: &RpcRequest) -> Result<RpcReply, NetError> {
         frame::write(&mut self.io, req, self.max_frame_bytes, &self.peer).await?;
@@ -438,7 +455,7 @@ impl ForwardClient {
         // outcome unknown for nothing.
         let fresh = self.cfg.idle_timeout / 2;
         while let Some((c, since)) = conns.pop() {
-            if since.elapsed() < fresh {
+            if since.elapsed() < fresh && !c.is_dead() {
                 return Some(c);
             }
         }

@@ -88,9 +88,15 @@ pub enum ForwardError {
     /// The request is not acceptable; nothing was written.
     #[error("{0}")]
     Invalid(String),
-    /// The receiver could not serve it (storage, replication, shutdown).
+    /// The receiver could not serve it (storage, replication, shutdown)
+    /// and nothing was proposed: a retry cannot apply it twice.
     #[error("{0}")]
     Unavailable(String),
+    /// The write was handed to Raft and its answer was lost (Raft dropped
+    /// it, the entry was discarded after it was appended, the proposer
+    /// stopped): it may or may not be applied. Never for reads.
+    #[error("{0}")]
+    Unknown(String),
 }
 
 /// A request on an authenticated connection.
