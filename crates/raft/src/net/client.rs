@@ -6,6 +6,7 @@
 
 use super::message::{ForwardError, ReadAnswer, ReadRequest, RpcReply, RpcRequest};
 use super::{auth, frame, with_deadline, NetConfig, NetError};
+use crate::identity::{Id16, PeerIdentity};
 use crate::state_machine::{Snapshot, SnapshotData};
 use crate::transfer::SnapshotTransfer;
 use crate::typ::{Node, NodeId, Request, Response, TypeConfig, Vote};
@@ -58,6 +59,24 @@ impl Conn {
                 peer: addr.to_string(),
                 max_frame_bytes: cfg.max_frame_bytes,
             })
+        })
+        .await
+    }
+
+    /// Asks the node at `addr` who it is (its identity, and the
+    /// incarnation it knows for this node) without opening a session,
+    /// within `cfg.connect_timeout`. A starting node uses it to tell a new
+    /// cluster from one it was wiped out of.
+    pub async fn probe(
+        addr: &str,
+        cfg: &NetConfig,
+    ) -> Result<(Option<PeerIdentity>, Option<Id16>), NetError> {
+        with_deadline("probe", cfg.connect_timeout, async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| NetError::io(addr, e))?;
+            let mut io = BufReader::new(stream);
+            auth::probe(&mut io, cfg, addr).await
         })
         .await
     }
