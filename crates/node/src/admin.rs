@@ -15,13 +15,21 @@
 //! (`/membership/learner?id=4&raft_addr=127.0.0.1%3A7004&client_addr=127.0.0.1%3A6004`).
 //! Success answers `200` with `{"ok": true, "status": {...}}`.
 //!
+//! Authentication: when the node has a `secret`, the membership endpoints
+//! need it as a bearer token (`Authorization: Bearer <secret>`, compared in
+//! constant time); without it they answer `401`. `/metrics` and `/status`
+//! stay open: they change nothing and monitoring scrapes them. A node whose
+//! `admin_addr` is not loopback must have a `secret` (config validation).
+//!
 //! Errors answer JSON `{"error": "<what went wrong and what to do>"}` with:
-//! `400` bad parameters or a request the node refuses as invalid, `404`
+//! `400` bad parameters or a request the node refuses as invalid, `401`
+//! a membership change without the right bearer token, `404`
 //! unknown path or a node id that is not a member, `405` wrong method,
 //! `409` a change that does not apply to the current membership (promote
 //! a voter, remove the last voter, remove a learner), `413` a body over
-//! [`BODY_BYTES_MAX`], `503` no leader / shutting down / unavailable (retry),
-//! `504` timed out (the outcome is unknown: check `/status`).
+//! [`BODY_BYTES_MAX`], `503` no leader / shutting down / unavailable
+//! (nothing was changed: retry), `504` timed out or the answer was lost
+//! (the outcome is unknown: check `/status`).
 //!
 //! Bounds: at most [`CONNECTIONS_MAX`] connections (more wait in the
 //! kernel's backlog), request heads must arrive within
@@ -37,7 +45,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value as Json};
@@ -47,6 +55,7 @@ use tokio::task::JoinSet;
 use crate::api::{AdminApi, ApiError, NodeStatus};
 use crate::server::metrics::seconds;
 use crate::server::Metrics;
+use ballast_raft::net::{auth, Secret};
 use ballast_raft::NodeId;
 
 /// Largest request body accepted.
@@ -64,12 +73,29 @@ const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 
 /// Serves the admin port on `listener` until `shutdown` completes.
 /// `metrics` are the RESP server's ([`crate::server::RespServer::metrics`]).
+/// Membership changes need [`AdminApi::admin_secret`] as a bearer token
+/// when it is set.
 pub async fn serve<A: AdminApi>(
     api: Arc<A>,
     metrics: Arc<Metrics>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    let secret = api.admin_secret();
+    serve_with_secret(api, metrics, listener, shutdown, secret).await
+}
+
+/// [`serve`] with the secret given here instead of asked of `api`
+/// (`None`: membership changes are open, as on a loopback-only node
+/// without a secret).
+pub async fn serve_with_secret<A: AdminApi>(
+    api: Arc<A>,
+    metrics: Arc<Metrics>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    secret: Option<Secret>,
+) -> std::io::Result<()> {
+    let secret = Arc::new(secret);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -82,11 +108,17 @@ pub async fn serve<A: AdminApi>(
                 Ok((stream, _peer)) => {
                     let api = api.clone();
                     let metrics = metrics.clone();
+                    let secret = secret.clone();
                     connections.spawn(async move {
                         let service = hyper::service::service_fn(move |request| {
                             let api = api.clone();
                             let metrics = metrics.clone();
-                            async move { Ok::<_, Infallible>(handle(&*api, &metrics, request).await) }
+                            let secret = secret.clone();
+                            async move {
+                                Ok::<_, Infallible>(
+                                    handle(&*api, &metrics, (*secret).as_ref(), request).await,
+                                )
+                            }
                         });
                         let served = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
@@ -136,7 +168,9 @@ impl From<ApiError> for Failure {
     fn from(error: ApiError) -> Failure {
         let status = match error {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            // The change may or may not have been applied: a script must
+            // check /status, not retry blindly as after a 503.
+            ApiError::Timeout { .. } | ApiError::Unknown(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NoLeader | ApiError::ShuttingDown | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -158,9 +192,34 @@ fn json_response(status: StatusCode, body: &Json) -> Response<Full<Bytes>> {
     respond(status, "application/json", body.to_string())
 }
 
+/// Why a membership request is not authorized, or `None` if it is: with a
+/// secret, the request must carry `Authorization: Bearer <secret>`.
+fn unauthorized(secret: Option<&Secret>, request: &Request<Incoming>) -> Option<&'static str> {
+    let secret = secret?;
+    let Some(header) = request.headers().get(AUTHORIZATION) else {
+        return Some(
+            "membership changes need the cluster's shared secret: send `Authorization: Bearer <secret>` (the `secret` of the node's config)",
+        );
+    };
+    let token = header
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .or_else(|| header.as_bytes().strip_prefix(b"bearer "));
+    match token {
+        Some(token) if auth::token_matches(secret, token) => None,
+        Some(_) => Some(
+            "wrong bearer token: membership changes need the cluster's shared secret (the `secret` of the node's config)",
+        ),
+        None => Some(
+            "the Authorization header must be `Bearer <secret>` with the cluster's shared secret",
+        ),
+    }
+}
+
 async fn handle<A: AdminApi>(
     api: &A,
     metrics: &Metrics,
+    secret: Option<&Secret>,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
@@ -188,6 +247,19 @@ async fn handle<A: AdminApi>(
             HeaderValue::from_static(if is_get { "GET, HEAD" } else { "POST" }),
         );
         return response;
+    }
+    // Checked before the body is read, so that an unauthenticated client
+    // costs no more than its headers.
+    if !is_get {
+        if let Some(why) = unauthorized(secret, &request) {
+            tracing::warn!(%path, "admin: refused an unauthenticated membership change");
+            let mut response = json_response(StatusCode::UNAUTHORIZED, &json!({"error": why}));
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ballast-admin\""),
+            );
+            return response;
+        }
     }
     let result = match path.as_str() {
         "/metrics" => {

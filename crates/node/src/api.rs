@@ -44,10 +44,17 @@ pub struct ScanPage {
 
 /// Why a request was not served. The RESP server turns each into an error
 /// reply; the text says what a client can do about it.
+///
+/// Every variant says whether a write may have happened, so a client (or
+/// a history checker) can tell from the variant alone: [`ApiError::Timeout`]
+/// and [`ApiError::Unknown`] mean "may or may not be applied"; every other
+/// variant means "nothing was applied" (the request was refused or never
+/// proposed), so retrying it cannot apply it twice.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
     /// No leader is known right now (an election is under way, or this
-    /// node is cut off). Retrying after a short wait is the fix.
+    /// node is cut off); nothing was applied. Retrying after a short wait
+    /// is the fix.
     #[error("no leader is known right now; retry shortly")]
     NoLeader,
     /// The request did not complete in time; its outcome is unknown (a
@@ -57,7 +64,7 @@ pub enum ApiError {
         /// How long the node waited.
         ms: u64,
     },
-    /// The node is shutting down.
+    /// The node is shutting down; nothing was applied.
     #[error("the node is shutting down")]
     ShuttingDown,
     /// The request is not acceptable (for example a key over the size
@@ -65,9 +72,25 @@ pub enum ApiError {
     #[error("{0}")]
     Invalid(String),
     /// The node could not serve the request (storage or replication
-    /// failure); the text says which.
+    /// failure, no quorum for a read); nothing was applied, so a retry is
+    /// safe. The text says what failed.
     #[error("{0}")]
     Unavailable(String),
+    /// A write was (or may have been) handed to the leader's log and then
+    /// its answer was lost: the leader went away mid-request, Raft dropped
+    /// it, or the connection broke after sending. It may or may not be
+    /// applied: read the key back before retrying a write that is not
+    /// idempotent. Used for nothing else.
+    #[error("{0}; the write may or may not be applied")]
+    Unknown(String),
+}
+
+impl ApiError {
+    /// Whether a write that failed with this error may still have been
+    /// applied ([`ApiError::Timeout`] and [`ApiError::Unknown`]).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ApiError::Timeout { .. } | ApiError::Unknown(_))
+    }
 }
 
 /// What the node reports about itself (INFO, /status, /metrics).
@@ -197,4 +220,11 @@ pub trait AdminApi: KvApi {
 
     /// The storage engine's counters on this node.
     fn engine_stats(&self) -> ballast_storage::StatsSnapshot;
+
+    /// The secret membership changes on the admin port need as a bearer
+    /// token; `None` (the default) leaves them open. A [`crate::Node`]
+    /// answers its config's `secret`.
+    fn admin_secret(&self) -> Option<ballast_raft::net::Secret> {
+        None
+    }
 }

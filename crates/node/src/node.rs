@@ -5,6 +5,7 @@
 //! Directory layout under `data_dir`:
 //!
 //! ```text
+//! identity          cluster id, incarnation, peers' incarnations (crates/raft identity)
 //! raft-log/         the Raft log (crates/raft log_store)
 //! engine/           the storage engine the state machine applies to
 //! snapshot-inbox/   snapshots being received from a leader
@@ -21,8 +22,9 @@
 use crate::api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, Ordered, ScanPage, Value};
 use crate::config::NodeConfig;
 use crate::env::NodeEnv;
+use ballast_raft::identity::{Identity, IdentityRefusal};
 use ballast_raft::log_store::{LogSyncer, SyncPolicy};
-use ballast_raft::net::client::ForwardFailure;
+use ballast_raft::net::client::{Conn, ForwardFailure};
 use ballast_raft::net::server::{self, ServerContext};
 use ballast_raft::net::{
     read, BallastRaft, ForwardClient, ForwardError, NetConfig, Network, ReadAnswer, ReadRequest,
@@ -73,6 +75,11 @@ pub enum NodeError {
     /// The RPC server could not start.
     #[error("raft network: {0}")]
     Net(#[from] ballast_raft::net::NetError),
+    /// This node's data directory is empty but its initial members know it
+    /// from before: it was wiped, and must not bootstrap or vote with an
+    /// empty log. The text says how to replace it.
+    #[error("refusing to start: this node's data directory is new, but its cluster knows it from before ({0})")]
+    WipedMember(IdentityRefusal),
 }
 
 /// A running node. Cloning gives another handle to the same node.
@@ -221,11 +228,13 @@ impl Node {
         let sm = StateMachine::open(&dir.join("engine"), engine_options).await?;
         let db = sm.shared_db();
 
+        let identity = Identity::open(fs.clone(), &dir, id, &*env.nonces, config.planted)?;
         let mut net = NetConfig::new(env.nonces.clone());
         net.links = env.links.clone();
         net.max_frame_bytes = config.raft_frame_bytes_max;
         net.call_timeout = Duration::from_millis(config.request_timeout_ms);
         net.secret = config.secret.as_deref().map(Secret::new);
+        net.identity = Some(identity.clone());
         net.validate()?;
         let net = Arc::new(net);
 
@@ -238,11 +247,6 @@ impl Node {
             install_snapshot_timeout: config.request_timeout_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_after_entries),
             max_in_snapshot_log_to_keep: config.snapshot_keep_entries,
-            // A restarted leader must win an election again (openraft issue
-            // 1511): restoring it at once would let it answer read-index
-            // reads from the state machine it reopened at its last flush,
-            // behind what the cluster had committed. The election's blank
-            // entry is what every linearizable read then waits to apply.
             // Off until caught up after an unclean restart (crate::rejoin).
             enable_elect: !unclean,
             // Under a relaxed preset a follower that lost power comes back
@@ -250,6 +254,11 @@ impl Node {
             // replicates them again instead of treating it as a bug (its
             // default is to panic).
             allow_log_reversion: Some(relaxed),
+            // A restarted leader must win an election again (openraft issue
+            // 1511): restoring it at once would let it answer read-index
+            // reads from the state machine it reopened at its last flush,
+            // behind what the cluster had committed. The election's blank
+            // entry is what every linearizable read then waits to apply.
             enable_leader_restore: Some(
                 config.planted.has(NodeBug::LeaderRestoreUnpersistedCommit),
             ),
@@ -310,28 +319,13 @@ impl Node {
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         if !initialized && !config.initial_members.is_empty() {
-            let members: BTreeMap<NodeId, ballast_raft::Node> = config
-                .initial_members
-                .iter()
-                .map(|m| {
-                    (
-                        m.id,
-                        ballast_raft::Node::new(m.raft_addr.clone(), m.client_addr.clone()),
-                    )
-                })
-                .collect();
-            // Every bootstrapping node may call this with the same members;
-            // openraft elects one leader. "Not allowed" means another
-            // member's log already reached us: the cluster exists.
-            if let Err(e) = raft.initialize(members).await {
-                if e.api_error().is_none() {
-                    let _ = raft.shutdown().await;
-                    server.shutdown().await;
-                    return Err(NodeError::Raft(format!("initialize: {e}")));
-                }
-                tracing::info!(error = %e, "cluster already initialized elsewhere");
+            if let Err(e) = bootstrap(&config, &raft, &net, &identity).await {
+                let _ = raft.shutdown().await;
+                server.shutdown().await;
+                return Err(e);
             }
         }
+        watch_membership(raft.clone(), identity.clone());
 
         let node = Node {
             inner: Arc::new(Inner {
@@ -563,15 +557,19 @@ impl Node {
                 Ok(Err(ForwardError::NotLeader { .. })) => {}
                 Ok(Err(ForwardError::Invalid(why))) => return Err(ApiError::Invalid(why)),
                 Ok(Err(ForwardError::Unavailable(why))) => return Err(ApiError::Unavailable(why)),
+                Ok(Err(ForwardError::Unknown(why))) => return Err(ApiError::Unknown(why)),
                 Err(ForwardFailure::NotSent(e)) => {
                     tracing::debug!(leader, error = %e, "leader unreachable; retrying");
                 }
                 Err(ForwardFailure::Unknown(e)) => {
+                    // The write may have reached the leader: never retried
+                    // (that could apply it twice), and never answered as
+                    // UNAVAILABLE (that says nothing was applied).
                     if matches!(call, Call::Write(_)) {
                         return Err(match e {
                             ballast_raft::net::NetError::Timeout { .. } => self.timeout_error(),
-                            other => ApiError::Unavailable(format!(
-                                "lost the leader (node {leader}) mid-request; the write may or may not be applied: {other}"
+                            other => ApiError::Unknown(format!(
+                                "lost the leader (node {leader}) mid-request: {other}"
                             )),
                         });
                     }
@@ -580,7 +578,13 @@ impl Node {
             }
             self.running()?;
             if Instant::now() + pause >= deadline {
-                return Err(self.timeout_error());
+                // Every attempt so far ended before anything was proposed
+                // (the leader said it is not the leader, or could not be
+                // reached): say so, rather than TIMEOUT's "outcome unknown".
+                return Err(ApiError::Unavailable(format!(
+                    "no leader reachable within {} ms (last tried node {leader}); nothing was applied",
+                    inner.config.request_timeout_ms
+                )));
             }
             tokio::time::sleep(pause).await;
         }
@@ -623,6 +627,198 @@ impl Node {
     }
 }
 
+/// Bootstraps a never-initialized node that has `initial_members`.
+///
+/// First bootstrap: one node, the member with the smallest id, chooses the
+/// cluster id (durably) and initializes Raft, once every other member
+/// answered a probe without a cluster id of its own; the others adopt the
+/// id from its first handshake, before they accept any entry. One chooser
+/// means no race when all start empty at once; waiting for every member
+/// means that a majority of wiped nodes cannot found a new cluster while
+/// the node holding the data is down. The waiting runs in the background
+/// so that members can start one after the other.
+///
+/// A node whose data directory was wiped refuses to start when a member it
+/// can reach knows it under another incarnation (the replacement message
+/// says how to bring it back). When none is reachable it cannot tell, and
+/// starts; its peers then refuse it in the handshake, and a bootstrapper
+/// never initializes (it logs the same message once it reaches them).
+///
+/// With the planted `WipedNodeRebootstraps`, every member initializes at
+/// once and nothing is checked (the behaviour before identities).
+async fn bootstrap(
+    config: &NodeConfig,
+    raft: &BallastRaft,
+    net: &Arc<NetConfig>,
+    identity: &Identity,
+) -> Result<(), NodeError> {
+    let members: BTreeMap<NodeId, ballast_raft::Node> = config
+        .initial_members
+        .iter()
+        .map(|m| {
+            (
+                m.id,
+                ballast_raft::Node::new(m.raft_addr.clone(), m.client_addr.clone()),
+            )
+        })
+        .collect();
+    if config.planted.has(NodeBug::WipedNodeRebootstraps) {
+        // Every bootstrapping node may call this with the same members;
+        // openraft elects one leader. "Not allowed" means another member's
+        // log already reached us: the cluster exists.
+        if let Err(e) = raft.initialize(members).await {
+            if e.api_error().is_none() {
+                return Err(NodeError::Raft(format!("initialize: {e}")));
+            }
+            tracing::info!(error = %e, "cluster already initialized elsewhere");
+        }
+        return Ok(());
+    }
+    let id = config.id;
+    let peers: Vec<(NodeId, String)> = config
+        .initial_members
+        .iter()
+        .filter(|m| m.id != id)
+        .map(|m| (m.id, m.raft_addr.clone()))
+        .collect();
+    let probe = probe_members(&peers, net, identity).await;
+    if let Some(refusal) = probe.wiped {
+        return Err(NodeError::WipedMember(refusal));
+    }
+    if members.keys().next() != Some(&id) {
+        tracing::info!(
+            id,
+            "waiting for the bootstrapping member (the smallest id) to reach this node"
+        );
+        return Ok(());
+    }
+    if peers.is_empty() {
+        identity.found_cluster(&*net.nonces)?;
+        return raft
+            .initialize(members)
+            .await
+            .map_err(|e| NodeError::Raft(format!("initialize: {e}")));
+    }
+    let (raft, net, identity) = (raft.clone(), net.clone(), identity.clone());
+    tokio::spawn(async move {
+        let mut wait = net.backoff_initial;
+        let mut probe = probe;
+        loop {
+            // Stop when Raft stopped (the node shut down before its peers
+            // came) or got initialized some other way.
+            if !matches!(raft.is_initialized().await, Ok(false)) {
+                return;
+            }
+            if let Some(refusal) = probe.wiped {
+                tracing::error!(%refusal, "not bootstrapping: this node was wiped out of its cluster");
+                return;
+            }
+            if let Some((peer, cluster)) = probe.other_cluster {
+                tracing::error!(
+                    peer,
+                    %cluster,
+                    "not bootstrapping: member {peer} already belongs to cluster {cluster}; {}",
+                    ballast_raft::identity::REPLACE_HOWTO
+                );
+                return;
+            }
+            if probe.unreachable == 0 {
+                break;
+            }
+            tracing::info!(
+                unreachable = probe.unreachable,
+                "bootstrap waits until every initial member answers"
+            );
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(net.backoff_max);
+            probe = probe_members(&peers, &net, &identity).await;
+        }
+        if let Err(e) = identity.found_cluster(&*net.nonces) {
+            tracing::error!(error = %e, "bootstrap: cannot write the cluster id");
+            return;
+        }
+        match raft.initialize(members).await {
+            Ok(()) => {
+                tracing::info!(cluster_id = ?identity.cluster_id(), "bootstrapped a new cluster")
+            }
+            Err(e) => tracing::error!(error = %e, "bootstrap: initialize failed"),
+        }
+    });
+    Ok(())
+}
+
+/// What probing the other initial members found.
+struct Probe {
+    /// Why this node is a wiped member, if a peer knows it under another
+    /// incarnation.
+    wiped: Option<IdentityRefusal>,
+    /// A peer in a cluster other than this node's (if it has one).
+    other_cluster: Option<(NodeId, ballast_raft::identity::Id16)>,
+    /// Peers that did not answer.
+    unreachable: usize,
+}
+
+async fn probe_members(peers: &[(NodeId, String)], net: &NetConfig, identity: &Identity) -> Probe {
+    let mut probe = Probe {
+        wiped: None,
+        other_cluster: None,
+        unreachable: 0,
+    };
+    let me = identity.me();
+    for (peer, addr) in peers {
+        match Conn::probe(addr, net).await {
+            Ok((theirs, known)) => {
+                if let Some(known) = known.filter(|k| *k != me.incarnation) {
+                    probe.wiped = Some(IdentityRefusal::Replaced {
+                        peer: me.node_id,
+                        known,
+                        presented: me.incarnation,
+                    });
+                }
+                if let Some(cluster) = theirs.and_then(|t| t.cluster_id) {
+                    if me.cluster_id != Some(cluster) {
+                        probe.other_cluster = Some((*peer, cluster));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(peer, error = %e, "initial member not reachable");
+                probe.unreachable += 1;
+            }
+        }
+    }
+    probe
+}
+
+/// Keeps the identity's peer records to the current membership, so a
+/// removed node can be added back with a new data directory. Ends when
+/// Raft stops.
+fn watch_membership(raft: BallastRaft, identity: Identity) {
+    tokio::spawn(async move {
+        let mut rx = raft.metrics();
+        loop {
+            let members: BTreeSet<NodeId> = {
+                let m = rx.borrow_watched();
+                m.membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .collect()
+            };
+            // An uninitialized node knows no membership yet: nothing to
+            // prune against.
+            if !members.is_empty() {
+                if let Err(e) = identity.retain_peers(|id| members.contains(&id)) {
+                    tracing::warn!(error = %e, "cannot update the identity file's peers");
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
 /// A proposal's failure as the API says it: not the leader (any more) is
 /// [`ApiError::NoLeader`].
 fn api_error(e: ForwardError) -> ApiError {
@@ -630,6 +826,7 @@ fn api_error(e: ForwardError) -> ApiError {
         ForwardError::NotLeader { .. } => ApiError::NoLeader,
         ForwardError::Invalid(why) => ApiError::Invalid(why),
         ForwardError::Unavailable(why) => ApiError::Unavailable(why),
+        ForwardError::Unknown(why) => ApiError::Unknown(why),
     }
 }
 
@@ -780,7 +977,7 @@ impl AdminApi for Node {
                 ms: limit.as_millis() as u64,
             }),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(admin_error(server::not_leader_or(e))),
+            Ok(Err(e)) => Err(membership_error(e)),
         }
     }
 
@@ -799,23 +996,42 @@ impl AdminApi for Node {
         {
             Err(_) => Err(self.timeout_error()),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(admin_error(server::not_leader_or(e))),
+            Ok(Err(e)) => Err(membership_error(e)),
         }
     }
 
     fn engine_stats(&self) -> ballast_storage::StatsSnapshot {
         self.inner.db.stats()
     }
+
+    fn admin_secret(&self) -> Option<Secret> {
+        self.inner.config.secret.as_deref().map(Secret::new)
+    }
 }
 
-/// Membership changes run on the leader only; the text says where it is.
-fn admin_error(e: ForwardError) -> ApiError {
+/// A membership change's failure: refused before anything was proposed
+/// (not the leader, a change that does not apply) says so; a failure after
+/// the change was appended (Raft stopped, the entry discarded) says its
+/// outcome is unknown. Membership changes run on the leader only; the text
+/// says where it is.
+fn membership_error(
+    e: openraft::errors::RaftError<
+        ballast_raft::TypeConfig,
+        openraft::errors::ClientWriteError<ballast_raft::TypeConfig>,
+    >,
+) -> ApiError {
+    use openraft::errors::{ClientWriteError, RaftError};
     match e {
-        ForwardError::NotLeader { leader: Some(l) } => ApiError::Unavailable(format!(
-            "membership changes run on the leader: send this to node {l}"
-        )),
-        ForwardError::NotLeader { leader: None } => ApiError::NoLeader,
-        ForwardError::Invalid(why) => ApiError::Invalid(why),
-        ForwardError::Unavailable(why) => ApiError::Unavailable(why),
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match f.leader_id {
+            Some(l) => ApiError::Unavailable(format!(
+                "membership changes run on the leader: send this to node {l}"
+            )),
+            None => ApiError::NoLeader,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ApiError::Invalid(format!("membership change refused: {e}"))
+        }
+        RaftError::APIError(e) => ApiError::Unknown(format!("membership change: {e}")),
+        RaftError::Fatal(e) => ApiError::Unknown(format!("membership change: Raft stopped: {e}")),
     }
 }

@@ -1,11 +1,20 @@
 //! The admin port: /status is JSON of the node's status, /metrics carries
 //! the expected metric names with values that move after writes, and the
-//! membership endpoints call the API and report its errors as JSON.
+//! membership endpoints call the API and report its errors as JSON. With a
+//! secret, membership changes need it as a bearer token (401 otherwise);
+//! a non-loopback admin address needs a secret.
 
+mod cluster_support;
 mod support;
 
-use ballast_node::server::ServerConfig;
+use ballast_node::server::{Metrics, ServerConfig};
+use ballast_node::NodeConfig;
+use ballast_raft::net::Secret;
 use serde_json::Value as Json;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
 use support::{http, metric, MembershipCall, TestNode};
 
 fn json(body: &str) -> Json {
@@ -295,4 +304,183 @@ fn membership_endpoints_call_the_api_with_what_was_asked() {
     let (code, answer) = http(node.admin_addr, "POST", "/membership/promote", &big);
     assert_eq!(code, 413, "{answer}");
     assert_eq!(node.backend.membership_calls().len(), 3);
+}
+
+const SECRET: &str = "0123456789abcdef-admin";
+
+/// One HTTP/1.1 request with an optional `Authorization` header:
+/// (status, `WWW-Authenticate` header if any, body).
+fn http_auth(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    authorization: Option<&str>,
+) -> (u16, Option<String>, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to admin");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status code");
+    let challenge = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("www-authenticate")
+            .then(|| value.trim().to_string())
+    });
+    (status, challenge, body.to_string())
+}
+
+#[test]
+fn membership_changes_need_the_secret_as_a_bearer_token() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = runtime.block_on(support::open_backend(
+        dir.path(),
+        ballast_storage::ManualClock::new(support::START_MS),
+    ));
+    backend.accept_membership(true);
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = runtime.spawn(ballast_node::admin::serve_with_secret(
+        backend.clone(),
+        Arc::new(Metrics::default()),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+        Some(Secret::new(SECRET)),
+    ));
+
+    // Reads stay open: monitoring scrapes them.
+    assert_eq!(http_auth(addr, "GET", "/status", "", None).0, 200);
+    assert_eq!(http_auth(addr, "GET", "/metrics", "", None).0, 200);
+
+    let learner = r#"{"id": 4, "raft_addr": "127.0.0.1:7004", "client_addr": "127.0.0.1:6004"}"#;
+    let refused = [
+        (None, "Authorization: Bearer <secret>"),
+        (Some("Bearer not-the-secret-at-all"), "wrong bearer token"),
+        (Some("Bearer 0123456789abcdef-admiN"), "wrong bearer token"),
+        (Some("Bearer"), "must be `Bearer <secret>`"),
+        (
+            Some(&format!("Basic {SECRET}")[..]),
+            "must be `Bearer <secret>`",
+        ),
+    ];
+    for (authorization, says) in refused {
+        for path in [
+            "/membership/learner",
+            "/membership/promote",
+            "/membership/remove",
+        ] {
+            let (code, challenge, body) = http_auth(addr, "POST", path, learner, authorization);
+            assert_eq!(code, 401, "{path} with {authorization:?}: {body}");
+            assert_eq!(challenge.as_deref(), Some("Bearer realm=\"ballast-admin\""));
+            let message = json(&body)["error"].as_str().unwrap().to_string();
+            assert!(message.contains(says), "{authorization:?}: {message}");
+            assert!(!message.contains(SECRET), "the secret leaked: {message}");
+        }
+    }
+    assert_eq!(
+        backend.membership_calls(),
+        vec![],
+        "a refused request reached the API"
+    );
+
+    let bearer = format!("Bearer {SECRET}");
+    let (code, _, body) = http_auth(addr, "POST", "/membership/learner", learner, Some(&bearer));
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = http_auth(
+        addr,
+        "POST",
+        "/membership/promote",
+        r#"{"id": 4}"#,
+        Some(&bearer),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(backend.membership_calls().len(), 2);
+
+    let _ = stop.send(());
+    runtime.block_on(served).unwrap().unwrap();
+}
+
+/// The binary serves the admin port with `admin::serve` over a `Node`: the
+/// node's config `secret` is what it asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_secret_guards_its_admin_port() {
+    let cluster = cluster_support::Cluster::start(1, |c| c.secret = Some(SECRET.into())).await;
+    cluster.leader().await;
+    let node = cluster.node(1).clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(ballast_node::admin::serve(
+        Arc::new(node),
+        Arc::new(Metrics::default()),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let (unauthenticated, authenticated) = tokio::task::spawn_blocking(move || {
+        let body = r#"{"id": 1}"#;
+        (
+            http_auth(addr, "POST", "/membership/remove", body, None),
+            http_auth(
+                addr,
+                "POST",
+                "/membership/remove",
+                body,
+                Some(&format!("Bearer {SECRET}")),
+            ),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(unauthenticated.0, 401, "{}", unauthenticated.2);
+    // Past the check, the request reaches the membership logic (which
+    // refuses to remove the last voter).
+    assert_eq!(authenticated.0, 409, "{}", authenticated.2);
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+    cluster.stop_all().await;
+}
+
+#[test]
+fn a_non_loopback_admin_address_needs_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = NodeConfig::new(1, dir.path().join("n1"));
+    c.admin_addr = "0.0.0.0:8001".into();
+    let e = c.validate().expect_err("refused without a secret");
+    assert_eq!(e.field, "admin_addr", "{e}");
+    assert!(e.reason.contains("secret"), "{e}");
+    c.admin_addr = "192.168.1.20:8001".into();
+    assert_eq!(c.validate().expect_err("refused").field, "admin_addr");
+    c.secret = Some(SECRET.into());
+    c.validate().expect("accepted with a secret");
+    c.secret = None;
+    c.admin_addr = "127.0.0.1:8001".into();
+    c.validate().expect("loopback needs no secret");
 }

@@ -16,6 +16,8 @@
 //!   [`transfer::SnapshotTransfer`] the network moves (byte layouts in
 //!   `FORMAT-snapshot.md`).
 //! * [`transfer`]: what the network needs from snapshot data.
+//! * [`identity`]: the cluster id and the data directory's incarnation,
+//!   kept in the data directory and checked in every peer handshake.
 //!
 //! * [`propose`]: the leader's proposer, which turns concurrent writes into
 //!   few log entries ([`Request::Multi`]).
@@ -36,6 +38,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod identity;
 pub mod log_store;
 pub mod meta;
 pub mod net;

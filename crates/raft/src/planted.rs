@@ -36,7 +36,11 @@ pub enum NodeBug {
     /// hole 5; test `durable_acks_follow_their_own_fsync`).
     SyncTicketBySegment,
     /// A node with a wiped data directory bootstraps again and votes with
-    /// an empty log.
+    /// an empty log: `Node::start` skips the probe of the initial members
+    /// (so it never refuses to start) and every initial member calls
+    /// `Raft::initialize` at once, as before cluster identities; and the
+    /// node's handshakes accept every peer's identity (no cluster or
+    /// incarnation check, nothing adopted or remembered).
     WipedNodeRebootstraps,
     /// A node restarted after an unclean shutdown under a relaxed preset
     /// votes before a leader has caught it up.

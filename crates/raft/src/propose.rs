@@ -93,8 +93,8 @@ impl Submitted {
     /// The write's answer once its entry is applied (or why it failed).
     pub async fn answer(self) -> Answer {
         self.0.await.unwrap_or_else(|_| {
-            Err(ForwardError::Unavailable(
-                "the proposer stopped before answering; the write may or may not be applied".into(),
+            Err(ForwardError::Unknown(
+                "the proposer stopped before answering".into(),
             ))
         })
     }
@@ -197,21 +197,25 @@ async fn run(
             drop(permit);
             let outcome = answer.await;
             let answers: Vec<Answer> = match outcome {
-                Err(_) => vec![Err(ForwardError::Unavailable(
-                    "Raft dropped the write before answering; it may or may not be applied".into(),
+                Err(_) => vec![Err(ForwardError::Unknown(
+                    "Raft dropped the write before answering".into(),
                 ))],
                 Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
                     vec![Err(ForwardError::NotLeader {
                         leader: f.leader_id,
                     })]
                 }
-                Ok(Err(e)) => vec![Err(ForwardError::Unavailable(e.to_string()))],
+                // openraft answers ForwardToLeader only for an entry it
+                // did not append (above); any other error comes after the
+                // append (LogEntryDiscarded: truncated or purged, possibly
+                // committed elsewhere), so the outcome is unknown.
+                Ok(Err(e)) => vec![Err(ForwardError::Unknown(e.to_string()))],
                 Ok(Ok(r)) => match r.data {
                     Response::Multi(answers) if replies.len() > 1 => {
                         if answers.len() == replies.len() {
                             answers.into_iter().map(Ok).collect()
                         } else {
-                            vec![Err(ForwardError::Unavailable(format!(
+                            vec![Err(ForwardError::Unknown(format!(
                                 "internal: {} answers to a multi of {} writes",
                                 answers.len(),
                                 replies.len()
@@ -219,7 +223,7 @@ async fn run(
                         }
                     }
                     data if replies.len() == 1 => vec![Ok(data)],
-                    other => vec![Err(ForwardError::Unavailable(format!(
+                    other => vec![Err(ForwardError::Unknown(format!(
                         "internal: a multi of {} writes answered {other:?}",
                         replies.len()
                     )))],

@@ -12,9 +12,11 @@ use crate::command::{Command, SetCondition, TimeUnit};
 use crate::resp::Reply;
 
 /// The error reply for an [`ApiError`]. The first word is a code a client
-/// can match on: `TRYAGAIN` (no leader: retry after a short wait; Redis
-/// Cluster clients already retry on it), `TIMEOUT` (outcome unknown),
-/// `SHUTDOWN`, `ERR` (the request is not acceptable) and `UNAVAILABLE`.
+/// can match on (README, "Error replies"). Outcome unknown (a write may or
+/// may not be applied): `TIMEOUT` and `UNKNOWN`, and nothing else. Nothing
+/// applied: `TRYAGAIN` (no leader: retry after a short wait; Redis Cluster
+/// clients already retry on it), `SHUTDOWN`, `ERR` (the request is not
+/// acceptable) and `UNAVAILABLE` (could not be served).
 pub fn api_error_reply(error: &ApiError) -> Reply {
     let code = match error {
         ApiError::NoLeader => "TRYAGAIN",
@@ -22,6 +24,7 @@ pub fn api_error_reply(error: &ApiError) -> Reply {
         ApiError::ShuttingDown => "SHUTDOWN",
         ApiError::Invalid(_) => "ERR",
         ApiError::Unavailable(_) => "UNAVAILABLE",
+        ApiError::Unknown(_) => "UNKNOWN",
     };
     Reply::Error(format!("{code} {error}"))
 }
@@ -505,5 +508,34 @@ mod tests {
             text(ApiError::Unavailable("disk failed".into())),
             "UNAVAILABLE disk failed"
         );
+        assert_eq!(
+            text(ApiError::Unknown("lost the leader mid-request".into())),
+            "UNKNOWN lost the leader mid-request; the write may or may not be applied"
+        );
+    }
+
+    /// A client matching on the first word learns whether a write may
+    /// have happened: exactly TIMEOUT and UNKNOWN say so.
+    #[test]
+    fn only_timeout_and_unknown_say_the_outcome_is_unknown() {
+        let all = [
+            ApiError::NoLeader,
+            ApiError::Timeout { ms: 1 },
+            ApiError::ShuttingDown,
+            ApiError::Invalid("x".into()),
+            ApiError::Unavailable("x".into()),
+            ApiError::Unknown("x".into()),
+        ];
+        for error in all {
+            let Reply::Error(text) = api_error_reply(&error) else {
+                panic!("not an error reply");
+            };
+            let code = text.split(' ').next().unwrap_or_default();
+            assert_eq!(
+                matches!(code, "TIMEOUT" | "UNKNOWN"),
+                error.outcome_unknown(),
+                "{text}"
+            );
+        }
     }
 }

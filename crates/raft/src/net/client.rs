@@ -6,6 +6,7 @@
 
 use super::message::{ForwardError, ReadAnswer, ReadRequest, RpcReply, RpcRequest};
 use super::{auth, frame, with_deadline, NetConfig, NetError};
+use crate::identity::{Id16, PeerIdentity};
 use crate::state_machine::{Snapshot, SnapshotData};
 use crate::transfer::SnapshotTransfer;
 use crate::typ::{Node, NodeId, Request, Response, TypeConfig, Vote};
@@ -63,6 +64,41 @@ impl Conn {
             })
         })
         .await
+    }
+
+    /// Asks the node at `addr` who it is (its identity, and the
+    /// incarnation it knows for this node) without opening a session,
+    /// within `cfg.connect_timeout`. A starting node uses it to tell a new
+    /// cluster from one it was wiped out of.
+    pub async fn probe(
+        addr: &str,
+        cfg: &NetConfig,
+    ) -> Result<(Option<PeerIdentity>, Option<Id16>), NetError> {
+        with_deadline("probe", cfg.connect_timeout, async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| NetError::io(addr, e))?;
+            let mut io = BufReader::new(stream);
+            auth::probe(&mut io, cfg, addr).await
+        })
+        .await
+    }
+
+    /// Whether the peer already closed this (idle) connection, or sent
+    /// something unasked: either way it cannot carry a request. Checked
+    /// before a pooled connection is reused, so that a request is not sent
+    /// into a connection the peer has closed (it would fail as "outcome
+    /// unknown" although the peer never read it).
+    fn is_dead(&self) -> bool {
+        if !self.io.buffer().is_empty() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        match self.io.get_ref().try_read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            // End of stream (peer closed), stray bytes or an error.
+            _ => true,
+        }
     }
 
     /// Sends `req` and reads its reply.
@@ -472,7 +508,7 @@ impl ForwardClient {
         // outcome unknown for nothing.
         let fresh = self.cfg.idle_timeout / 2;
         while let Some((c, since)) = conns.pop() {
-            if since.elapsed() < fresh {
+            if since.elapsed() < fresh && !c.is_dead() {
                 return Some(c);
             }
         }

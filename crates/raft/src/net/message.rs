@@ -2,6 +2,7 @@
 //! a sequence of request/reply pairs: the client sends one [`RpcRequest`],
 //! the server answers with one [`RpcReply`], in order. See `FORMAT-rpc.md`.
 
+use crate::identity::{Id16, PeerIdentity};
 use crate::state_machine::SnapshotMeta;
 use crate::typ::{NodeId, Request, Response, TypeConfig, Vote};
 use openraft::raft::{
@@ -10,21 +11,31 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Handshake, client to server: the client's nonce.
+/// Handshake, client to server: the client's nonce and identity.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Hello {
     /// Fresh random bytes from the client.
     pub client_nonce: [u8; 32],
+    /// Who the client is (`None`: a tool without a node identity; no
+    /// identity check then).
+    pub identity: Option<PeerIdentity>,
 }
 
 /// Handshake, server to client: the server's nonce and, when it has a
-/// secret, its proof of knowing it.
+/// secret, its proof of knowing it; its identity, and the incarnation it
+/// knows for the client's node id.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Challenge {
     /// Fresh random bytes from the server.
     pub server_nonce: [u8; 32],
     /// HMAC-SHA256 proof (see `FORMAT-rpc.md`), `None` without a secret.
     pub server_proof: Option<[u8; 32]>,
+    /// Who the server is.
+    pub identity: Option<PeerIdentity>,
+    /// The incarnation the server saw first for the client's node id, if
+    /// it saw one: a starting node with an empty data directory learns
+    /// from it that it was wiped.
+    pub known_incarnation: Option<Id16>,
 }
 
 /// Handshake, client to server: the client's proof.
@@ -32,6 +43,9 @@ pub struct Challenge {
 pub struct Proof {
     /// HMAC-SHA256 proof, `None` without a secret.
     pub client_proof: Option<[u8; 32]>,
+    /// Why the client refuses the server's identity, if it does; the
+    /// client hangs up after sending it, and the server logs it.
+    pub identity_refusal: Option<String>,
 }
 
 /// Handshake, server to client: the verdict.
@@ -39,8 +53,11 @@ pub struct Proof {
 pub enum Verdict {
     /// Authenticated: requests may follow.
     Welcome,
-    /// Refused; the server closes the connection.
+    /// Refused (authentication); the server closes the connection.
     Refused(String),
+    /// Refused: the client's identity does not fit this node's cluster
+    /// (another cluster, no cluster, a replaced data directory).
+    RefusedIdentity(String),
 }
 
 /// A read a follower forwards to the leader (or a node serves locally).
@@ -88,9 +105,15 @@ pub enum ForwardError {
     /// The request is not acceptable; nothing was written.
     #[error("{0}")]
     Invalid(String),
-    /// The receiver could not serve it (storage, replication, shutdown).
+    /// The receiver could not serve it (storage, replication, shutdown)
+    /// and nothing was proposed: a retry cannot apply it twice.
     #[error("{0}")]
     Unavailable(String),
+    /// The write was handed to Raft and its answer was lost (Raft dropped
+    /// it, the entry was discarded after it was appended, the proposer
+    /// stopped): it may or may not be applied. Never for reads.
+    #[error("{0}")]
+    Unknown(String),
 }
 
 /// A request on an authenticated connection.

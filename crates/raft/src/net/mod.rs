@@ -33,6 +33,7 @@ pub use message::{ForwardError, ReadAnswer, ReadRequest};
 pub use server::{RpcServer, ServerHandle};
 pub use vote_gate::VoteGate;
 
+use crate::identity::{Identity, IdentityRefusal};
 use crate::state_machine::StateMachine;
 use crate::typ::TypeConfig;
 use std::fmt;
@@ -44,7 +45,8 @@ use std::time::Duration;
 pub type BallastRaft = openraft::Raft<TypeConfig, StateMachine>;
 
 /// Wire version carried by every frame (the byte after the length).
-pub const WIRE_VERSION: u8 = 1;
+/// Version 2 added the identity fields of the handshake.
+pub const WIRE_VERSION: u8 = 2;
 
 /// The smallest `max_frame_bytes` accepted: room for a snapshot chunk
 /// header and the handshake with margin.
@@ -123,6 +125,10 @@ pub struct NetConfig {
     /// The slowest transfer an RPC's deadline allows for (see
     /// [`TRANSFER_BYTES_PER_SEC_MIN`]).
     pub transfer_bytes_per_sec_min: u64,
+    /// This node's identity, checked against every peer's in the
+    /// handshake; `None` (tools and tests of the network alone) skips the
+    /// identity checks.
+    pub identity: Option<Identity>,
 }
 
 impl fmt::Debug for NetConfig {
@@ -135,6 +141,7 @@ impl fmt::Debug for NetConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_connections", &self.max_connections)
             .field("secret", &self.secret)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +164,7 @@ impl NetConfig {
             nonces,
             links: None,
             transfer_bytes_per_sec_min: TRANSFER_BYTES_PER_SEC_MIN,
+            identity: None,
         }
     }
 
@@ -262,6 +270,18 @@ pub enum NetError {
         /// What is wrong.
         why: String,
     },
+    /// This node refused the peer's identity (another cluster, no cluster,
+    /// a replaced data directory); the text says what to do.
+    #[error("peer refused: {0}")]
+    Identity(IdentityRefusal),
+    /// The peer refused this node's identity; the text says why and what
+    /// to do.
+    #[error("{0}")]
+    IdentityRefused(String),
+    /// The identity file could not be updated (adopting a cluster id or
+    /// remembering a peer); the connection is refused. Check the disk.
+    #[error("cannot update this node's identity file: {0}")]
+    IdentityStore(String),
 }
 
 impl NetError {
