@@ -16,9 +16,10 @@ use std::fmt;
 /// One dangerous behaviour, brought back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NodeBug {
-    /// openraft's leader restore stays on while the committed index is not
-    /// persisted: a restarted leader serves linearizable reads from the
-    /// state machine it reopened at its last flush (openraft issue 1511).
+    /// openraft's leader restore stays on and the persisted committed index
+    /// is not read back at start: a restarted leader serves linearizable
+    /// reads from the state machine it reopened at its last flush
+    /// (openraft issue 1511).
     LeaderRestoreUnpersistedCommit,
     /// Requests are not validated where they enter (API, forwarded RPC,
     /// proposer): an empty or nested `Multi` reaches the log.
