@@ -130,11 +130,14 @@ async fn nodes_with_different_limits_apply_every_entry_alike() {
     let expected: Vec<Option<Bytes>> = (0..WRITES)
         .map(|i| Some(Bytes::from(big_value(i))))
         .collect();
-    for (id, (values, _)) in &views {
+    let leader_hash = views[&1].1.state_hash.clone();
+    assert!(leader_hash.is_some(), "the leader reports a state hash");
+    for (id, (values, status)) in &views {
         assert!(
             values == &expected,
             "node {id} holds different values than the leader wrote"
         );
+        assert_eq!(status.state_hash, leader_hash, "node {id}'s state hash");
     }
 }
 
@@ -151,6 +154,10 @@ async fn with_limits_checked_at_apply_the_replicas_diverge() {
         assert_eq!(
             missing, WRITES,
             "node {id} should have refused every big value at apply"
+        );
+        assert_ne!(
+            views[&id].1.state_hash, views[&1].1.state_hash,
+            "node {id}'s state hash should differ from the leader's"
         );
     }
 }
