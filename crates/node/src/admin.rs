@@ -461,6 +461,7 @@ pub fn status_json(status: &NodeStatus) -> Json {
         "voters": status.voters,
         "learners": status.learners,
         "preset": status.preset,
+        "state_hash": status.state_hash,
     })
 }
 

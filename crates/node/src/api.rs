@@ -122,6 +122,11 @@ pub struct NodeStatus {
     pub proposed_entries: u64,
     /// Writes those entries carried.
     pub proposed_writes: u64,
+    /// A hash of every live key, value and expiry as of the last applied
+    /// entry's time (`ballast_raft::state_machine::state_hash`): replicas
+    /// that applied the same entries report the same hash. `None` if the
+    /// engine could not be read.
+    pub state_hash: Option<String>,
 }
 
 /// How [`KvApi::write_ordered`] says that a write's place among the writes

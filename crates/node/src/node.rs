@@ -225,7 +225,12 @@ impl Node {
         };
         let clock = engine_options.clock.clone();
         engine_options.flush_barrier = Some(Arc::new(log_syncer.clone()));
-        let sm = StateMachine::open(&dir.join("engine"), engine_options).await?;
+        let mut sm = StateMachine::open(&dir.join("engine"), engine_options).await?;
+        sm.set_planted(config.planted);
+        // The log store refuses to truncate below what was applied.
+        let applied_index = ballast_raft::log_store::AppliedIndex::new();
+        sm.set_applied_index(applied_index.clone());
+        log_store.set_applied_index(applied_index)?;
         let db = sm.shared_db();
 
         let identity = Identity::open(fs.clone(), &dir, id, &*env.nonces, config.planted)?;
@@ -834,8 +839,30 @@ fn unexpected(what: &str) -> ApiError {
     ApiError::Unavailable(format!("internal: unexpected answer to {what}"))
 }
 
+/// Checks a write where it enters this node, with this node's limits (the
+/// leader's proposer checks it again with its own): a request no replica
+/// could log or apply is refused here with what to change.
+fn validate_write(node: &Node, req: &Request) -> Result<(), ApiError> {
+    let inner = &node.inner;
+    if inner
+        .config
+        .planted
+        .has(ballast_raft::planted::NodeBug::SkipRequestValidation)
+    {
+        return Ok(());
+    }
+    let limits = ballast_raft::typ::RequestLimits {
+        key_bytes_max: inner.config.key_bytes_max,
+        value_bytes_max: inner.config.value_bytes_max,
+        request_bytes_max: inner.db.batch_bytes_max(),
+    };
+    req.validate(&limits)
+        .map_err(|e| ApiError::Invalid(e.to_string()))
+}
+
 impl KvApi for Node {
     async fn write(&self, req: Request) -> Result<Response, ApiError> {
+        validate_write(self, &req)?;
         match self.route(Call::Write(req)).await? {
             Answer::Write(r) => Ok(r),
             Answer::Read(_) => Err(unexpected("a write")),
@@ -850,6 +877,7 @@ impl KvApi for Node {
     /// was ordered is not retried here, since a retry could overtake the
     /// writes ordered after it: it fails with [`ApiError::NoLeader`].
     async fn write_ordered(&self, req: Request, ordered: Ordered) -> Result<Response, ApiError> {
+        validate_write(self, &req)?;
         self.running()?;
         let inner = &self.inner;
         let deadline = Instant::now() + Duration::from_millis(inner.config.request_timeout_ms);
@@ -953,6 +981,13 @@ impl KvApi for Node {
             preset: self.inner.config.preset.name().to_string(),
             proposed_entries: proposed.entries,
             proposed_writes: proposed.requests,
+            state_hash: match ballast_raft::state_machine::state_hash(&self.inner.db) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not compute the state hash");
+                    None
+                }
+            },
         }
     }
 }

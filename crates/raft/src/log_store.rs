@@ -1233,7 +1233,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
         // The planted stale-read bug needs openraft to restart without the
         // committed index, as before it was persisted.
-        if self.shared.lock()?.planted.has(NodeBug::LeaderRestoreUnpersistedCommit) {
+        if self
+            .shared
+            .lock()?
+            .planted
+            .has(NodeBug::LeaderRestoreUnpersistedCommit)
+        {
             return Ok(None);
         }
         Ok(self.committed_log_id()?)

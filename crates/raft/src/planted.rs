@@ -21,13 +21,19 @@ pub enum NodeBug {
     /// reads from the state machine it reopened at its last flush
     /// (openraft issue 1511).
     LeaderRestoreUnpersistedCommit,
-    /// Requests are not validated where they enter (API, forwarded RPC,
-    /// proposer): an empty or nested `Multi` reaches the log.
+    /// Requests are not validated where they enter (the node's `KvApi`
+    /// writes, the proposer's `submit`, which forwarded writes go through,
+    /// and the proposer's check of the entry it forms): an empty or nested
+    /// `Multi` reaches the log, and the leader stops on reading it back.
     SkipRequestValidation,
-    /// Expiry follows each node's own clock: flush and compaction drop keys
-    /// by the engine's wall clock, and `at_ms` may go backwards.
+    /// Expiry follows each node's own clock: the state machine switches
+    /// its engine back to `expire_by_horizon = false` (flush and compaction
+    /// drop keys by the engine's wall clock), and the proposer stamps its
+    /// bare clock, so `at_ms` may go backwards across leaders.
     ExpireByLocalClock,
-    /// Apply checks key, value and batch limits against the local config.
+    /// Apply checks key, value and batch limits against the local engine's
+    /// config (`Db::write` and the per-request checks of a `Multi`) instead
+    /// of writing what the log holds (`Db::write_from_log`).
     ApplyChecksLocalLimits,
     /// The log store's sync ticket is keyed by segment number, so a
     /// segment recreated after a truncation can look already synced: an

@@ -12,14 +12,25 @@
 //! `entries_in_flight` entries are between proposal and answer; while they
 //! are, new writes queue up and leave together as the next entry.
 //!
+//! Validation: every request is checked here, the last gate before the
+//! log ([`Request::validate`] with the node's limits, taken once from the
+//! state machine), whoever submitted it (the node's API or a follower's
+//! forwarded write), and the entry the proposer forms is checked against
+//! what the log format holds before it is proposed. An entry the codec
+//! would refuse to read back can therefore never be appended: such an
+//! entry halts every replica that applies it.
+//!
 //! Order: the queue is first-in, first-out and the task proposes entries in
 //! queue order, so once [`Proposer::submit`] returns, the write is ordered
 //! before every write submitted after it (what pipelined writes of one
 //! client connection rely on).
 
 use crate::net::{BallastRaft, ForwardError};
+use crate::planted::NodeBug;
+use crate::state_machine::{ProposeContext, StateMachine};
 use crate::typ::{Proposal, Request, Response};
 use ballast_storage::Clock;
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::ClientWriteError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -66,6 +77,9 @@ struct Pending {
 pub struct Proposer {
     tx: mpsc::Sender<Pending>,
     counts: Arc<Counts>,
+    raft: BallastRaft,
+    /// Taken from the state machine at the first write (openraft owns it).
+    context: Arc<tokio::sync::OnceCell<ProposeContext>>,
 }
 
 /// What the proposer has proposed so far.
@@ -106,8 +120,37 @@ impl Proposer {
     pub fn start(raft: BallastRaft, clock: Arc<dyn Clock>, opts: ProposerOptions) -> Proposer {
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let counts = Arc::new(Counts::default());
-        tokio::spawn(run(raft, clock, opts, rx, counts.clone()));
-        Proposer { tx, counts }
+        let context = Arc::new(tokio::sync::OnceCell::new());
+        tokio::spawn(run(
+            raft.clone(),
+            clock,
+            opts,
+            rx,
+            counts.clone(),
+            context.clone(),
+        ));
+        Proposer {
+            tx,
+            counts,
+            raft,
+            context,
+        }
+    }
+
+    /// The state machine's limits and shared state, fetched once.
+    async fn context(&self) -> Result<&ProposeContext, ForwardError> {
+        fetch_context(&self.raft, &self.context).await
+    }
+
+    /// Checks `req` as this node's proposer would: [`Request::validate`]
+    /// with the node's limits. `Invalid` says why; nothing was written.
+    pub async fn validate(&self, req: &Request) -> Result<(), ForwardError> {
+        let ctx = self.context().await?;
+        if ctx.planted.has(NodeBug::SkipRequestValidation) {
+            return Ok(());
+        }
+        req.validate(&ctx.limits)
+            .map_err(|e| ForwardError::Invalid(e.to_string()))
     }
 
     /// What was proposed so far.
@@ -118,9 +161,11 @@ impl Proposer {
         }
     }
 
-    /// Queues `req` for the leader's log. When this returns the write is
-    /// ordered before every write submitted later.
+    /// Validates `req` ([`Proposer::validate`]) and queues it for the
+    /// leader's log. When this returns the write is ordered before every
+    /// write submitted later.
     pub async fn submit(&self, req: Request) -> Result<Submitted, ForwardError> {
+        self.validate(&req).await?;
         let (reply, rx) = oneshot::channel();
         let bytes = req.payload_bytes();
         self.tx
@@ -136,15 +181,89 @@ impl Proposer {
     }
 }
 
+async fn fetch_context<'a>(
+    raft: &BallastRaft,
+    cell: &'a tokio::sync::OnceCell<ProposeContext>,
+) -> Result<&'a ProposeContext, ForwardError> {
+    cell.get_or_try_init(|| async {
+        raft.with_state_machine(|sm: &mut StateMachine| {
+            let ctx = sm.propose_context();
+            Box::pin(std::future::ready(ctx))
+        })
+        .await
+        .map_err(|e| ForwardError::Unavailable(format!("raft stopped: {e}")))
+    })
+    .await
+}
+
+/// How long a new leader waits to apply its log before its first stamp:
+/// its first entry is committed (and the log before it applied) within a
+/// round trip to a quorum; past this the quorum is likely gone.
+const NEW_TERM_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The last time this proposer stamped, and in which term.
+#[derive(Default)]
+struct Stamp {
+    term: Option<u64>,
+    at_ms: u64,
+}
+
+/// The time to stamp on the next entry: never below the last one in the
+/// log, so that entry times never decrease along it (expiry is a pure
+/// function of the log). Within a term that is the larger of the clock and
+/// the last stamp; in a new term this node first applies its whole log
+/// (entries of earlier leaders, whose clocks may run ahead of ours, are in
+/// it), then stamps no earlier than the last applied time.
+async fn stamp(
+    raft: &BallastRaft,
+    clock: &dyn Clock,
+    context: &tokio::sync::OnceCell<ProposeContext>,
+    last: &mut Stamp,
+) -> Result<u64, ForwardError> {
+    let ctx = fetch_context(raft, context).await?;
+    if ctx.planted.has(NodeBug::ExpireByLocalClock) {
+        return Ok(clock.now_ms());
+    }
+    let (term, last_log, leading) = {
+        let m = raft.metrics();
+        let m = m.borrow_watched();
+        (
+            m.current_term,
+            m.last_log_index,
+            m.state == openraft::ServerState::Leader,
+        )
+    };
+    // Only a leader's stamps reach the log (elsewhere openraft refuses the
+    // write), and only a leader's log is sure to get applied up to its end.
+    if leading && last.term != Some(term) {
+        if let Some(index) = last_log {
+            raft.wait(Some(NEW_TERM_APPLY_WAIT))
+                .applied_index_at_least(Some(index), "a new leader applies its log before stamping")
+                .await
+                .map_err(|e| {
+                    ForwardError::Unavailable(format!(
+                        "the new leader has not applied its log yet, nothing was written: {e}"
+                    ))
+                })?;
+        }
+        last.term = Some(term);
+    }
+    let floor = ctx.applied_at_ms.load(Ordering::Acquire).max(last.at_ms);
+    last.at_ms = clock.now_ms().max(floor);
+    Ok(last.at_ms)
+}
+
 async fn run(
     raft: BallastRaft,
     clock: Arc<dyn Clock>,
     opts: ProposerOptions,
     mut rx: mpsc::Receiver<Pending>,
     counts: Arc<Counts>,
+    context: Arc<tokio::sync::OnceCell<ProposeContext>>,
 ) {
     let in_flight = Arc::new(Semaphore::new(opts.entries_in_flight.max(1)));
     let mut carried: Option<Pending> = None;
+    let mut last_stamp = Stamp::default();
     loop {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
@@ -181,8 +300,39 @@ async fn run(
         counts
             .requests
             .fetch_add(replies.len() as u64, Ordering::Relaxed);
+        // The last gate: only an entry the codec reads back is appended
+        // (a poison entry would stop every replica at apply). Requests were
+        // validated one by one in `submit`; this checks what was formed.
+        let skip = match fetch_context(&raft, &context).await {
+            Ok(ctx) => ctx.planted.has(NodeBug::SkipRequestValidation),
+            Err(e) => {
+                for r in replies {
+                    let _ = r.send(Err(e.clone()));
+                }
+                continue;
+            }
+        };
+        if let Err(e) = req
+            .check_structure()
+            .or_else(|e| if skip { Ok(()) } else { Err(e) })
+        {
+            let why = format!("refused before the log: {e}");
+            for r in replies {
+                let _ = r.send(Err(ForwardError::Invalid(why.clone())));
+            }
+            continue;
+        }
+        let at_ms = match stamp(&raft, &*clock, &context, &mut last_stamp).await {
+            Ok(at) => at,
+            Err(e) => {
+                for r in replies {
+                    let _ = r.send(Err(e.clone()));
+                }
+                continue;
+            }
+        };
         let (responder, committed, answer) = openraft::impls::ProgressResponder::new();
-        let proposal = Proposal::new(clock.now_ms(), req);
+        let proposal = Proposal::new(at_ms, req);
         if let Err(e) = raft.client_write_ff(proposal, Some(responder)).await {
             let why = format!("raft stopped: {e}");
             for r in replies {

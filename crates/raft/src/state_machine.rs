@@ -18,9 +18,15 @@
 //!   `Existed(true)`, as Redis does for a non-positive TTL); PERSIST
 //!   answers `Existed(true)` only if it removed a TTL; CAS writes its new
 //!   value without a TTL (a swap replaces the value the TTL belonged to).
-//! * Requests that the engine refuses as input (empty or oversized keys or
-//!   values) are answered with [`Response::Rejected`] and still advance the
-//!   marker, so a bad client request can never stop the state machine.
+//! * Apply never refuses an entry for a local setting: key, value and
+//!   request sizes are checked where a request enters the cluster
+//!   ([`Request::validate`], with the limits of the node that took it),
+//!   and the engine writes what the log holds without its own size limits
+//!   (`Db::write_from_log`), so replicas configured differently, or a
+//!   limit changed before a replay, still apply every entry alike. What
+//!   every replica refuses alike (an empty key, from a log written before
+//!   validation) is answered with [`Response::Rejected`] and still
+//!   advances the marker, so a bad entry can never stop the state machine.
 //! * Snapshots are SSTable sets ([`crate::snapshot`]): building one is an
 //!   engine checkpoint (a flush, so the applied state is durable up to the
 //!   snapshot before openraft purges the log behind it, then hard links of
@@ -34,17 +40,22 @@
 //!   them. An install interrupted by a crash after its snapshot directory
 //!   became durable is finished by the next [`StateMachine::open`].
 //!
-//! Compaction and the engine's own reads (`Db::get`) still drop and hide
-//! expired keys by the engine's clock (`Options::clock`); apply never
-//! depends on that as long as leaders stamp non-decreasing `at_ms` not
-//! ahead of the replicas' clocks.
+//! Expiry is a pure function of the log: relative TTLs become deadlines
+//! from the entry's `at_ms`; the engine runs with
+//! `Options::expire_by_horizon`, and after each entry the state machine
+//! moves the engine's expiry horizon to the largest `at_ms` applied (it
+//! travels in the applied marker across restarts), so flush and compaction
+//! drop exactly the keys every later entry would find expired, on every
+//! replica, whatever its clock. [`state_hash`] hashes the live state as of
+//! that horizon, so replicas can be compared from outside.
 
 use crate::codec::{self, DecodeError};
 use crate::error::{Error, Result};
+use crate::planted::{NodeBug, Planted};
 use crate::snapshot::{file_crc, link_snapshot, Descriptor, SnapshotFile};
 use crate::typ::{
-    BatchOp, EntryPayload, LeaderId, LogId, Node, NodeId, Request, Response, SetCondition,
-    TypeConfig,
+    BatchOp, EntryPayload, LeaderId, LogId, Node, NodeId, Request, RequestLimits, Response,
+    SetCondition, TypeConfig,
 };
 use ballast_storage::fs::{self as sfs, DynFs};
 use ballast_storage::{Db, Options, WriteBatch};
@@ -55,6 +66,7 @@ use openraft::{OptionalSend, StoredMembership};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The stored membership type of ballast.
@@ -68,11 +80,15 @@ pub type SnapshotData = crate::snapshot::SnapshotData;
 /// A snapshot of ballast.
 pub type Snapshot = openraft::storage::Snapshot<LeaderId, NodeId, Node, SnapshotData>;
 
-/// Applied-marker format version.
-pub const MARKER_FORMAT_VERSION: u8 = 1;
+/// Applied-marker format version: the newest this build reads. Version 2
+/// added the time of the last applied entry (flag 4); a marker without it
+/// is still written as version 1, so snapshot descriptors stay readable by
+/// older builds.
+pub const MARKER_FORMAT_VERSION: u8 = 2;
 
 const MARKER_APPLIED: u8 = 1;
 const MARKER_MEMBERSHIP_LOG_ID: u8 = 2;
+const MARKER_AT_MS: u8 = 4;
 
 /// The directory under the state machine's directory that holds its
 /// snapshots.
@@ -81,7 +97,19 @@ const SNAPSHOT_PREFIX: &str = "snap-";
 
 /// Encodes the applied marker: what the engine records with each flush.
 pub fn encode_marker(applied: Option<&LogId>, membership: &StoredMembershipOf) -> Vec<u8> {
-    let mut out = vec![MARKER_FORMAT_VERSION, 0];
+    encode_marker_at(applied, membership, None)
+}
+
+/// [`encode_marker`] with the time of the last applied entry (its
+/// effective `at_ms`), which a restart resumes the expiry horizon and the
+/// non-decreasing entry time from.
+pub fn encode_marker_at(
+    applied: Option<&LogId>,
+    membership: &StoredMembershipOf,
+    at_ms: Option<u64>,
+) -> Vec<u8> {
+    let version = if at_ms.is_some() { 2 } else { 1 };
+    let mut out = vec![version, 0];
     if let Some(a) = applied {
         out[1] |= MARKER_APPLIED;
         codec::encode_log_id_into(&mut out, a);
@@ -90,12 +118,21 @@ pub fn encode_marker(applied: Option<&LogId>, membership: &StoredMembershipOf) -
         out[1] |= MARKER_MEMBERSHIP_LOG_ID;
         codec::encode_log_id_into(&mut out, m);
     }
+    if let Some(at) = at_ms {
+        out[1] |= MARKER_AT_MS;
+        out.extend_from_slice(&at.to_le_bytes());
+    }
     codec::encode_membership(&mut out, membership.membership());
     out
 }
 
 /// Decodes an applied marker written by [`encode_marker`].
 pub fn decode_marker(src: &[u8]) -> Result<(Option<LogId>, StoredMembershipOf), DecodeError> {
+    decode_marker_at(src).map(|(a, m, _)| (a, m))
+}
+
+/// The applied log id, membership and applied time ([`encode_marker_at`]).
+pub fn decode_marker_at(src: &[u8]) -> Result<MarkerAt, DecodeError> {
     let (&version, rest) = src
         .split_first()
         .ok_or_else(|| DecodeError::Malformed("empty applied marker".into()))?;
@@ -105,7 +142,12 @@ pub fn decode_marker(src: &[u8]) -> Result<(Option<LogId>, StoredMembershipOf), 
     let (&flags, mut rest) = rest
         .split_first()
         .ok_or_else(|| DecodeError::Malformed("applied marker without flags".into()))?;
-    if flags & !(MARKER_APPLIED | MARKER_MEMBERSHIP_LOG_ID) != 0 {
+    let known = if version >= 2 {
+        MARKER_APPLIED | MARKER_MEMBERSHIP_LOG_ID | MARKER_AT_MS
+    } else {
+        MARKER_APPLIED | MARKER_MEMBERSHIP_LOG_ID
+    };
+    if flags & !known != 0 {
         return Err(DecodeError::Malformed(format!(
             "unknown marker flags {flags:#x}"
         )));
@@ -122,12 +164,25 @@ pub fn decode_marker(src: &[u8]) -> Result<(Option<LogId>, StoredMembershipOf), 
         membership_log_id = Some(id);
         rest = r;
     }
+    let mut at_ms = None;
+    if flags & MARKER_AT_MS != 0 {
+        let (at, r) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| DecodeError::Malformed("applied marker: truncated time".into()))?;
+        at_ms = Some(u64::from_le_bytes(*at));
+        rest = r;
+    }
     let membership = codec::decode_membership_exact(rest)?;
     Ok((
         applied,
         StoredMembership::new(membership_log_id, membership),
+        at_ms,
     ))
 }
+
+/// What an applied marker holds: the applied log id, the membership, and
+/// the time of the last applied entry (version 2 markers).
+pub type MarkerAt = (Option<LogId>, StoredMembershipOf, Option<u64>);
 
 /// The snapshots a state machine keeps on disk: the current one, and the
 /// counter that names new directories.
@@ -238,6 +293,28 @@ pub struct StateMachine {
     applied: Option<LogId>,
     membership: StoredMembershipOf,
     snapshots: Arc<Mutex<SnapshotStore>>,
+    planted: Planted,
+    /// The effective time of the last applied entry (see `apply_entry`),
+    /// shared with the proposer, which never stamps below it.
+    applied_at_ms: Arc<AtomicU64>,
+    /// The applied index, shared with the log store, which refuses to
+    /// truncate below it.
+    applied_index: Option<crate::log_store::AppliedIndex>,
+}
+
+/// What the state machine shares with the leader's proposer
+/// ([`crate::propose::Proposer`]), which openraft keeps apart from it.
+#[derive(Debug, Clone)]
+pub struct ProposeContext {
+    /// The limits requests are validated against where they enter: the
+    /// engine's configured key and value limits, and its batch limit for a
+    /// whole request.
+    pub limits: RequestLimits,
+    /// The node's planted bugs.
+    pub planted: Planted,
+    /// The effective time of the last applied entry: the proposer stamps
+    /// no entry below it, so entry times never decrease along the log.
+    pub applied_at_ms: Arc<AtomicU64>,
 }
 
 /// Builds a snapshot: an engine checkpoint at the applied state of the
@@ -267,7 +344,21 @@ fn reads_before_writing(req: &Request) -> bool {
                 return_old: false,
                 ..
             }
+            | Request::SetWithTtl {
+                condition: SetCondition::Always,
+                return_old: false,
+                ..
+            }
     )
+}
+
+/// A SET's arguments, its expiry made absolute.
+struct SetArgs<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    expire_at_ms: Option<u64>,
+    condition: SetCondition,
+    return_old: bool,
 }
 
 /// Records `batch`'s writes in `overlay`.
@@ -294,13 +385,17 @@ impl StateMachine {
     /// interrupted).
     pub async fn open(dir: &Path, mut options: Options) -> Result<StateMachine> {
         options.wal = false;
+        // Expiry is a pure function of the applied log (see `apply_entry`).
+        options.expire_by_horizon = true;
         let fs = options.fs.clone();
         let db = Db::open(dir, options).await?;
         let marker = db.applied_marker().await;
-        let (applied, membership) = match &marker {
-            None => (None, StoredMembership::default()),
-            Some(m) => decode_marker(m).map_err(|d| marker_error(dir, d))?,
+        let (applied, membership, at_ms) = match &marker {
+            None => (None, StoredMembership::default(), None),
+            Some(m) => decode_marker_at(m).map_err(|d| marker_error(dir, d))?,
         };
+        let at_ms = at_ms.unwrap_or(0);
+        db.set_expiry_horizon_ms(at_ms);
         let store = SnapshotStore::open(fs, dir.join(SNAPSHOTS_DIR))?;
         let mut sm = StateMachine {
             db: Arc::new(db),
@@ -308,6 +403,9 @@ impl StateMachine {
             applied,
             membership,
             snapshots: Arc::new(Mutex::new(store)),
+            planted: Planted::NONE,
+            applied_at_ms: Arc::new(AtomicU64::new(at_ms)),
+            applied_index: None,
         };
         let pending = lock_store(&sm.snapshots)
             .current
@@ -325,6 +423,50 @@ impl StateMachine {
         }
         tracing::info!(applied = ?sm.applied, "state machine opened");
         Ok(sm)
+    }
+
+    /// Shares the applied index with `applied` (the log store's guard
+    /// against truncating applied entries), starting from the applied
+    /// state found at open.
+    pub fn set_applied_index(&mut self, applied: crate::log_store::AppliedIndex) {
+        if let Some(a) = self.applied {
+            applied.set(a.index);
+        }
+        self.applied_index = Some(applied);
+    }
+
+    fn publish_applied(&self) {
+        if let (Some(shared), Some(a)) = (&self.applied_index, self.applied) {
+            shared.set(a.index);
+        }
+    }
+
+    /// Switches this node's planted bugs on (tests and simulation only;
+    /// [`Planted`] is empty without the `planted-bugs` feature).
+    pub fn set_planted(&mut self, planted: Planted) {
+        self.planted = planted;
+        self.db
+            .set_expire_by_horizon(!planted.has(NodeBug::ExpireByLocalClock));
+    }
+
+    /// What the proposer needs from the state machine.
+    pub fn propose_context(&self) -> ProposeContext {
+        let (key_bytes_max, value_bytes_max) = self.db.kv_bytes_max();
+        ProposeContext {
+            limits: RequestLimits {
+                key_bytes_max,
+                value_bytes_max,
+                request_bytes_max: self.db.batch_bytes_max(),
+            },
+            planted: self.planted,
+            applied_at_ms: self.applied_at_ms.clone(),
+        }
+    }
+
+    /// The effective time of the last applied entry, ms since the Unix
+    /// epoch (0 before the first).
+    pub fn applied_at_ms(&self) -> u64 {
+        self.applied_at_ms.load(Ordering::Acquire)
     }
 
     /// The engine (for reads).
@@ -379,30 +521,56 @@ impl StateMachine {
         let last_reader = reqs.iter().rposition(reads_before_writing);
         for (i, req) in reqs.iter().enumerate() {
             let (b, resp) = self.plan(req, at_ms, &overlay)?;
-            // Each request is refused on its own for what the engine would
-            // refuse (a key or value over its limit), so the entry's one
-            // batch never fails for the others.
-            let together = (batch.encoded_len() + b.encoded_len()) as u64;
-            match self.db.check_batch(&b) {
-                Ok(()) if together > self.db.batch_bytes_max() => {
-                    answers.push(Response::Rejected(format!(
-                        "this write would take its log entry's batch to {together} bytes, \
-                         over batch_bytes_max ({})",
-                        self.db.batch_bytes_max()
-                    )));
-                }
-                Ok(()) => {
+            // Each request is refused on its own for what every replica
+            // refuses alike (an empty key: a rule of the engine, not a
+            // setting), so the entry's one batch never fails for the
+            // others. Size limits were checked where the request entered;
+            // checking them here, with this node's settings, would let
+            // replicas configured differently apply the entry differently.
+            let refused = if self.planted.has(NodeBug::ApplyChecksLocalLimits) {
+                self.refused_by_local_limits(&batch, &b)?
+            } else if b.iter().any(|e| e.key.is_empty()) {
+                Some(Response::Rejected(
+                    ballast_storage::Error::EmptyKey.to_string(),
+                ))
+            } else {
+                None
+            };
+            match refused {
+                Some(r) => answers.push(r),
+                None => {
                     if last_reader.is_some_and(|last| i < last) {
                         overlay_writes(&mut overlay, &b);
                     }
                     batch.append(&b);
                     answers.push(resp);
                 }
-                Err(e) if is_input_error(&e) => answers.push(Response::Rejected(e.to_string())),
-                Err(e) => return Err(e.into()),
             }
         }
         Ok((batch, Response::Multi(answers)))
+    }
+
+    /// The planted [`NodeBug::ApplyChecksLocalLimits`]: whether this
+    /// node's own engine limits refuse `b` (after `batch`), as apply did
+    /// before limits were checked where requests enter.
+    fn refused_by_local_limits(
+        &self,
+        batch: &WriteBatch,
+        b: &WriteBatch,
+    ) -> Result<Option<Response>> {
+        let together = (batch.encoded_len() + b.encoded_len()) as u64;
+        match self.db.check_batch(b) {
+            Ok(()) if together > self.db.batch_bytes_max() => {
+                Ok(Some(Response::Rejected(format!(
+                    "this write would take its log entry's batch to {together} bytes, \
+                 over batch_bytes_max ({})",
+                    self.db.batch_bytes_max()
+                ))))
+            }
+            Ok(()) => Ok(None),
+            Err(e) if is_input_error(&e) => Ok(Some(Response::Rejected(e.to_string()))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Plans one request applied as of `at_ms`, after the writes in
@@ -469,18 +637,14 @@ impl StateMachine {
                 }
                 Response::Cas { swapped, current }
             }
-            Request::Expire { key, expire_at_ms } => match self.live(overlay, key, at_ms)? {
-                Some(_) if *expire_at_ms <= at_ms => {
-                    // Redis deletes a key given a TTL in the past.
-                    b.delete(key);
-                    Response::Existed(true)
-                }
-                Some((v, _)) => {
-                    b.put_expiring(key, &v, *expire_at_ms);
-                    Response::Existed(true)
-                }
-                None => Response::Existed(false),
-            },
+            Request::Expire { key, expire_at_ms } => {
+                self.plan_expire(&mut b, key, *expire_at_ms, at_ms, overlay)?
+            }
+            // The deadline comes from the entry's time, the same on every
+            // replica (saturating: a TTL past the end of time never ends).
+            Request::ExpireIn { key, ttl_ms } => {
+                self.plan_expire(&mut b, key, at_ms.saturating_add(*ttl_ms), at_ms, overlay)?
+            }
             Request::Persist { key } => match self.live(overlay, key, at_ms)? {
                 Some((v, Some(_))) => {
                     b.put(key, &v);
@@ -495,30 +659,30 @@ impl StateMachine {
                 condition,
                 return_old,
             } => {
-                // A plain SET needs no read of the old value: skip the
-                // engine lookup (most of a blind write's apply cost).
-                let needs_current = *return_old || *condition != SetCondition::Always;
-                let current = if needs_current {
-                    self.live(overlay, key, at_ms)?.map(|(v, _)| v)
-                } else {
-                    None
+                let set = SetArgs {
+                    key,
+                    value,
+                    expire_at_ms: *expire_at_ms,
+                    condition: *condition,
+                    return_old: *return_old,
                 };
-                let written = match condition {
-                    SetCondition::Always => true,
-                    SetCondition::IfAbsent => current.is_none(),
-                    SetCondition::IfPresent => current.is_some(),
+                self.plan_set(&mut b, set, at_ms, overlay)?
+            }
+            Request::SetWithTtl {
+                key,
+                value,
+                ttl_ms,
+                condition,
+                return_old,
+            } => {
+                let set = SetArgs {
+                    key,
+                    value,
+                    expire_at_ms: Some(at_ms.saturating_add(*ttl_ms)),
+                    condition: *condition,
+                    return_old: *return_old,
                 };
-                if written {
-                    put(&mut b, key, value, *expire_at_ms);
-                }
-                Response::Set {
-                    written,
-                    old: if *return_old {
-                        current.map(|v| v.to_vec())
-                    } else {
-                        None
-                    },
-                }
+                self.plan_set(&mut b, set, at_ms, overlay)?
             }
             // Only inside a Multi (plan_entry takes the outer one); the
             // codec refuses such entries, so this is never logged.
@@ -540,6 +704,66 @@ impl StateMachine {
         Ok((b, resp))
     }
 
+    /// EXPIRE at `expire_at_ms` of `key`, applied as of `at_ms`.
+    fn plan_expire(
+        &self,
+        b: &mut WriteBatch,
+        key: &[u8],
+        expire_at_ms: u64,
+        at_ms: u64,
+        overlay: &Overlay,
+    ) -> Result<Response> {
+        Ok(match self.live(overlay, key, at_ms)? {
+            Some(_) if expire_at_ms <= at_ms => {
+                // Redis deletes a key given a TTL in the past.
+                b.delete(key);
+                Response::Existed(true)
+            }
+            Some((v, _)) => {
+                b.put_expiring(key, &v, expire_at_ms);
+                Response::Existed(true)
+            }
+            None => Response::Existed(false),
+        })
+    }
+
+    /// SET (any form) applied as of `at_ms`.
+    fn plan_set(
+        &self,
+        b: &mut WriteBatch,
+        set: SetArgs<'_>,
+        at_ms: u64,
+        overlay: &Overlay,
+    ) -> Result<Response> {
+        // A plain SET needs no read of the old value: skip the engine
+        // lookup (most of a blind write's apply cost).
+        let needs_current = set.return_old || set.condition != SetCondition::Always;
+        let current = if needs_current {
+            self.live(overlay, set.key, at_ms)?.map(|(v, _)| v)
+        } else {
+            None
+        };
+        let written = match set.condition {
+            SetCondition::Always => true,
+            SetCondition::IfAbsent => current.is_none(),
+            SetCondition::IfPresent => current.is_some(),
+        };
+        if written {
+            match set.expire_at_ms {
+                Some(at) => b.put_expiring(set.key, set.value, at),
+                None => b.put(set.key, set.value),
+            };
+        }
+        Ok(Response::Set {
+            written,
+            old: if set.return_old {
+                current.map(|v| v.to_vec())
+            } else {
+                None
+            },
+        })
+    }
+
     /// Applies one committed entry and returns its answer. This is what
     /// [`RaftStateMachine::apply`] does for each entry of its stream.
     pub async fn apply_entry(&mut self, entry: crate::typ::Entry) -> Result<Response> {
@@ -549,19 +773,48 @@ impl StateMachine {
                 self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                 (WriteBatch::new(), Response::Done)
             }
-            EntryPayload::Normal(p) => self.plan_entry(&p.request, p.at_ms)?,
+            EntryPayload::Normal(p) => {
+                // The entry's own time: apply reads and computes relative
+                // deadlines as of it, never the clock. The proposer stamps
+                // no entry below the last one in the log, so the horizon
+                // (the largest time applied) is the time of the last
+                // entry, and no later entry reads below it: a key a flush
+                // dropped at the horizon is one every later entry would
+                // have found expired.
+                self.applied_at_ms.fetch_max(p.at_ms, Ordering::AcqRel);
+                let at_ms = p.at_ms;
+                self.plan_entry(&p.request, at_ms)?
+            }
         };
         self.applied = Some(entry.log_id);
-        let marker = encode_marker(self.applied.as_ref(), &self.membership);
+        self.publish_applied();
+        let at_ms = self.applied_at_ms();
+        let marker = encode_marker_at(self.applied.as_ref(), &self.membership, Some(at_ms));
         batch.set_applied_marker(&marker);
-        match self.db.write(batch).await {
-            Ok(()) => Ok(resp),
+        let written = if self.planted.has(NodeBug::ApplyChecksLocalLimits) {
+            self.db.write(batch).await
+        } else {
+            // No local limit applies to what the log holds (see
+            // `Db::write_from_log`); what it still refuses, it refuses on
+            // every replica alike.
+            self.db.write_from_log(batch).await
+        };
+        // Once the entry is in the engine, keys expired at or before its
+        // time may go at the next flush or compaction: every later entry
+        // reads them as absent on every replica.
+        let horizon = || self.db.set_expiry_horizon_ms(at_ms);
+        match written {
+            Ok(()) => {
+                horizon();
+                Ok(resp)
+            }
             Err(e) if is_input_error(&e) => {
                 // The request itself is unacceptable; the entry still counts
                 // as applied, so the marker moves on without its writes.
                 let mut only_marker = WriteBatch::new();
                 only_marker.set_applied_marker(&marker);
                 self.db.write(only_marker).await?;
+                horizon();
                 Ok(Response::Rejected(e.to_string()))
             }
             Err(e) => Err(e.into()),
@@ -577,9 +830,43 @@ impl StateMachine {
         })?;
         self.db.install(&checkpoint).await?;
         self.applied = snap.meta().last_log_id;
+        self.publish_applied();
         self.membership = snap.meta().last_membership.clone();
         Ok(())
     }
+}
+
+/// A hash of a replica's state: every live key, its value and its expiry
+/// (deadline), in key order, as of the engine's expiry horizon (the time
+/// of the last applied entry), which is the same on every replica that
+/// applied the same entries, whatever their clocks, flushes and
+/// compactions. Replicas that applied the same log report the same hash;
+/// compare them from outside through `/status`. Sha-256 over a canonical
+/// encoding (per key: u32 key length, key, u32 value length, value, then
+/// 0, or 1 and the u64 deadline; little-endian), streamed: memory stays
+/// bounded by one key and value. Shown as its first 16 bytes in hex.
+///
+/// It reads the whole key space: a cost in proportion to the data, paid by
+/// each call.
+pub fn state_hash(db: &Db) -> Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for item in db.scan_with_expiry_as_of(db.expiry_horizon_ms())? {
+        let (key, value, at) = item?;
+        h.update((key.len() as u32).to_le_bytes());
+        h.update(&key);
+        h.update((value.len() as u32).to_le_bytes());
+        h.update(&value);
+        match at {
+            None => h.update([0u8]),
+            Some(at) => {
+                h.update([1u8]);
+                h.update(at.to_le_bytes());
+            }
+        }
+    }
+    let digest = h.finalize();
+    Ok(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn is_input_error(e: &ballast_storage::Error) -> bool {

@@ -3,9 +3,11 @@
 //! ([`Response`]).
 //!
 //! Requests carry everything a replica needs to apply them identically:
-//! expiry is an absolute time in milliseconds (`expire_at_ms`) chosen by the
-//! leader from its clock handle when it proposes, never read from a clock at
-//! apply time, so replaying the log anywhere gives the same state.
+//! expiry is either absolute (`expire_at_ms`, milliseconds since the Unix
+//! epoch, as the client gave it) or relative (`ttl_ms`, SET EX / EXPIRE),
+//! and a relative one becomes absolute at apply, from the time the leader
+//! stamped on the entry ([`Proposal::at_ms`]); no replica's clock is read
+//! at apply time, so replaying the log anywhere gives the same state.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -80,8 +82,15 @@ impl fmt::Display for Node {
 /// `at_ms` (milliseconds since the Unix epoch) is the time the state
 /// machine applies the request *as of*: a key whose expiry is at or before
 /// `at_ms` counts as absent for the request's reads (INCR, CAS, SET NX/XX,
-/// EXPIRE, ...). Every replica applies the same entry with the same time,
-/// so no replica's own clock, and no apply lag, can make replicas diverge.
+/// EXPIRE, ...), and relative TTLs count from it. Every replica applies the
+/// same entry with the same time, so no replica's own clock, and no apply
+/// lag, can make replicas diverge.
+///
+/// Along the log the time never decreases: the proposer stamps the larger
+/// of its clock and the last time in the log (a new leader first applies
+/// its whole log), and apply uses the larger of `at_ms` and the previous
+/// entry's time (so even a log written without that rule applies alike
+/// everywhere).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     /// The leader's clock when it proposed, ms since the Unix epoch.
@@ -199,11 +208,38 @@ pub enum Request {
     /// each seeing the ones before it, and each is answered on its own
     /// ([`Response::Multi`], same order). Unlike [`Request::Batch`] this
     /// is not all-or-nothing: a request that is refused (a value that is
-    /// not an integer, a key over the engine's limit) is answered
-    /// [`Response::Rejected`] and the others still apply. The entry's
+    /// not an integer) is answered [`Response::Rejected`] and the others
+    /// still apply. The entry's
     /// writes reach the engine as one atomic batch. Never nested, never
     /// empty.
     Multi(Vec<Request>),
+    // New variants go last: the RPC's serde encoding numbers variants in
+    // order (FORMAT-rpc.md).
+    /// SET with EX / PX: [`Request::Set`] with a relative TTL. Apply sets
+    /// the expiry to the entry's time ([`Proposal::at_ms`], stamped by the
+    /// leader) plus `ttl_ms`, so the deadline is computed once, from the
+    /// log, and no replica's clock (nor the clock of the node the client
+    /// spoke to) enters it.
+    SetWithTtl {
+        /// The key.
+        key: Vec<u8>,
+        /// The new value.
+        value: Vec<u8>,
+        /// Milliseconds after the entry's time.
+        ttl_ms: u64,
+        /// When to write (SET's NX / XX).
+        condition: SetCondition,
+        /// Answer with the value the key held before (SET ... GET).
+        return_old: bool,
+    },
+    /// EXPIRE / PEXPIRE: [`Request::Expire`] at the entry's time plus
+    /// `ttl_ms` (see [`Request::SetWithTtl`]).
+    ExpireIn {
+        /// The key.
+        key: Vec<u8>,
+        /// Milliseconds after the entry's time.
+        ttl_ms: u64,
+    },
 }
 
 /// When a [`Request::Set`] writes.
@@ -217,6 +253,85 @@ pub enum SetCondition {
     IfPresent,
 }
 
+/// The limits a node checks every request against where it enters (the
+/// client API, a forwarded write, the proposer): the node's configured key
+/// and value limits and its largest request. Apply never checks them again
+/// (an entry in the log is applied the same way on every node, whatever
+/// each node's own settings say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Longest key, in bytes (keys are never empty).
+    pub key_bytes_max: u64,
+    /// Longest value (and CAS expected value), in bytes.
+    pub value_bytes_max: u64,
+    /// Largest request, in [`Request::payload_bytes`].
+    pub request_bytes_max: u64,
+}
+
+impl RequestLimits {
+    /// Only what the log format can hold: lengths are u32 on disk.
+    pub const FORMAT: RequestLimits = RequestLimits {
+        key_bytes_max: u32::MAX as u64,
+        value_bytes_max: u32::MAX as u64,
+        request_bytes_max: u32::MAX as u64,
+    };
+}
+
+/// Why a request was refused where it entered; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    /// A `Multi` with no request: nothing to propose.
+    #[error("an empty multi request: send at least one request")]
+    EmptyMulti,
+    /// A `Multi` from outside the proposer: only the leader's proposer
+    /// groups requests into one.
+    #[error(
+        "a multi request from a client: send its requests one by one (the leader groups them)"
+    )]
+    MultiFromClient,
+    /// A `Multi` inside a `Multi`: the log format holds one level only.
+    #[error("a multi request inside a multi request: flatten it into one multi")]
+    NestedMulti,
+    /// An empty key.
+    #[error("an empty key: keys must be 1 to {max} bytes")]
+    EmptyKey {
+        /// The node's `key_bytes_max`.
+        max: u64,
+    },
+    /// A key over the node's limit.
+    #[error("a key of {len} bytes: keys must be 1 to {max} bytes (key_bytes_max)")]
+    KeyTooLarge {
+        /// The key's length.
+        len: u64,
+        /// The node's `key_bytes_max`.
+        max: u64,
+    },
+    /// A value over the node's limit.
+    #[error("a value of {len} bytes: values must be at most {max} bytes (value_bytes_max)")]
+    ValueTooLarge {
+        /// The value's length.
+        len: u64,
+        /// The node's `value_bytes_max`.
+        max: u64,
+    },
+    /// The request as a whole is over the node's limit.
+    #[error("a request of {bytes} bytes: split it; requests must be at most {max} bytes")]
+    TooLarge {
+        /// The request's [`Request::payload_bytes`].
+        bytes: u64,
+        /// The node's largest request.
+        max: u64,
+    },
+    /// More elements than the log format can count (u32).
+    #[error("a request of {count} keys or requests: at most {max} fit one log entry")]
+    TooManyElements {
+        /// The count.
+        count: u64,
+        /// `u32::MAX`.
+        max: u64,
+    },
+}
+
 impl Request {
     /// Bytes of keys and values the request carries, plus a small charge
     /// per key: what batching budgets with.
@@ -224,8 +339,11 @@ impl Request {
         const PER_KEY: usize = 16;
         let kv = |k: &[u8], v: &[u8]| PER_KEY + k.len() + v.len();
         match self {
-            Request::Put { key, value, .. } | Request::Set { key, value, .. } => kv(key, value),
+            Request::Put { key, value, .. }
+            | Request::Set { key, value, .. }
+            | Request::SetWithTtl { key, value, .. } => kv(key, value),
             Request::Delete { key }
+            | Request::ExpireIn { key, .. }
             | Request::IncrBy { key, .. }
             | Request::Expire { key, .. }
             | Request::Persist { key } => kv(key, &[]),
@@ -241,6 +359,131 @@ impl Request {
                 .sum(),
             Request::DeleteMany { keys } => keys.iter().map(|k| kv(k, &[])).sum(),
             Request::Multi(reqs) => reqs.iter().map(Request::payload_bytes).sum(),
+        }
+    }
+
+    /// Whether the log format can hold the request: the codec writes and
+    /// reads exactly the requests this accepts (no empty or nested
+    /// `Multi`, every length and count within u32).
+    pub fn check_structure(&self) -> Result<(), InvalidRequest> {
+        self.validate_in(&RequestLimits::FORMAT, false, true)
+    }
+
+    /// Checks the request where it enters a node (client API, forwarded
+    /// write, proposer): [`Request::check_structure`], then `limits` on
+    /// every key, value and on the whole. A request that passes is one
+    /// every replica applies without consulting its own settings.
+    /// A `Multi` is refused here: only the proposer forms one, from
+    /// requests that each passed this check.
+    pub fn validate(&self, limits: &RequestLimits) -> Result<(), InvalidRequest> {
+        if matches!(self, Request::Multi(_)) {
+            return Err(InvalidRequest::MultiFromClient);
+        }
+        self.validate_in(limits, false, false)?;
+        let bytes = self.payload_bytes() as u64;
+        if bytes > limits.request_bytes_max {
+            return Err(InvalidRequest::TooLarge {
+                bytes,
+                max: limits.request_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// `structure_only`: what the codec can hold, where an empty key is
+    /// fine (the engine refuses it at apply, on every node alike).
+    fn validate_in(
+        &self,
+        limits: &RequestLimits,
+        nested: bool,
+        structure_only: bool,
+    ) -> Result<(), InvalidRequest> {
+        let key = |k: &[u8]| {
+            let len = k.len() as u64;
+            if len == 0 && !structure_only {
+                Err(InvalidRequest::EmptyKey {
+                    max: limits.key_bytes_max,
+                })
+            } else if len > limits.key_bytes_max.min(u32::MAX as u64) {
+                Err(InvalidRequest::KeyTooLarge {
+                    len,
+                    max: limits.key_bytes_max,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let value = |v: &[u8]| {
+            let len = v.len() as u64;
+            if len > limits.value_bytes_max.min(u32::MAX as u64) {
+                Err(InvalidRequest::ValueTooLarge {
+                    len,
+                    max: limits.value_bytes_max,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let count = |n: usize| {
+            if n as u64 > u32::MAX as u64 {
+                Err(InvalidRequest::TooManyElements {
+                    count: n as u64,
+                    max: u32::MAX as u64,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Request::Put {
+                key: k, value: v, ..
+            }
+            | Request::Set {
+                key: k, value: v, ..
+            }
+            | Request::SetWithTtl {
+                key: k, value: v, ..
+            } => {
+                key(k)?;
+                value(v)
+            }
+            Request::Delete { key: k }
+            | Request::IncrBy { key: k, .. }
+            | Request::Expire { key: k, .. }
+            | Request::ExpireIn { key: k, .. }
+            | Request::Persist { key: k } => key(k),
+            Request::Cas {
+                key: k,
+                expected,
+                new,
+            } => {
+                key(k)?;
+                if let Some(e) = expected {
+                    value(e)?;
+                }
+                value(new)
+            }
+            Request::Batch(ops) => {
+                count(ops.len())?;
+                ops.iter().try_for_each(|op| match op {
+                    BatchOp::Put { key: k, value: v } => {
+                        key(k)?;
+                        value(v)
+                    }
+                    BatchOp::Delete { key: k } => key(k),
+                })
+            }
+            Request::DeleteMany { keys } => {
+                count(keys.len())?;
+                keys.iter().try_for_each(|k| key(k))
+            }
+            Request::Multi(_) if nested => Err(InvalidRequest::NestedMulti),
+            Request::Multi(reqs) if reqs.is_empty() => Err(InvalidRequest::EmptyMulti),
+            Request::Multi(reqs) => {
+                count(reqs.len())?;
+                reqs.iter()
+                    .try_for_each(|r| r.validate_in(limits, true, structure_only))
+            }
         }
     }
 
@@ -273,6 +516,17 @@ impl fmt::Display for Request {
                 write!(f, "set(key {}B, value {}B)", key.len(), value.len())
             }
             Request::DeleteMany { keys } => write!(f, "delete_many({} keys)", keys.len()),
+            Request::SetWithTtl {
+                key, value, ttl_ms, ..
+            } => write!(
+                f,
+                "set(key {}B, value {}B, ttl {ttl_ms} ms)",
+                key.len(),
+                value.len()
+            ),
+            Request::ExpireIn { key, ttl_ms } => {
+                write!(f, "expire(key {}B, in {ttl_ms} ms)", key.len())
+            }
             Request::Multi(reqs) => write!(f, "multi({} requests)", reqs.len()),
         }
     }

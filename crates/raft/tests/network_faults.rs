@@ -334,11 +334,12 @@ async fn the_proposer_batches_concurrent_writes_and_keeps_their_order() {
     );
     let mut submitted = Vec::new();
     for i in 0..300u64 {
+        // Refused at apply (an overflow); an empty key would now be
+        // refused already by `submit`, where requests are validated.
         let req = if i == 150 {
-            Request::Put {
-                key: vec![],
-                value: b"refused: empty key".to_vec(),
-                expire_at_ms: None,
+            Request::IncrBy {
+                key: b"n".to_vec(),
+                delta: i64::MAX,
             }
         } else {
             Request::incr("n")

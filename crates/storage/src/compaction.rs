@@ -350,7 +350,8 @@ async fn run(inner: &Arc<Inner>, c: Compaction) -> Result<()> {
         };
         let mut filter = EntryFilter::new(
             inner.oldest_snapshot(),
-            inner.opts.clock.now_ms(),
+            // The horizon in replicated mode: see `Inner::expiry_drop_ms`.
+            inner.expiry_drop_ms(),
             Some(Box::new(is_base)),
         );
         write_tables(

@@ -138,6 +138,12 @@ pub(crate) struct Inner {
     pub flush_lock: tokio::sync::Mutex<()>,
     workers: Mutex<Vec<WorkerHandle>>,
     _lock: Option<DynFile>,
+    /// `Options::expire_by_horizon`, switchable (a planted bug turns it
+    /// off in tests).
+    expire_by_horizon: AtomicBool,
+    /// The time of the last applied entry, in replicated mode: expired
+    /// keys at or below it may be dropped.
+    expiry_horizon_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -297,6 +303,8 @@ impl Db {
             flush_lock: tokio::sync::Mutex::new(()),
             workers: Mutex::new(Vec::new()),
             _lock: lock_file,
+            expire_by_horizon: AtomicBool::new(opts.expire_by_horizon),
+            expiry_horizon_ms: AtomicU64::new(0),
             opts,
         });
 
@@ -360,13 +368,44 @@ impl Db {
 
     /// Applies `batch` atomically: after a crash either all of it is there or
     /// none of it.
-    pub async fn write(&self, mut batch: WriteBatch) -> Result<()> {
+    pub async fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.write_within(batch, Inner::check_limits).await
+    }
+
+    /// Like [`Db::write`], but without this engine's configured key, value
+    /// and batch size limits: for a replicated engine applying its log,
+    /// where the request was checked where it entered the cluster (with
+    /// the limits of the node that took it) and every replica must apply
+    /// the entry alike whatever its own settings say. Still refused: an
+    /// empty key (a rule of the engine, the same on every node) and a
+    /// batch larger than a log record can hold (u32 lengths).
+    pub async fn write_from_log(&self, batch: WriteBatch) -> Result<()> {
+        self.write_within(batch, |_, b| {
+            if b.iter().any(|e| e.key.is_empty()) {
+                return Err(Error::EmptyKey);
+            }
+            if b.encoded_len() as u64 > u64::from(u32::MAX) {
+                return Err(Error::BatchTooLarge {
+                    len: b.encoded_len(),
+                    max: u32::MAX as usize,
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn write_within(
+        &self,
+        mut batch: WriteBatch,
+        check: impl FnOnce(&Inner, &WriteBatch) -> Result<()>,
+    ) -> Result<()> {
         let inner = &self.inner;
         inner.check_writable()?;
         if batch.is_empty() && batch.applied_marker().is_none() {
             return Ok(());
         }
-        inner.check_limits(&batch)?;
+        check(inner, &batch)?;
         batch.coalesce();
         // Most writes complete without waiting on anything, so a task writing
         // in a loop would never yield: another writer woken onto the same
@@ -397,7 +436,7 @@ impl Db {
     /// epoch; `None` for a key that never expires). A key whose expiry is
     /// at or before the engine's clock reads as absent, as with [`Db::get`].
     pub fn get_entry(&self, key: &[u8]) -> Result<Option<(Bytes, Option<u64>)>> {
-        self.get_entry_as_of(key, self.inner.opts.clock.now_ms())
+        self.get_entry_as_of(key, self.inner.read_now_ms())
     }
 
     /// Like [`Db::get_entry`], but as of `now_ms` instead of the engine's
@@ -435,6 +474,49 @@ impl Db {
         self.inner.check_limits(batch)
     }
 
+    /// Moves the expiry horizon up to `at_ms` (never down): in replicated
+    /// mode (`Options::expire_by_horizon`) flush and compaction drop keys
+    /// expired at or before it, and only those. The state machine calls
+    /// this with the time of each entry it applies.
+    pub fn set_expiry_horizon_ms(&self, at_ms: u64) {
+        self.inner
+            .expiry_horizon_ms
+            .fetch_max(at_ms, Ordering::AcqRel);
+    }
+
+    /// The expiry horizon (see [`Db::set_expiry_horizon_ms`]).
+    pub fn expiry_horizon_ms(&self) -> u64 {
+        self.inner.expiry_horizon_ms.load(Ordering::Acquire)
+    }
+
+    /// Switches between expiry by horizon (`true`) and by the engine's
+    /// clock (`false`) at run time; `Options::expire_by_horizon` sets it at
+    /// open. Only tests of the replicated node's planted bugs need this.
+    pub fn set_expire_by_horizon(&self, on: bool) {
+        self.inner.expire_by_horizon.store(on, Ordering::Release);
+    }
+
+    /// Iterates every live key with its value and expiry as of `now_ms`
+    /// (a key expired at or before `now_ms` is absent), in key order: what
+    /// a replica's state hash is computed from.
+    pub fn scan_with_expiry_as_of(
+        &self,
+        now_ms: u64,
+    ) -> Result<impl Iterator<Item = Result<(Bytes, Bytes, Option<u64>)>> + Send> {
+        let snap = self.inner.snapshot();
+        Ok(ScanIter::new::<&[u8]>(self.inner.clone(), snap, ..)?.with_expiry_as_of(now_ms))
+    }
+
+    /// The longest key and value [`Db::write`] accepts (`key_bytes_max`,
+    /// `value_bytes_max`): what a replicated node validates requests
+    /// against where they enter.
+    pub fn kv_bytes_max(&self) -> (u64, u64) {
+        (
+            self.inner.opts.key_bytes_max,
+            self.inner.opts.value_bytes_max,
+        )
+    }
+
     /// The largest encoded batch [`Db::write`] accepts (`batch_bytes_max`).
     pub fn batch_bytes_max(&self) -> u64 {
         self.inner.opts.batch_bytes_max
@@ -455,9 +537,7 @@ impl Db {
         Ok(self
             .inner
             .find(key, snapshot.seq)?
-            .and_then(|(kind, value)| {
-                resolve_entry(kind, value, || self.inner.opts.clock.now_ms())
-            }))
+            .and_then(|(kind, value)| resolve_entry(kind, value, || self.inner.read_now_ms())))
     }
 
     /// Takes a snapshot of everything acknowledged so far.
@@ -592,6 +672,29 @@ impl Inner {
         self.state_changed.notify_waiters();
     }
 
+    /// The time flush and compaction drop expired keys as of: the expiry
+    /// horizon in replicated mode (a pure function of the applied log, the
+    /// same on every replica), the engine's clock otherwise.
+    pub(crate) fn expiry_drop_ms(&self) -> u64 {
+        if self.expire_by_horizon.load(Ordering::Acquire) {
+            self.expiry_horizon_ms.load(Ordering::Acquire)
+        } else {
+            self.opts.clock.now_ms()
+        }
+    }
+
+    /// The time reads hide expired keys as of: the engine's clock, and in
+    /// replicated mode at least the horizon, so that a key flush may have
+    /// dropped never shows up on the replicas that have not dropped it yet.
+    pub(crate) fn read_now_ms(&self) -> u64 {
+        let now = self.opts.clock.now_ms();
+        if self.expire_by_horizon.load(Ordering::Acquire) {
+            now.max(self.expiry_horizon_ms.load(Ordering::Acquire))
+        } else {
+            now
+        }
+    }
+
     fn check_limits(&self, batch: &WriteBatch) -> Result<()> {
         let (kmax, vmax) = batch.max_lens();
         if kmax as u64 > self.opts.key_bytes_max {
@@ -654,7 +757,7 @@ impl Inner {
 
     fn get_at(&self, key: &[u8], seq: SeqNo) -> Result<Option<Bytes>> {
         Ok(self.find(key, seq)?.and_then(|(kind, value)| {
-            resolve_entry(kind, value, || self.opts.clock.now_ms()).map(|(v, _)| v)
+            resolve_entry(kind, value, || self.read_now_ms()).map(|(v, _)| v)
         }))
     }
 

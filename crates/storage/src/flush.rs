@@ -54,7 +54,7 @@ pub(crate) async fn flush_oldest(inner: &Arc<Inner>) -> Result<()> {
     }
     let mut added = Vec::new();
     if !imm.is_empty() {
-        let mut filter = EntryFilter::new(inner.oldest_snapshot(), inner.opts.clock.now_ms(), None);
+        let mut filter = EntryFilter::new(inner.oldest_snapshot(), inner.expiry_drop_ms(), None);
         let mut iter = imm.iter();
         let outputs = write_tables(inner, 0, &mut iter, &mut filter, None).await?;
         for f in &outputs {

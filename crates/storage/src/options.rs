@@ -213,6 +213,13 @@ pub struct Options {
     pub fs: DynFs,
     /// Wall clock for TTLs.
     pub clock: Arc<dyn Clock>,
+    /// Replicated mode's expiry: flush and compaction drop expired keys
+    /// only at or below the expiry horizon the state machine feeds with
+    /// the time of each applied entry ([`crate::Db::set_expiry_horizon_ms`]),
+    /// never by `clock`, so every replica drops the same keys whatever its
+    /// clock says; reads hide keys expired by the later of `clock` and the
+    /// horizon. False (the default): expiry follows `clock`.
+    pub expire_by_horizon: bool,
     /// Run before a memtable flush is recorded in the manifest (`None`:
     /// nothing). In replicated mode the node makes its Raft log durable
     /// here, so that a flushed applied marker never covers log entries a
@@ -294,6 +301,7 @@ impl Options {
             background: Background::Thread,
             fs: StdFs::shared(),
             clock: Arc::new(SystemClock),
+            expire_by_horizon: false,
             flush_barrier: None,
         }
     }

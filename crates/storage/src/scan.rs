@@ -128,6 +128,8 @@ pub struct ScanIter {
     positioned: bool,
     last_key: Option<Vec<u8>>,
     done: bool,
+    /// Hide keys expired as of this time instead of the engine's read time.
+    as_of_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for ScanIter {
@@ -165,6 +167,7 @@ impl ScanIter {
             positioned: false,
             last_key: None,
             done: false,
+            as_of_ms: None,
         })
     }
 
@@ -191,11 +194,17 @@ impl ScanIter {
         }
     }
 
-    fn advance(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+    /// This scan, yielding each key's expiry too, as of `now_ms`.
+    pub fn with_expiry_as_of(mut self, now_ms: u64) -> ExpiryScanIter {
+        self.as_of_ms = Some(now_ms);
+        ExpiryScanIter(self)
+    }
+
+    fn advance(&mut self) -> Result<Option<(Bytes, Bytes, Option<u64>)>> {
         if !self.positioned {
             self.position()?;
         }
-        let now_ms = self.inner.opts.clock.now_ms();
+        let now_ms = self.as_of_ms.unwrap_or_else(|| self.inner.read_now_ms());
         while self.iter.valid() {
             let ikey = self.iter.key();
             let p = parse_internal_key(ikey).ok_or_else(|| {
@@ -216,15 +225,17 @@ impl ScanIter {
             let value = self.iter.value();
             let item = match p.kind {
                 ValueKind::Delete => None,
-                ValueKind::Put => Some(Bytes::copy_from_slice(value)),
-                ValueKind::PutExpiring => (value.len() >= 8
-                    && crate::coding::get_fixed64(value) > now_ms)
-                    .then(|| Bytes::copy_from_slice(&value[8..])),
+                ValueKind::Put => Some((Bytes::copy_from_slice(value), None)),
+                ValueKind::PutExpiring => {
+                    let at = (value.len() >= 8).then(|| crate::coding::get_fixed64(value));
+                    at.filter(|at| *at > now_ms)
+                        .map(|at| (Bytes::copy_from_slice(&value[8..]), Some(at)))
+                }
             };
             let key = Bytes::copy_from_slice(p.user_key);
             self.iter.next()?;
-            if let Some(v) = item {
-                return Ok(Some((key, v)));
+            if let Some((v, at)) = item {
+                return Ok(Some((key, v, at)));
             }
         }
         Ok(None)
@@ -234,6 +245,24 @@ impl ScanIter {
 impl Iterator for ScanIter {
     type Item = Result<(Bytes, Bytes)>;
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_entry().map(|r| r.map(|(k, v, _)| (k, v)))
+    }
+}
+
+/// A [`ScanIter`] that yields each live key's value and expiry (ms since
+/// the Unix epoch; `None` for a key that never expires), as of a fixed time.
+#[derive(Debug)]
+pub struct ExpiryScanIter(ScanIter);
+
+impl Iterator for ExpiryScanIter {
+    type Item = Result<(Bytes, Bytes, Option<u64>)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next_entry()
+    }
+}
+
+impl ScanIter {
+    fn next_entry(&mut self) -> Option<Result<(Bytes, Bytes, Option<u64>)>> {
         if self.done {
             return None;
         }

@@ -94,11 +94,14 @@ impl<A: KvApi> Shared<A> {
         check_size("value", value.len(), self.config.value_bytes_max)
     }
 
-    /// An absolute expiry `ttl_ms` from now, by the node's clock.
-    fn expire_at(&self, ttl_ms: i64, command: &str) -> Step<u64> {
+    /// A relative TTL for the request: the leader's log turns it into a
+    /// deadline from the entry's time, so no node's own clock (this one's
+    /// included) decides when the key expires. Refused like Redis when
+    /// negative or so large that a deadline from now would overflow.
+    fn ttl(&self, ttl_ms: i64, command: &str) -> Step<u64> {
         u64::try_from(ttl_ms)
             .ok()
-            .and_then(|ttl_ms| self.api.now_ms().checked_add(ttl_ms))
+            .filter(|ttl_ms| self.api.now_ms().checked_add(*ttl_ms).is_some())
             .ok_or_else(|| Reply::Error(format!("ERR invalid expire time in '{command}' command")))
     }
 
@@ -127,8 +130,8 @@ impl<A: KvApi> Shared<A> {
             } => {
                 self.check_key(&key)?;
                 self.check_value(&value)?;
-                let expire_at_ms = match expire_ms {
-                    Some(ms) => Some(self.expire_at(ms, "set")?),
+                let ttl_ms = match expire_ms {
+                    Some(ms) => Some(self.ttl(ms, "set")?),
                     None => None,
                 };
                 let condition = match condition {
@@ -136,12 +139,21 @@ impl<A: KvApi> Shared<A> {
                     Some(SetCondition::IfAbsent) => RaftSetCondition::IfAbsent,
                     Some(SetCondition::IfPresent) => RaftSetCondition::IfPresent,
                 };
-                let request = Request::Set {
-                    key: key.to_vec(),
-                    value: value.to_vec(),
-                    expire_at_ms,
-                    condition,
-                    return_old: get,
+                let request = match ttl_ms {
+                    Some(ttl_ms) => Request::SetWithTtl {
+                        key: key.to_vec(),
+                        value: value.to_vec(),
+                        ttl_ms,
+                        condition,
+                        return_old: get,
+                    },
+                    None => Request::Set {
+                        key: key.to_vec(),
+                        value: value.to_vec(),
+                        expire_at_ms: None,
+                        condition,
+                        return_old: get,
+                    },
                 };
                 match self.write(request, ordered).await? {
                     Response::Set { old, .. } if get => {
@@ -216,9 +228,9 @@ impl<A: KvApi> Shared<A> {
                     // Redis deletes the key for a time in the past.
                     Request::Delete { key: key.to_vec() }
                 } else {
-                    Request::Expire {
+                    Request::ExpireIn {
                         key: key.to_vec(),
-                        expire_at_ms: self.expire_at(ttl_ms, command)?,
+                        ttl_ms: self.ttl(ttl_ms, command)?,
                     }
                 };
                 match self.write(request, ordered).await? {

@@ -240,10 +240,13 @@ impl KvApi for DbBackend {
         let snapshot = self.db.snapshot();
         keys.iter()
             .map(|key| {
-                let value = self.db.get_at(&snapshot, key).map_err(unavailable)?;
-                Ok(value.map(|value| Value {
+                // The engine knows each key's expiry, relative TTLs (SET EX,
+                // EXPIRE) made absolute at apply included.
+                let _ = &applier;
+                let entry = self.db.get_entry_at(&snapshot, key).map_err(unavailable)?;
+                Ok(entry.map(|(value, expire_at_ms)| Value {
                     value,
-                    expire_at_ms: applier.expiries.get(&key[..]).copied(),
+                    expire_at_ms,
                 }))
             })
             .collect()
@@ -301,6 +304,7 @@ impl KvApi for DbBackend {
             // Every write here is its own "entry".
             proposed_entries: applied,
             proposed_writes: applied,
+            state_hash: None,
         }
     }
 }
