@@ -269,7 +269,7 @@ async fn handle<A: AdminApi>(
                 prometheus(&api.status(), &api.engine_stats(), metrics),
             )
         }
-        "/status" => return json_response(StatusCode::OK, &status_json(&api.status())),
+        "/status" => return json_response(StatusCode::OK, &status_json(&api.status_with_hash())),
         _ => membership(api, &path, request).await,
     };
     match result {

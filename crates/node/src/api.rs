@@ -199,8 +199,15 @@ pub trait KvApi: Send + Sync + 'static {
     /// answers relative to it.
     fn now_ms(&self) -> u64;
 
-    /// What the node reports about itself.
+    /// What the node reports about itself, without the state hash
+    /// (`state_hash: None`): INFO and /metrics call this often.
     fn status(&self) -> NodeStatus;
+
+    /// [`KvApi::status`] with the state hash, which reads every live key:
+    /// for /status and tests that compare replicas, not for frequent use.
+    fn status_with_hash(&self) -> NodeStatus {
+        self.status()
+    }
 }
 
 /// Membership operations (the admin HTTP port's), and what /metrics adds.

@@ -334,6 +334,25 @@ impl NodeConfig {
                 format!("must hold one largest SET: at least {entry_max}"),
             );
         }
+        // A value the node accepts must be one it can replicate within the
+        // time it gives a request: an entry is given its bytes at the
+        // network's slowest planned rate, plus a second for the rest.
+        let transfer_ms =
+            entry_max.saturating_mul(1000) / ballast_raft::net::TRANSFER_BYTES_PER_SEC_MIN;
+        if self.request_timeout_ms < transfer_ms + 1000 {
+            return invalid(
+                "value_bytes_max",
+                format!(
+                    "a value of {} bytes needs about {transfer_ms} ms to replicate at {} MiB/s, \
+                     more than request_timeout_ms ({}) leaves: lower value_bytes_max or raise \
+                     request_timeout_ms to at least {}",
+                    self.value_bytes_max,
+                    ballast_raft::net::TRANSFER_BYTES_PER_SEC_MIN >> 20,
+                    self.request_timeout_ms,
+                    transfer_ms + 1000
+                ),
+            );
+        }
         if self.heartbeat_interval_ms == 0 {
             return invalid("heartbeat_interval_ms", "must be above 0");
         }
@@ -488,6 +507,18 @@ mod tests {
         let e = err("[[initial_members]]\nid = 2\nraft_addr = \"127.0.0.1:1\"\nclient_addr = \"127.0.0.1:2\"\n");
         assert_eq!(e.field, "initial_members");
         assert!(e.reason.contains("does not list this node"), "{e}");
+    }
+
+    #[test]
+    fn a_value_the_node_accepts_can_replicate_within_the_request_timeout() {
+        let e = err("request_timeout_ms = 2000\n");
+        assert_eq!(e.field, "value_bytes_max");
+        assert!(e.reason.contains("request_timeout_ms"), "{e}");
+        let c = NodeConfig::from_toml(&format!(
+            "{BASE}request_timeout_ms = 2000\nvalue_bytes_max = 1048576\n"
+        ))
+        .expect("a smaller value limit fits");
+        assert_eq!(c.value_bytes_max, 1 << 20);
     }
 
     #[test]

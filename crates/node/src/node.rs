@@ -981,14 +981,20 @@ impl KvApi for Node {
             preset: self.inner.config.preset.name().to_string(),
             proposed_entries: proposed.entries,
             proposed_writes: proposed.requests,
-            state_hash: match ballast_raft::state_machine::state_hash(&self.inner.db) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not compute the state hash");
-                    None
-                }
-            },
+            state_hash: None,
         }
+    }
+
+    fn status_with_hash(&self) -> NodeStatus {
+        let mut status = self.status();
+        status.state_hash = match ballast_raft::state_machine::state_hash(&self.inner.db) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not compute the state hash");
+                None
+            }
+        };
+        status
     }
 }
 

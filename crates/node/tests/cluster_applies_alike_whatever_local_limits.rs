@@ -118,7 +118,7 @@ async fn write_big_values(planted: Planted) -> BTreeMap<NodeId, (Vec<Option<Byte
             .into_iter()
             .map(|v| v.map(|v| v.value))
             .collect();
-        out.insert(*id, (values, node.status()));
+        out.insert(*id, (values, node.status_with_hash()));
     }
     cluster.stop_all().await;
     out

@@ -149,7 +149,7 @@ async fn hashes_after_restart_and_snapshot(planted: Planted) -> BTreeMap<NodeId,
     let hashes = cluster
         .nodes
         .iter()
-        .map(|(id, n)| (*id, n.status().state_hash.expect("a state hash")))
+        .map(|(id, n)| (*id, n.status_with_hash().state_hash.expect("a state hash")))
         .collect();
     cluster.stop_all().await;
     hashes

@@ -48,6 +48,9 @@ async fn start(planted: Planted) -> Cluster {
         // The planted run waits for writes that never complete: keep the
         // wait short (the healthy run never waits this long).
         c.request_timeout_ms = 3_000;
+        // A value limit that replicates within that timeout (the config
+        // refuses one that would not).
+        c.value_bytes_max = 1 << 20;
     })
     .await
 }
@@ -109,6 +112,7 @@ async fn a_poison_request_is_refused_at_the_api_and_the_rpc_and_the_cluster_keep
     for node in cluster.nodes.values() {
         converges(node, 0..4).await;
     }
+    cluster.converged_state_hash().await;
     cluster.stop_all().await;
 }
 

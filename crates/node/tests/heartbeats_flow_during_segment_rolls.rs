@@ -136,5 +136,6 @@ async fn no_election_while_every_node_rolls_its_log_ten_times_under_load() {
         );
         assert_eq!(m.current_leader, Some(leader), "node {id} lost the leader");
     }
+    cluster.converged_state_hash().await;
     cluster.stop_all().await;
 }

@@ -115,5 +115,6 @@ async fn fifteen_mib_values_replicate_while_small_writes_flow() {
         assert_eq!(m.current_term, term, "node {id} saw an election");
         assert_eq!(m.current_leader, Some(leader));
     }
+    cluster.converged_state_hash().await;
     cluster.stop_all().await;
 }

@@ -229,6 +229,35 @@ fn run(dir: &Path, rounds: usize, env: &[(&str, &str)], stop_at_first_violation:
         t.join().expect("client thread");
     }
     let violations = shared.violations.lock().unwrap().clone();
+    // Idle now: every replica reports the same applied index and state
+    // hash on /status.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen: Vec<(Option<u64>, Option<String>)> = shared
+            .ports
+            .iter()
+            .map(|p| {
+                status(p.admin).map_or((None, None), |s| {
+                    (
+                        s["applied_index"].as_u64(),
+                        s["state_hash"].as_str().map(str::to_string),
+                    )
+                })
+            })
+            .collect();
+        if seen[0].1.is_some() && seen.iter().all(|s| *s == seen[0]) {
+            println!(
+                "every replica: applied {:?}, state hash {:?}",
+                seen[0].0, seen[0].1
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = ballast(dir, &["stop"]);
     Run {
         violations,

@@ -256,6 +256,8 @@ async fn a_node_that_lost_power_votes_only_after_being_caught_up() {
         )
         .await;
     }
+    let hash = h.cluster.converged_state_hash().await;
+    println!("every replica's state hash: {hash}");
     h.cluster.stop_all().await;
 }
 
@@ -314,5 +316,6 @@ async fn after_a_cluster_wide_power_loss_the_nodes_elect_again() {
     h.cluster.shutdown(leader).await;
     h.cluster.restart(leader).await;
     assert!(h.node(leader).is_voting(), "a clean restart votes at once");
+    h.cluster.converged_state_hash().await;
     h.cluster.stop_all().await;
 }

@@ -122,6 +122,8 @@ async fn a_wiped_node_refuses_to_start_and_is_replaced_as_a_learner() {
         .await
         .expect("a write commits with the replaced node's vote");
     converges(cluster.node(victim), 0..KEYS + 1).await;
+    cluster.restart(other).await;
+    cluster.converged_state_hash().await;
     cluster.stop_all().await;
 }
 

@@ -16,9 +16,22 @@ use tokio::time::Instant;
 /// Generous: the test machine is shared and slow.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// A loopback address with a port nobody listens on right now, below the
+/// kernel's ephemeral range: a port 0 choice is ephemeral, and between
+/// this call and the node's bind an outgoing connection (a peer
+/// reconnecting) may be given it as its source port.
 pub fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").to_string()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = (std::process::id() % 200) as u16 * 100;
+    for _ in 0..20_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 10_000 + (base + n) % 22_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    panic!("no free port below 32000")
 }
 
 /// Polls `cond` every 20 ms until it returns `Some`, failing the test with
@@ -211,4 +224,24 @@ pub async fn converges(node: &Node, range: std::ops::Range<usize>) {
         async move { has_all(node, range, Consistency::Stale).await.then_some(()) }
     })
     .await
+}
+
+impl Cluster {
+    /// Waits until every running node has applied the same index and
+    /// reports the same state hash (every live key, value and deadline),
+    /// and returns the hash.
+    pub async fn converged_state_hash(&self) -> String {
+        eventually("every node applied alike, with one state hash", || async {
+            let statuses: Vec<_> = self.nodes.values().map(|n| n.status_with_hash()).collect();
+            let first = statuses.first()?;
+            let hash = first.state_hash.clone()?;
+            statuses
+                .iter()
+                .all(|s| {
+                    s.applied_index == first.applied_index && s.state_hash.as_ref() == Some(&hash)
+                })
+                .then_some(hash)
+        })
+        .await
+    }
 }
