@@ -102,10 +102,12 @@ struct Inner {
     server: tokio::sync::Mutex<Option<ServerHandle>>,
     raft_local_addr: SocketAddr,
     stopping: AtomicBool,
-    /// Set once the state machine holds at least what it held before the
-    /// last restart (openraft's `wait_for_recovery`); stale reads wait
-    /// for it.
-    recovered: Arc<AtomicBool>,
+    /// True once the state machine holds at least what it held before the
+    /// last restart (openraft's `wait_for_recovery`). Stale reads are
+    /// refused before; linearizable ones wait for it (within their
+    /// deadline), though the read index on the leader already covers a
+    /// restart: measured, the wait costs nothing (README).
+    recovered: tokio::sync::watch::Sender<bool>,
     /// Writes proposed on this node and not yet answered.
     proposals: InFlight,
     /// Batches this node's writes (and those forwarded to it) into entries.
@@ -345,16 +347,11 @@ impl Node {
                 server: tokio::sync::Mutex::new(Some(server)),
                 raft_local_addr,
                 stopping: AtomicBool::new(false),
-                recovered: Arc::new(AtomicBool::new(false)),
+                recovered: tokio::sync::watch::Sender::new(false),
                 proposals: InFlight::default(),
                 proposer,
             }),
         };
-        // The committed index is not persisted, so after a restart the
-        // engine may be behind what this node served before until the
-        // cluster re-establishes the commit; that needs the other nodes,
-        // so it runs in the background instead of blocking start. It ends
-        // when recovered or when Raft shuts down.
         if unclean {
             let poll = Duration::from_millis(node.inner.config.election_timeout_min_ms);
             tokio::spawn(crate::rejoin::wait_then_open(
@@ -365,10 +362,19 @@ impl Node {
                 poll,
             ));
         }
-        let (raft, recovered) = (node.inner.raft.clone(), node.inner.recovered.clone());
+        // After a restart the engine may be behind what this node served
+        // before (the committed index it read back may predate its last
+        // apply) until the cluster re-establishes the commit; that needs
+        // the other nodes, so it runs in the background instead of
+        // blocking start. It ends when recovered or when Raft shuts down.
+        let (raft, inner) = (node.inner.raft.clone(), Arc::downgrade(&node.inner));
         tokio::spawn(async move {
             match raft.wait_for_recovery(None).await {
-                Ok(_) => recovered.store(true, Ordering::SeqCst),
+                Ok(_) => {
+                    if let Some(inner) = inner.upgrade() {
+                        inner.recovered.send_replace(true);
+                    }
+                }
                 Err(e) => tracing::debug!(error = %e, "recovery wait ended"),
             }
         });
@@ -601,13 +607,16 @@ impl Node {
         consistency: Consistency,
     ) -> Result<ReadAnswer, ApiError> {
         match consistency {
-            Consistency::Linearizable => match self.route(Call::Read(req)).await? {
-                Answer::Read(a) => Ok(a),
-                Answer::Write(_) => unreachable!("a read is answered with a read"),
-            },
+            Consistency::Linearizable => {
+                self.recovered().await?;
+                match self.route(Call::Read(req)).await? {
+                    Answer::Read(a) => Ok(a),
+                    Answer::Write(_) => unreachable!("a read is answered with a read"),
+                }
+            }
             Consistency::Stale => {
                 self.running()?;
-                if !self.inner.recovered.load(Ordering::SeqCst) {
+                if !*self.inner.recovered.borrow() {
                     return Err(ApiError::Unavailable(
                         "this node is still recovering its state after a restart; \
                          read with linearizable consistency or retry shortly"
@@ -617,6 +626,24 @@ impl Node {
                 read::execute(&self.inner.db, &req)
                     .map_err(|e| ApiError::Unavailable(e.to_string()))
             }
+        }
+    }
+
+    /// Waits (within the request timeout) until this node recovered the
+    /// state it held before its last restart.
+    async fn recovered(&self) -> Result<(), ApiError> {
+        let mut rx = self.inner.recovered.subscribe();
+        let limit = Duration::from_millis(self.inner.config.request_timeout_ms);
+        let waited =
+            tokio::time::timeout(limit, async { rx.wait_for(|r| *r).await.map(|_| ()) }).await;
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::ShuttingDown),
+            Err(_) => Err(ApiError::Unavailable(
+                "this node is still recovering its state after a restart; nothing was read; \
+                 retry shortly"
+                    .into(),
+            )),
         }
     }
 

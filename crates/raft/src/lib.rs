@@ -26,9 +26,15 @@
 //!   and the RPC server, which also serves writes and reads forwarded by
 //!   followers.
 //!
-//! Still to come: persisting the committed log id (`save_committed` keeps
-//! openraft's default for now, so the node waits for
-//! `Raft::wait_for_recovery` before serving stale reads after a restart).
+//! * [`identity`]: the cluster id and this data directory's incarnation,
+//!   checked in every peer handshake.
+//! * [`planted`]: the node's planted-bug switches (for the simulation and
+//!   chaos runs that prove each check catches its bug).
+//!
+//! The committed log id is persisted as a commit record in the log's own
+//! WAL stream (`save_committed`), and openraft's leader restore is off: a
+//! restarted node never serves reads from a state older than what the
+//! cluster had committed (openraft issue 1511).
 //!
 //! All file I/O goes through `ballast_storage::fs`, the file seam the
 //! simulation replaces; nothing here reads clocks, starts threads or draws
