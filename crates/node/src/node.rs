@@ -183,10 +183,6 @@ impl Node {
         for d in [&dir, &inbox_dir] {
             fs.create_dir_all(d).map_err(data_dir_error(d))?;
         }
-        // From here until a clean shutdown writes it again, a crash is an
-        // unclean shutdown.
-        let was_clean =
-            crate::rejoin::take_clean_marker(&*fs, &dir).map_err(data_dir_error(&dir))?;
         let mut engine_options = config.engine_options();
         engine_options.fs = fs.clone();
         let mut log_wal = WalOptions::from_options(&engine_options);
@@ -202,6 +198,11 @@ impl Node {
         .await?;
         log_store.set_planted(config.planted)?;
         let log_syncer = log_store.syncer();
+        // From here until a clean shutdown writes it again, a crash is an
+        // unclean shutdown. Taken only once the log's lock is held, so a
+        // start that fails on a locked directory leaves the marker alone.
+        let was_clean =
+            crate::rejoin::take_clean_marker(&*fs, &dir).map_err(data_dir_error(&dir))?;
         // A relaxed preset acknowledges entries before they are durable: after
         // an unclean shutdown this node may have lost some it acknowledged,
         // so it must not vote until caught up (crate::rejoin). A node that

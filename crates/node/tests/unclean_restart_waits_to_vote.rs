@@ -319,3 +319,52 @@ async fn after_a_cluster_wide_power_loss_the_nodes_elect_again() {
     h.cluster.converged_state_hash().await;
     h.cluster.stop_all().await;
 }
+
+/// Liveness with a clean node among waiting ones: two nodes lose power,
+/// the third shuts down cleanly, all three boot. The two that wait vote
+/// only for the clean one (every voter answers, and it holds the most),
+/// so it is elected and catches them up; without that permit nobody could
+/// ever be elected (the waiting nodes refuse everyone, and not every voter
+/// waits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_waiting_nodes_elect_the_clean_one() {
+    let mut h = Harness::start(Planted::NONE).await;
+    let a = h.cluster.leader().await;
+    for i in 0..10u8 {
+        h.node(a).write(set(&[b'k', i], b"v")).await.expect("write");
+    }
+    let followers = h.cluster.followers(a);
+    for &id in &followers {
+        h.disks[&id].cut_power();
+        h.cluster.kill(id).await;
+    }
+    h.cluster.shutdown(a).await;
+    h.boot(a).await;
+    for &id in &followers {
+        h.boot(id).await;
+    }
+    assert!(h.node(a).is_voting(), "a clean restart votes at once");
+    let leader = h.cluster.leader().await;
+    assert_eq!(leader, a, "only the clean node can be elected");
+    h.node(leader)
+        .write(set(b"after", b"restart"))
+        .await
+        .expect("the cluster writes again");
+    eventually("every node is caught up", || async {
+        h.cluster
+            .nodes
+            .values()
+            .all(|n| n.is_voting() && !n.is_waiting_to_rejoin())
+            .then_some(())
+    })
+    .await;
+    for i in 0..10u8 {
+        assert_eq!(
+            stale_get(h.node(a), &[b'k', i]).await.as_deref(),
+            Some(&b"v"[..]),
+            "key {i} on the clean node"
+        );
+    }
+    h.cluster.converged_state_hash().await;
+    h.cluster.stop_all().await;
+}
