@@ -15,7 +15,8 @@ mod cluster;
 use anyhow::{Context, Result};
 use ballast_node::resp::Limits;
 use ballast_node::server::{RespServer, ServerConfig};
-use ballast_node::{admin, Node, NodeConfig};
+use ballast_node::{admin, Node, NodeConfig, NodeEnv};
+use ballast_storage::fs::{StdFs, VolatileFs};
 use ballast_storage::Preset;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -74,6 +75,11 @@ struct NodeArgs {
     /// Durability preset: durable, balanced or throughput.
     #[arg(long)]
     preset: Option<String>,
+    /// Keep every file write in this process's memory until its fsync, so
+    /// that killing the process (SIGKILL) loses exactly what a power cut
+    /// would. For power-loss tests of real processes; never in production.
+    #[arg(long)]
+    volatile_fs: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +90,9 @@ enum ClusterAction {
         /// Run the nodes with this preset instead of their configs'.
         #[arg(long)]
         preset: Option<String>,
+        /// Start the nodes with `--volatile-fs` (power-loss tests).
+        #[arg(long)]
+        volatile_fs: bool,
     },
     /// Stop every running node gracefully (SIGTERM, then SIGKILL after 20 s).
     Stop,
@@ -96,10 +105,16 @@ fn main() -> ExitCode {
         Commands::Node(args) => run_node(args),
         Commands::Cluster { action, dir } => {
             cluster::Cluster::load(&dir).and_then(|c| match action {
-                ClusterAction::Up { preset } => {
-                    let args: Vec<String> = preset
+                ClusterAction::Up {
+                    preset,
+                    volatile_fs,
+                } => {
+                    let mut args: Vec<String> = preset
                         .map(|p| vec!["--preset".to_string(), p])
                         .unwrap_or_default();
+                    if volatile_fs {
+                        args.push("--volatile-fs".to_string());
+                    }
                     c.up(&args)
                 }
                 ClusterAction::Stop => c.stop(),
@@ -171,10 +186,16 @@ fn run_node(args: NodeArgs) -> Result<()> {
         .thread_name("ballast-node")
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(serve(config))
+    let env = if args.volatile_fs {
+        eprintln!("ballast: --volatile-fs: file writes stay in memory until fsynced (a kill is a power loss)");
+        NodeEnv::with_fs(Arc::new(VolatileFs::new(Arc::new(StdFs))))
+    } else {
+        NodeEnv::production()
+    };
+    runtime.block_on(serve(config, env))
 }
 
-async fn serve(config: NodeConfig) -> Result<()> {
+async fn serve(config: NodeConfig, env: NodeEnv) -> Result<()> {
     // Bind the client-facing ports first: a port in use fails the start
     // before the node joins the cluster.
     let client = TcpListener::bind(&config.client_addr)
@@ -194,7 +215,7 @@ async fn serve(config: NodeConfig) -> Result<()> {
         password: config.password.clone(),
         ..ServerConfig::default()
     };
-    let node = Arc::new(Node::start(config.clone()).await?);
+    let node = Arc::new(Node::start_with(config.clone(), env).await?);
     let resp = RespServer::new(node.clone(), server_config)?;
     let metrics = resp.metrics();
 
