@@ -63,6 +63,18 @@ impl Harness {
         }
     }
 
+    /// Waits until every node votes again and no longer waits to rejoin.
+    async fn all_caught_up(&self) {
+        eventually("every node is caught up", || async {
+            self.cluster
+                .nodes
+                .values()
+                .all(|n| n.is_voting() && !n.is_waiting_to_rejoin())
+                .then_some(())
+        })
+        .await;
+    }
+
     fn node(&self, id: NodeId) -> &Node {
         self.cluster.node(id)
     }
@@ -304,14 +316,7 @@ async fn after_a_cluster_wide_power_loss_the_nodes_elect_again() {
         .write(set(b"after", b"power"))
         .await
         .expect("the cluster writes again");
-    eventually("every node is caught up", || async {
-        h.cluster
-            .nodes
-            .values()
-            .all(|n| n.is_voting() && !n.is_waiting_to_rejoin())
-            .then_some(())
-    })
-    .await;
+    h.all_caught_up().await;
     // A clean shutdown leaves the marker: the next start votes at once.
     h.cluster.shutdown(leader).await;
     h.cluster.restart(leader).await;
@@ -350,14 +355,7 @@ async fn two_waiting_nodes_elect_the_clean_one() {
         .write(set(b"after", b"restart"))
         .await
         .expect("the cluster writes again");
-    eventually("every node is caught up", || async {
-        h.cluster
-            .nodes
-            .values()
-            .all(|n| n.is_voting() && !n.is_waiting_to_rejoin())
-            .then_some(())
-    })
-    .await;
+    h.all_caught_up().await;
     for i in 0..10u8 {
         assert_eq!(
             stale_get(h.node(a), &[b'k', i]).await.as_deref(),
