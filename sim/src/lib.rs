@@ -12,14 +12,16 @@
 //! See `sim/README.md`.
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod fs;
 pub mod matrix;
 pub mod model;
 pub mod scenario;
 pub mod trace;
 
+pub use engine::run;
 pub use matrix::Matrix;
-pub use scenario::{run, FaultKind, Outcome, RunConfig, Scenario};
+pub use scenario::{FaultKind, Outcome, RunConfig, Scenario};
 
 /// Runs `seed` twice and compares the traces; `Err` shows the first
 /// difference.

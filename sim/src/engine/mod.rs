@@ -1,0 +1,376 @@
+//! Engine scenarios: one engine on one turmoil host, concurrent clients, a fault
+//! kind, and crash/recover cycles, all drawn from one seed.
+//!
+//! A run boots the host, which recovers the engine (faults disarmed), checks
+//! the recovered state against the model and the preset's contract, arms the
+//! fault injectors and starts the workload. The driver steps the simulation
+//! until the run's crash trigger fires (a random time, or a pause of the
+//! engine at a WAL fsync, a table write or the manifest switch), then crashes
+//! the host (process crash: `bounce`; power loss: `crash` then `bounce`). The
+//! last boot only recovers and checks.
+
+mod shared;
+mod verify;
+mod workload;
+
+use self::shared::*;
+use self::verify::verify;
+use self::workload::{admin, client};
+use crate::fs::{Injectors, SimIo, Tag, TurmoilFs};
+use crate::model::Model;
+use crate::scenario::{FaultKind, Outcome, RunConfig, Scenario};
+use crate::trace::Trace;
+use ballast_storage::fs::IoOp;
+use ballast_storage::{Background, Db, FsyncPolicy, ManualClock, Options, Preset};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where the driver crashes the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// At a random time after the workload starts.
+    At(Duration),
+    /// During the k-th fsync pause with written, unsynced data.
+    SyncWindow(u32),
+    /// During the k-th pause of a table write (flush or compaction).
+    Table(u32),
+    /// During the k-th pause of a manifest switch or edit.
+    Manifest(u32),
+}
+
+/// The engine options a scenario runs with: small memtables and tables so
+/// that flushes and compactions happen under the workload.
+pub fn options(preset: Preset, io: Arc<Mutex<SimIo>>) -> Options {
+    let mut o = Options::preset(preset);
+    o.background = Background::Tasks;
+    o.fs = TurmoilFs::new(io);
+    o.clock = ManualClock::new(1_700_000_000_000);
+    o.memtable_bytes = 64 * KIB;
+    o.wal_segment_bytes = 64 * KIB;
+    o.table_target_bytes = 64 * KIB;
+    o.level_base_bytes = 128 * KIB;
+    o.l0_compaction_trigger = 2;
+    o.l0_stop_writes_trigger = 8;
+    o.block_bytes = 1024;
+    // No cache: every table read reaches the simulated disk, and hashing
+    // inside the cache cannot influence which reads happen.
+    o.block_cache_bytes = 0;
+    o.group_commit_bytes_max = 64 * KIB;
+    o.batch_bytes_max = 64 * KIB;
+    if preset == Preset::Throughput {
+        o.fsync = FsyncPolicy::WriteBack {
+            buffer_bytes: 16 * KIB,
+            flush_interval_ms: 10,
+        };
+    }
+    o
+}
+
+fn injectors(fault: FaultKind, rng: &mut StdRng) -> Injectors {
+    match fault {
+        FaultKind::IoError => Injectors {
+            write_error: 0.01,
+            sync_error: 0.03,
+            read_error: 0.005,
+            ..Injectors::default()
+        },
+        FaultKind::DiskFull => Injectors {
+            space_bytes: Some(rng.gen_range(16..160) * KIB),
+            ..Injectors::default()
+        },
+        FaultKind::CorruptRead => Injectors {
+            corrupt_read: 0.02,
+            ..Injectors::default()
+        },
+        _ => Injectors::default(),
+    }
+}
+
+/// Runs one seed of `scenario`.
+pub fn run(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
+    ballast_storage::planted::set(scenario.bug);
+    let out = run_inner(scenario, seed, cfg);
+    ballast_storage::planted::set(None);
+    out
+}
+
+fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
+    let mut drng = StdRng::seed_from_u64(seed ^ 0xd41e_0000_0000_0003);
+    let io = SimIo::new(seed, latency(scenario.fault), Injectors::default());
+    let mut builder = turmoil::Builder::new();
+    builder
+        .rng_seed(seed)
+        .tick_duration(Duration::from_millis(1))
+        .simulation_duration(Duration::from_secs(3600));
+    if scenario.fault == FaultKind::TornWrite {
+        builder.fs().block_size(512);
+    }
+    let mut sim = builder.build();
+    let sh: Sh = Rc::new(RefCell::new(Shared {
+        model: Model::new(cfg.clients, cfg.keys),
+        trace: Trace::new(cfg.keep_trace, cfg.echo),
+        violations: Vec::new(),
+        epoch: 0,
+        phase: Phase::Booting,
+        final_boot: false,
+        last_crash: None,
+        crashed_first_fault: None,
+        torn_tails: 0,
+        started_at: Duration::ZERO,
+        ops_this_boot: 0,
+    }));
+    sh.borrow_mut().event(format!(
+        "run {} seed {seed} bug {:?}",
+        scenario.name(),
+        scenario.bug.map(|b| b.name())
+    ));
+    {
+        let sh = sh.clone();
+        let io = io.clone();
+        sim.host("node", move || {
+            let sh = sh.clone();
+            let io = io.clone();
+            async move {
+                boot(scenario, cfg, sh, io, seed).await;
+                Ok(())
+            }
+        });
+    }
+
+    let mut fired = false;
+    let mut cycles = 0;
+    let phase = |sh: &Sh| sh.borrow().phase;
+    for cycle in 0..=cfg.crashes {
+        if cycle == cfg.crashes {
+            sh.borrow_mut().final_boot = true;
+        }
+        // Wait for recovery and the check to finish.
+        let mut steps = 0;
+        while phase(&sh) == Phase::Booting {
+            if let Err(e) = sim.step() {
+                sh.borrow_mut().violation(format!("host failed: {e}"));
+                break;
+            }
+            steps += 1;
+            if steps > 20_000 {
+                sh.borrow_mut()
+                    .violation("recovery did not finish within 20 s".into());
+                break;
+            }
+        }
+        if phase(&sh) == Phase::Done || cycle == cfg.crashes || !sh.borrow().violations.is_empty() {
+            break;
+        }
+        // Choose and await the crash trigger.
+        let trigger = if scenario.fault == FaultKind::LostFsync {
+            Trigger::SyncWindow(drng.gen_range(1..6))
+        } else {
+            match drng.gen_range(0..4) {
+                0 => Trigger::At(Duration::from_micros(drng.gen_range(500..40_000))),
+                1 => Trigger::SyncWindow(drng.gen_range(1..8)),
+                2 => Trigger::Table(drng.gen_range(1..4)),
+                _ => Trigger::Manifest(drng.gen_range(1..3)),
+            }
+        };
+        let start = sim.elapsed();
+        let mut seen = 0u32;
+        let mut last_pause = None;
+        let mut how = "timeout";
+        let mut idle_since = None;
+        loop {
+            if let Err(e) = sim.step() {
+                sh.borrow_mut().violation(format!("host failed: {e}"));
+                break;
+            }
+            let t = sim.elapsed();
+            let io = io.lock().unwrap_or_else(|e| e.into_inner());
+            let hit = match trigger {
+                Trigger::At(d) => t >= start + d,
+                _ => {
+                    let (op, tag) = match trigger {
+                        Trigger::SyncWindow(_) => (Some(IoOp::Sync), None),
+                        Trigger::Table(_) => (None, Some(Tag::Table)),
+                        _ => (None, None),
+                    };
+                    let in_window = io.paused_at(t, op, tag)
+                        && match trigger {
+                            Trigger::SyncWindow(_) => !io.dirty.is_empty(),
+                            Trigger::Manifest(_) => io
+                                .pause
+                                .is_some_and(|p| matches!(p.tag, Tag::Manifest | Tag::Current)),
+                            _ => true,
+                        };
+                    let fresh = in_window && io.pause != last_pause;
+                    if fresh {
+                        last_pause = io.pause;
+                        seen += 1;
+                    }
+                    let k = match trigger {
+                        Trigger::SyncWindow(k) | Trigger::Table(k) | Trigger::Manifest(k) => k,
+                        Trigger::At(_) => 0,
+                    };
+                    fresh && seen >= k
+                }
+            };
+            if hit {
+                how = "trigger";
+                break;
+            }
+            if phase(&sh) == Phase::Idle && idle_since.is_none() {
+                idle_since = Some(t);
+            }
+            // The workload is over: let timers run a little, then crash.
+            let idle_done = idle_since.is_some_and(|i| t >= i + Duration::from_millis(8));
+            if idle_done || t > start + Duration::from_millis(400) || phase(&sh) == Phase::Done {
+                break;
+            }
+        }
+        // Crash.
+        let t = sim.elapsed();
+        let (dirty, in_sync_pause, first_fault, fault_counts) = {
+            let io = io.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                io.dirty.len(),
+                io.paused_at(t, Some(IoOp::Sync), None),
+                io.first_fault,
+                io.fired,
+            )
+        };
+        let power = scenario.fault.power_loss();
+        {
+            let mut s = sh.borrow_mut();
+            let ops = s.ops_this_boot;
+            fired |= match scenario.fault {
+                FaultKind::ProcessCrash => ops > 0,
+                FaultKind::PowerLoss => dirty > 0,
+                FaultKind::TornWrite => false, // counted from recovery reports
+                FaultKind::LostFsync => how == "trigger" && in_sync_pause && dirty > 0,
+                FaultKind::IoError => {
+                    fault_counts.write_errors + fault_counts.sync_errors + fault_counts.read_errors
+                        > 0
+                }
+                FaultKind::DiskFull => fault_counts.disk_full > 0,
+                FaultKind::CorruptRead => fault_counts.corrupt_reads > 0,
+                FaultKind::SlowDisk => fault_counts.slow_pauses > 0 && dirty > 0,
+            };
+            s.event(format!(
+                "crash {} at {} by {how} ({trigger:?}) after {} ops: dirty files {dirty}, in fsync pause {in_sync_pause}, faults {fault_counts:?}",
+                if power { "power-loss" } else { "process" },
+                ms(t),
+                ops
+            ));
+            s.last_crash = Some((t, power));
+            s.crashed_first_fault = first_fault;
+            s.phase = Phase::Booting;
+        }
+        if power {
+            sim.crash("node");
+        }
+        sim.bounce("node");
+        cycles += 1;
+    }
+    let s = sh.borrow();
+    if scenario.fault == FaultKind::TornWrite {
+        fired = s.torn_tails > 0;
+    }
+    Outcome {
+        scenario,
+        seed,
+        violations: s.violations.clone(),
+        fired,
+        cycles,
+        trace: s.trace.clone(),
+    }
+}
+
+/// One boot of the node: recover, check, run the workload.
+async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>, seed: u64) {
+    let epoch = {
+        let mut s = sh.borrow_mut();
+        s.epoch += 1;
+        s.epoch
+    };
+    io.lock().unwrap_or_else(|e| e.into_inner()).arm(false);
+    let opts = options(scenario.preset, io.clone());
+    let db = match Db::open(DB_DIR, opts).await {
+        Ok(db) => db,
+        Err(e) => {
+            let mut s = sh.borrow_mut();
+            s.violation(format!("boot {epoch}: recovery failed: {e}"));
+            s.phase = Phase::Done;
+            return;
+        }
+    };
+    {
+        let r = db.recovery_report();
+        let mut s = sh.borrow_mut();
+        if r.truncated_tail.is_some() {
+            s.torn_tails += 1;
+        }
+        s.event(format!(
+            "boot {epoch} at {}: recovered {} WAL records, {} entries, torn tail {:?}",
+            ms(now()),
+            r.wal_records,
+            r.entries,
+            r.truncated_tail
+        ));
+    }
+    verify(&db, scenario, &sh, epoch);
+    if sh.borrow().final_boot || !sh.borrow().violations.is_empty() {
+        let r = db.close().await;
+        let mut s = sh.borrow_mut();
+        s.event(format!(
+            "final close: {:?}",
+            r.as_ref().map_err(|e| e.to_string())
+        ));
+        s.phase = Phase::Done;
+        return;
+    }
+    {
+        let mut rng = StdRng::seed_from_u64(seed ^ u64::from(epoch).wrapping_mul(0x9e37_79b9));
+        let mut io = io.lock().unwrap_or_else(|e| e.into_inner());
+        io.injectors = injectors(scenario.fault, &mut rng);
+        io.arm(true);
+    }
+    {
+        let mut s = sh.borrow_mut();
+        s.phase = Phase::Running;
+        s.started_at = now();
+        s.ops_this_boot = 0;
+    }
+    let db = Rc::new(db);
+    let mut tasks = Vec::new();
+    for c in 0..cfg.clients {
+        let rng = StdRng::seed_from_u64(
+            seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ (u64::from(epoch) << 32) ^ c as u64,
+        );
+        tasks.push(tokio::task::spawn_local(client(
+            c,
+            db.clone(),
+            sh.clone(),
+            epoch,
+            rng,
+            cfg,
+            scenario.fault,
+        )));
+    }
+    let admin_rng = StdRng::seed_from_u64(seed ^ (u64::from(epoch) << 40) ^ 0xad);
+    tasks.push(tokio::task::spawn_local(admin(
+        db.clone(),
+        sh.clone(),
+        admin_rng,
+        scenario.fault,
+    )));
+    for t in tasks {
+        let _ = t.await;
+    }
+    sh.borrow_mut().phase = Phase::Idle;
+    // Stay up (timers keep syncing) until the driver crashes the node.
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,124 @@
+//! After each boot's recovery: the recovered engine against the model and
+//! the preset's contract.
+
+use super::shared::*;
+use crate::model::{self, Bound};
+use crate::scenario::Scenario;
+use ballast_storage::{Db, Preset};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Checks the recovered engine against the model and the contract, then
+/// continues the model from the recovered cut.
+pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) {
+    let mut s = sh.borrow_mut();
+    let clients = s.model.clients.len();
+    let mut cut = vec![0usize; clients];
+    for (c, m) in cut.iter_mut().enumerate() {
+        match db.get(&model::marker_key(c)) {
+            Ok(v) => match s.model.cut_of_marker(c, v.as_deref()) {
+                Ok(n) => *m = n,
+                Err(v) => {
+                    s.violation(v);
+                    return;
+                }
+            },
+            Err(e) => {
+                s.violation(format!(
+                    "boot {epoch}: reading client {c}'s marker failed: {e}"
+                ));
+                return;
+            }
+        }
+    }
+    let expected = s.model.expected_db(&cut);
+    let mut actual = BTreeMap::new();
+    match db.scan::<&[u8]>(..) {
+        Ok(it) => {
+            for kv in it {
+                match kv {
+                    Ok((k, v)) => {
+                        actual.insert(k.to_vec(), v);
+                    }
+                    Err(e) => {
+                        s.violation(format!("boot {epoch}: scan after recovery failed: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            s.violation(format!("boot {epoch}: scan after recovery failed: {e}"));
+            return;
+        }
+    }
+    if actual != expected {
+        let keys: std::collections::BTreeSet<&Vec<u8>> =
+            actual.keys().chain(expected.keys()).collect();
+        for k in keys {
+            let (a, e) = (actual.get(k), expected.get(k));
+            if a != e {
+                let show = |v: Option<&bytes::Bytes>| {
+                    v.map_or("<absent>".to_string(), |v| {
+                        String::from_utf8_lossy(&v[..v.len().min(24)]).into_owned()
+                    })
+                };
+                s.violation(format!(
+                    "boot {epoch}: recovered state is not the model's state after cut {cut:?}: key {} is {} but should be {}",
+                    String::from_utf8_lossy(k),
+                    show(a),
+                    show(e)
+                ));
+                return;
+            }
+        }
+    }
+    for (k, v) in &expected {
+        match db.get(k) {
+            Ok(Some(got)) if got == v => {}
+            other => {
+                s.violation(format!(
+                    "boot {epoch}: get({}) after recovery disagrees with scan: {:?}",
+                    String::from_utf8_lossy(k),
+                    other.map(|o| o.map(|b| b.len()))
+                ));
+                return;
+            }
+        }
+    }
+    let bound = match s.last_crash {
+        None => Bound { acked_by: None },
+        Some((crash, power)) => {
+            let window = match (scenario.preset, power) {
+                (Preset::Durable, _) => Some(Duration::ZERO),
+                (Preset::Balanced, false) => Some(Duration::ZERO),
+                (Preset::Balanced, true) => {
+                    let interval = Duration::from_millis(5);
+                    // One interval, one fsync, and a tick of timer slack.
+                    Some(interval + latency(scenario.fault).max_sync() + Duration::from_millis(2))
+                }
+                (Preset::Throughput, _) => None,
+            };
+            // After a failed fsync or write the engine stops; the relaxed
+            // presets promise nothing for writes after the first fault.
+            let end = match (scenario.preset, s.crashed_first_fault) {
+                (Preset::Durable, _) | (_, None) => crash,
+                (_, Some(f)) => f.min(crash),
+            };
+            Bound {
+                acked_by: window.and_then(|w| end.checked_sub(w)),
+            }
+        }
+    };
+    let (found, violations) = s.model.check_cut(&cut, epoch.saturating_sub(1), bound);
+    let lost: usize = found.iter().map(|r| r.lost_acked).sum();
+    s.event(format!(
+        "boot {epoch}: verified cut {cut:?} ({} keys), acknowledged-but-lost {lost}, bound {:?}",
+        expected.len(),
+        bound.acked_by.map(ms)
+    ));
+    for v in violations {
+        s.violation(format!("boot {epoch}: {v}"));
+    }
+    s.model.truncate(&cut);
+}
