@@ -1,0 +1,211 @@
+//! What is checked after every run.
+//!
+//! - **Linearizable, per key** (`ballast-history`, the checker the cluster
+//!   simulation uses): every reply a client got, and the final read of
+//!   every key after the faults, explained by one order that respects real
+//!   time. A lost acknowledged write shows here: a later read (at the
+//!   latest the final one) cannot be placed.
+//! - **A leader within 10 s** after the last fault was repaired.
+//! - **Converged**: every node reports the same applied index and state
+//!   hash on `/status` (within 30 s of the repair).
+//! - **No panic** in any node's log.
+//! - **Every key read back** at the end.
+
+use ballast_history::{History, Op, Outcome, Ret, Verdict};
+use serde::Serialize;
+
+/// Search steps per key before the checker gives up (a give-up fails the
+/// run: it is not a proof).
+pub const STEPS_MAX: u64 = 2_000_000;
+
+/// The checks' results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checks {
+    /// Keys checked.
+    pub keys: usize,
+    /// Operations in the history.
+    pub operations: usize,
+    /// Operations whose outcome stayed unknown.
+    pub unknown: usize,
+    /// Keys that are not linearizable, with the operations involved.
+    pub violations: Vec<String>,
+    /// Keys the search gave up on.
+    pub gave_up: Vec<String>,
+    /// Seconds from the repair to an elected leader (`None`: none within 10 s).
+    pub leader_after_s: Option<f64>,
+    /// Every node agreed on applied index and state hash.
+    pub converged: bool,
+    /// What each node reported last, when they did not agree.
+    pub divergence: Vec<String>,
+    /// Panics found in node logs.
+    pub panics: Vec<String>,
+    /// Keys the final read could not read.
+    pub unread_keys: usize,
+}
+
+impl Checks {
+    /// True when every check passed.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+            && self.gave_up.is_empty()
+            && self.leader_after_s.is_some()
+            && self.converged
+            && self.panics.is_empty()
+            && self.unread_keys == 0
+    }
+
+    /// The failures, one line each.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .violations
+            .iter()
+            .map(|v| format!("not linearizable: {v}"))
+            .collect();
+        out.extend(
+            self.gave_up
+                .iter()
+                .map(|k| format!("checker gave up on key {k}")),
+        );
+        if self.leader_after_s.is_none() {
+            out.push("no leader within 10 s after the faults stopped".into());
+        }
+        if !self.converged {
+            out.push(format!(
+                "replicas did not converge: {}",
+                self.divergence.join("; ")
+            ));
+        }
+        out.extend(self.panics.iter().map(|p| format!("panic: {p}")));
+        if self.unread_keys > 0 {
+            out.push(format!(
+                "{} keys could not be read back at the end",
+                self.unread_keys
+            ));
+        }
+        out
+    }
+}
+
+/// Runs the linearizability check; fills the history part of [`Checks`].
+pub fn linearizability(history: &History) -> (Vec<String>, Vec<String>) {
+    let report = history.check(STEPS_MAX);
+    let ops = history.operations();
+    let show = |id: usize| {
+        let o = &ops[id];
+        format!(
+            "#{id} client {} {} at {:.3}s..{} -> {}",
+            o.client,
+            op_text(&o.op),
+            o.invoked as f64 / 1e9,
+            o.completed
+                .map_or("?".to_string(), |c| format!("{:.3}s", c as f64 / 1e9)),
+            outcome_text(&o.outcome)
+        )
+    };
+    let mut violations = Vec::new();
+    let mut gave_up = Vec::new();
+    for k in &report.keys {
+        let key = String::from_utf8_lossy(&k.key).into_owned();
+        match &k.verdict {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable {
+                linearized,
+                blocked,
+            } => {
+                let tail: Vec<String> = linearized
+                    .iter()
+                    .rev()
+                    .take(4)
+                    .rev()
+                    .map(|&i| show(i))
+                    .collect();
+                let window: Vec<String> = failing_window(history, &k.key)
+                    .into_iter()
+                    .map(show)
+                    .collect();
+                violations.push(format!(
+                    "key {key}: {} cannot follow [{}] (longest order found: {} ops); \
+                     smallest failing window: [{}]",
+                    show(*blocked),
+                    tail.join(", "),
+                    linearized.len(),
+                    window.join(", ")
+                ));
+            }
+            Verdict::GaveUp { steps } => gave_up.push(format!("{key} after {steps} steps")),
+        }
+    }
+    (violations, gave_up)
+}
+
+/// Operations shown from the end of the shortest failing prefix.
+pub const WINDOW_OPS: usize = 8;
+
+/// The smallest failing window of `key`'s history: the shortest prefix (by
+/// invocation) of its operations that is already not linearizable, found
+/// by bisection (a prefix only drops constraints, so failing is monotone),
+/// and of it the last [`WINDOW_OPS`] operations: the violation happens
+/// among them, against the state the earlier ones built. Ids of `history`.
+pub fn failing_window(history: &History, key: &[u8]) -> Vec<usize> {
+    let ops: Vec<&ballast_history::Operation> = history
+        .operations()
+        .iter()
+        .filter(|o| o.key == key)
+        .collect();
+    let fails = |n: usize| {
+        let mut h = History::new();
+        for o in &ops[..n] {
+            let id = h.invoke(o.client, o.key.clone(), o.op.clone(), o.invoked);
+            if let Some(at) = o.completed {
+                h.complete(id, o.outcome.clone(), at);
+            }
+        }
+        h.check(STEPS_MAX).violations().next().is_some()
+    };
+    if !fails(ops.len()) {
+        return Vec::new();
+    }
+    let (mut lo, mut hi) = (0, ops.len());
+    while lo + 1 < hi {
+        let mid = (lo + hi) / 2;
+        if fails(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    ops[hi.saturating_sub(WINDOW_OPS)..hi]
+        .iter()
+        .map(|o| o.id)
+        .collect()
+}
+
+fn text(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+/// An operation as a person reads it: `SET c3-17`, `CAS c0-5 -> c1-9`.
+pub fn op_text(op: &Op) -> String {
+    match op {
+        Op::Read => "GET".into(),
+        Op::Write(v) => format!("SET {}", text(v)),
+        Op::Delete => "DEL".into(),
+        Op::Cas { expected, new } => format!("CAS {} -> {}", text(expected), text(new)),
+        Op::Incr(d) => format!("INCRBY {d}"),
+    }
+}
+
+/// An outcome as a person reads it.
+pub fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::Ok(Ret::Read(Some(v))) => text(v),
+        Outcome::Ok(Ret::Read(None)) => "(nil)".into(),
+        Outcome::Ok(Ret::Written) => "OK".into(),
+        Outcome::Ok(Ret::Deleted(b)) => format!("{}", u8::from(*b)),
+        Outcome::Ok(Ret::Cas(b)) => format!("{}", u8::from(*b)),
+        Outcome::Ok(Ret::Incr(Some(n))) => n.to_string(),
+        Outcome::Ok(Ret::Incr(None)) => "ERR not an integer".into(),
+        Outcome::Failed => "refused".into(),
+        Outcome::Unknown => "unknown".into(),
+    }
+}
