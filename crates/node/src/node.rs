@@ -23,7 +23,7 @@ use crate::api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, Ordered, Sc
 use crate::config::NodeConfig;
 use crate::env::NodeEnv;
 use ballast_raft::identity::{Identity, IdentityRefusal};
-use ballast_raft::log_store::{LogSyncer, SyncPolicy};
+use ballast_raft::log_store::LogSyncer;
 use ballast_raft::net::client::{Conn, ForwardFailure};
 use ballast_raft::net::server::{self, ServerContext};
 use ballast_raft::net::{
@@ -193,7 +193,7 @@ impl Node {
             fs.clone(),
             &dir.join("raft-log"),
             log_wal,
-            SyncPolicy::of(&engine_options.fsync),
+            engine_options.fsync,
         )
         .await?;
         log_store.set_planted(config.planted)?;

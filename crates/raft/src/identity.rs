@@ -32,7 +32,7 @@
 //! simulation); files go through the `ballast_storage::fs` seam.
 
 use crate::error::{Error, Result};
-use crate::net::NonceSource;
+use crate::nonce::NonceSource;
 use crate::planted::{NodeBug, Planted};
 use crate::typ::NodeId;
 use ballast_storage::fs::{self, FileSystem, OpenMode};

@@ -25,9 +25,9 @@
 //! before every write submitted after it (what pipelined writes of one
 //! client connection rely on).
 
-use crate::net::{BallastRaft, ForwardError};
+use crate::net::message::ForwardError;
 use crate::planted::NodeBug;
-use crate::state_machine::{ProposeContext, StateMachine};
+use crate::state_machine::{BallastRaft, ProposeContext, StateMachine};
 use crate::typ::{Proposal, Request, Response};
 use ballast_storage::Clock;
 use openraft::async_runtime::WatchReceiver;

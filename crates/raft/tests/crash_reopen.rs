@@ -3,7 +3,7 @@
 //! reopened from the same directory, and the log state, vote and entries
 //! checked. Torn tails are made by hand on the last segment file.
 
-use ballast_raft::log_store::{AppliedIndex, SyncPolicy, COMMIT_RECORD_LEN, LOG_DIR};
+use ballast_raft::log_store::{AppliedIndex, FsyncPolicy, COMMIT_RECORD_LEN, LOG_DIR};
 use ballast_raft::meta::META_TMP_FILE;
 use ballast_raft::planted::{NodeBug, Planted};
 use ballast_raft::typ::EntryPayload;
@@ -537,7 +537,7 @@ async fn a_failed_vote_fsync_stops_the_store_and_the_old_vote_survives() {
 /// state ahead of the log.
 #[tokio::test]
 async fn an_engine_flush_makes_the_raft_log_durable_first() {
-    use ballast_raft::log_store::SyncPolicy;
+    use ballast_raft::log_store::FsyncPolicy;
     use ballast_raft::state_machine::StateMachine;
     use ballast_storage::{Background, Options, Preset};
     let dir = TempDir::new().expect("tempdir");
@@ -545,7 +545,7 @@ async fn an_engine_flush_makes_the_raft_log_durable_first() {
         Arc::new(StdFs),
         &dir.path().join("log"),
         WalOptions::default(),
-        SyncPolicy::WriteBack {
+        FsyncPolicy::WriteBack {
             buffer_bytes: 1 << 20,
             flush_interval_ms: 3_600_000,
         },
@@ -656,7 +656,7 @@ async fn the_committed_log_id_survives_reopen_and_never_exceeds_the_durable_log(
 async fn a_buffered_commit_record_is_lost_with_its_buffer_never_alone() {
     use openraft::storage::RaftLogStorage;
     let dir = TempDir::new().expect("tempdir");
-    let policy = SyncPolicy::WriteBack {
+    let policy = FsyncPolicy::WriteBack {
         buffer_bytes: 1 << 20,
         flush_interval_ms: 3_600_000,
     };

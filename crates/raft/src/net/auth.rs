@@ -25,9 +25,10 @@
 //! refusal in `Proof`, the server in `Verdict::RefusedIdentity`, so both
 //! ends log every refusal.
 
+use super::config::{NetConfig, Secret};
+use super::error::NetError;
 use super::frame;
 use super::message::{Challenge, Hello, Proof, Verdict};
-use super::{NetConfig, NetError, Secret};
 use crate::identity::{Id16, PeerIdentity};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

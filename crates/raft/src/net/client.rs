@@ -4,11 +4,12 @@
 //! and a small per-peer pool for forwarded writes and reads
 //! ([`ForwardClient`]).
 
+use super::config::NetConfig;
+use super::error::{with_deadline, NetError};
 use super::message::{ForwardError, ReadAnswer, ReadRequest, RpcReply, RpcRequest};
-use super::{auth, frame, with_deadline, NetConfig, NetError};
+use super::{auth, frame};
 use crate::identity::{Id16, PeerIdentity};
-use crate::state_machine::{Snapshot, SnapshotData};
-use crate::transfer::SnapshotTransfer;
+use crate::snapshot::{Snapshot, SnapshotData, SnapshotTransfer};
 use crate::typ::{Node, NodeId, Request, Response, TypeConfig, Vote};
 use openraft::error::{ReplicationClosed, StreamingError, Timeout, Unreachable};
 use openraft::errors::ErrorSource;
@@ -627,7 +628,7 @@ mod tests {
     }
 
     struct Fixed;
-    impl crate::net::NonceSource for Fixed {
+    impl crate::nonce::NonceSource for Fixed {
         fn nonce(&self) -> [u8; 32] {
             [1; 32]
         }

@@ -3,7 +3,8 @@
 //! `n` is 0 or above `max_frame_bytes` is refused before a byte of it is
 //! buffered; a sender refuses to send one.
 
-use super::{NetError, WIRE_VERSION};
+use super::error::NetError;
+use super::message::WIRE_VERSION;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;

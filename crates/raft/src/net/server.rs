@@ -9,11 +9,16 @@
 //! handshake or stays idle past `idle_timeout` is closed with a logged
 //! reason; other connections are not affected.
 
+use super::config::NetConfig;
+use super::error::{with_deadline, NetError};
+use super::message::ReadAnswer;
 use super::message::{ForwardError, ReadRequest, RpcReply, RpcRequest};
-use super::{auth, frame, read, with_deadline, BallastRaft, NetConfig, NetError};
+use super::vote_gate::VoteGate;
+use super::{auth, frame, read};
 use crate::propose::Proposer;
-use crate::state_machine::{SnapshotData, SnapshotMeta};
-use crate::transfer::{SnapshotInbox, SnapshotTransfer};
+use crate::snapshot::{SnapshotData, SnapshotInbox, SnapshotTransfer};
+use crate::state_machine::BallastRaft;
+use crate::typ::SnapshotMeta;
 use crate::typ::Vote;
 use ballast_storage::Db;
 use openraft::async_runtime::WatchReceiver;
@@ -41,7 +46,7 @@ pub struct ServerContext {
     /// Network settings.
     pub cfg: Arc<NetConfig>,
     /// Closed while this node must not vote (see [`super::vote_gate`]).
-    pub votes: super::VoteGate,
+    pub votes: VoteGate,
 }
 
 /// The RPC server.
@@ -297,7 +302,7 @@ pub async fn read_linearizable(
     raft: &BallastRaft,
     db: &Db,
     req: &ReadRequest,
-) -> Result<super::ReadAnswer, ForwardError> {
+) -> Result<ReadAnswer, ForwardError> {
     raft.ensure_linearizable(ReadPolicy::ReadIndex)
         .await
         .map_err(not_leader_or)?;
