@@ -5,7 +5,7 @@
 
 use super::applied::AppliedIndex;
 use super::state::Shared;
-use super::sync::{flusher, Flush, LogSyncer, FLUSH_QUEUE};
+use super::sync::{flusher, Flush, LogSyncer, FLUSHES_QUEUED_MAX};
 use crate::codec::{self, encode_commit_record};
 use crate::error::{Error, Result};
 use crate::meta::{self, Meta};
@@ -85,7 +85,7 @@ impl LogStore {
         };
         let shared = &self.shared;
         let tx = self.flusher.get_or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(FLUSH_QUEUE);
+            let (tx, rx) = mpsc::channel(FLUSHES_QUEUED_MAX);
             tokio::spawn(flusher(Arc::downgrade(shared), rx));
             tx
         });

@@ -5,7 +5,7 @@
 //! prepares the next WAL segment off the lock. Every one of them runs its
 //! fsync without the store's lock.
 //!
-//! Limits: at most [`FLUSH_QUEUE`] appends wait for the flusher.
+//! Limits: at most [`FLUSHES_QUEUED_MAX`] appends wait for the flusher.
 
 use super::state::{sync_ticket, Shared};
 use crate::error::{Error, Result};
@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, Notify};
 pub(super) type Flush = (Option<SyncTicket>, IOFlushed<TypeConfig>);
 
 /// Appends waiting for the flusher at most; openraft waits beyond that.
-pub(super) const FLUSH_QUEUE: usize = 1024;
+pub(super) const FLUSHES_QUEUED_MAX: usize = 1024;
 
 /// Makes the log durable on demand (clean shutdown, or before the state
 /// machine makes applied state durable). Shares the log with its store.

@@ -1,10 +1,10 @@
 //! The settings of the Raft network ([`NetConfig`]), shared by clients and
 //! the server, and the shared secret peers prove they know ([`Secret`]).
 //!
-//! Limits: frames are at least [`MAX_FRAME_BYTES_MIN`] bytes (`max_frame_bytes`); a
+//! Limits: frames are at least [`MAX_FRAME_BYTES_MIN`] bytes (`frame_bytes_max`); a
 //! snapshot chunk leaves 1 KiB of its frame for the header; an RPC's
 //! deadline allows for [`TRANSFER_BYTES_PER_SEC_MIN`]; the server serves
-//! at most `max_connections` connections at once.
+//! at most `connections_max` connections at once.
 
 use super::error::NetError;
 use super::links;
@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The smallest `max_frame_bytes` accepted: room for a snapshot chunk
+/// The smallest `frame_bytes_max` accepted: room for a snapshot chunk
 /// header and the handshake with margin.
 pub const MAX_FRAME_BYTES_MIN: u32 = 4096;
 
@@ -54,9 +54,9 @@ impl fmt::Debug for Secret {
 pub struct NetConfig {
     /// The largest frame sent or accepted, in bytes (length prefix
     /// excluded). A larger frame is refused on both ends.
-    pub max_frame_bytes: u32,
+    pub frame_bytes_max: u32,
     /// Snapshot chunk size, in bytes; must leave room for the frame's
-    /// header within `max_frame_bytes`.
+    /// header within `frame_bytes_max`.
     pub snapshot_chunk_bytes: usize,
     /// Deadline for connecting and authenticating.
     pub connect_timeout: Duration,
@@ -67,9 +67,9 @@ pub struct NetConfig {
     pub idle_timeout: Duration,
     /// The most connections the server serves at once; more are closed on
     /// accept.
-    pub max_connections: usize,
+    pub connections_max: usize,
     /// Idle connections kept per peer by the [`ForwardClient`].
-    pub pooled_per_peer: usize,
+    pub pooled_per_peer_max: usize,
     /// First wait before reconnecting to an unreachable peer; doubles up
     /// to `backoff_max`.
     pub backoff_initial: Duration,
@@ -93,12 +93,12 @@ pub struct NetConfig {
 impl fmt::Debug for NetConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NetConfig")
-            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("frame_bytes_max", &self.frame_bytes_max)
             .field("snapshot_chunk_bytes", &self.snapshot_chunk_bytes)
             .field("connect_timeout", &self.connect_timeout)
             .field("call_timeout", &self.call_timeout)
             .field("idle_timeout", &self.idle_timeout)
-            .field("max_connections", &self.max_connections)
+            .field("connections_max", &self.connections_max)
             .field("secret", &self.secret)
             .field("identity", &self.identity)
             .finish_non_exhaustive()
@@ -110,13 +110,13 @@ impl NetConfig {
     /// with the given nonce source and no secret.
     pub fn new(nonces: Arc<dyn NonceSource>) -> NetConfig {
         NetConfig {
-            max_frame_bytes: 16 << 20,
+            frame_bytes_max: 16 << 20,
             snapshot_chunk_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(2),
             call_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
-            max_connections: 64,
-            pooled_per_peer: 4,
+            connections_max: 64,
+            pooled_per_peer_max: 4,
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             secret: None,
@@ -130,33 +130,33 @@ impl NetConfig {
     /// Checks the settings against each other.
     pub fn validate(&self) -> Result<(), NetError> {
         let bad = |field: &'static str, why: String| Err(NetError::Config { field, why });
-        if self.max_frame_bytes < MAX_FRAME_BYTES_MIN {
+        if self.frame_bytes_max < MAX_FRAME_BYTES_MIN {
             return bad(
-                "max_frame_bytes",
+                "frame_bytes_max",
                 format!(
                     "{} is below the minimum {MAX_FRAME_BYTES_MIN}",
-                    self.max_frame_bytes
+                    self.frame_bytes_max
                 ),
             );
         }
         // A chunk frame holds the chunk plus a small header (tag, offset,
         // length prefix); 1 KiB of margin covers it.
         if self.snapshot_chunk_bytes == 0
-            || self.snapshot_chunk_bytes as u64 + 1024 > u64::from(self.max_frame_bytes)
+            || self.snapshot_chunk_bytes as u64 + 1024 > u64::from(self.frame_bytes_max)
         {
             return bad(
                 "snapshot_chunk_bytes",
                 format!(
-                    "{} must be above 0 and at least 1 KiB below max_frame_bytes ({})",
-                    self.snapshot_chunk_bytes, self.max_frame_bytes
+                    "{} must be above 0 and at least 1 KiB below frame_bytes_max ({})",
+                    self.snapshot_chunk_bytes, self.frame_bytes_max
                 ),
             );
         }
         if self.transfer_bytes_per_sec_min == 0 {
             return bad("transfer_bytes_per_sec_min", "must be above 0".into());
         }
-        if self.max_connections == 0 {
-            return bad("max_connections", "must be at least 1".into());
+        if self.connections_max == 0 {
+            return bad("connections_max", "must be at least 1".into());
         }
         if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
             return bad(

@@ -21,8 +21,8 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
-    /// A frame was larger than `max_frame_bytes` (sent or received).
-    #[error("frame of {len} bytes refused: max_frame_bytes is {max}")]
+    /// A frame was larger than `frame_bytes_max` (sent or received).
+    #[error("frame of {len} bytes refused: frame_bytes_max is {max}")]
     FrameTooLarge {
         /// The frame's length.
         len: u64,

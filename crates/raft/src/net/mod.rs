@@ -3,7 +3,7 @@
 //! `FORMAT-rpc.md` beside this crate.
 //!
 //! * [`frame`]: reading and writing one frame, refusing any frame over the
-//!   configured `max_frame_bytes` before allocating for it.
+//!   configured `frame_bytes_max` before allocating for it.
 //! * [`message`]: what the frames carry.
 //! * [`auth`]: the handshake; with a shared secret both ends prove they
 //!   know it (HMAC-SHA256 over both ends' nonces); the secret never crosses
