@@ -52,6 +52,18 @@ struct SetArgs<'a> {
     return_old: bool,
 }
 
+/// When a SET's value expires, as of its entry's time `at_ms`: SET's own
+/// absolute expiry, or SET with a TTL's deadline from `at_ms` (the same on
+/// every replica; saturating: a TTL past the end of time never ends).
+/// `None` (no expiry) for every other request.
+fn set_expiry(req: &Request, at_ms: u64) -> Option<u64> {
+    match req {
+        Request::Set { expire_at_ms, .. } => *expire_at_ms,
+        Request::SetWithTtl { ttl_ms, .. } => Some(at_ms.saturating_add(*ttl_ms)),
+        _ => None,
+    }
+}
+
 /// Records `batch`'s writes in `overlay`.
 fn overlay_writes(overlay: &mut Overlay, batch: &WriteBatch) {
     use ballast_storage::key::ValueKind;
@@ -225,33 +237,26 @@ impl StateMachine {
                 }
                 Some((_, None)) | None => Response::Existed(false),
             },
+            // SET with a TTL is a SET whose deadline comes from the entry's
+            // time (see `set_expiry`).
             Request::Set {
                 key,
                 value,
-                expire_at_ms,
                 condition,
                 return_old,
-            } => {
-                let set = SetArgs {
-                    key,
-                    value,
-                    expire_at_ms: *expire_at_ms,
-                    condition: *condition,
-                    return_old: *return_old,
-                };
-                self.plan_set(&mut b, set, at_ms, overlay)?
+                ..
             }
-            Request::SetWithTtl {
+            | Request::SetWithTtl {
                 key,
                 value,
-                ttl_ms,
                 condition,
                 return_old,
+                ..
             } => {
                 let set = SetArgs {
                     key,
                     value,
-                    expire_at_ms: Some(at_ms.saturating_add(*ttl_ms)),
+                    expire_at_ms: set_expiry(req, at_ms),
                     condition: *condition,
                     return_old: *return_old,
                 };
