@@ -5,7 +5,7 @@
 
 use crate::byte_reader::{ByteReader, DecodeError};
 use crate::error::{Error, Result};
-use crate::typ::{LeaderId, LogId, Vote};
+use crate::typ::{log_id, LeaderId, LogId, Vote};
 use ballast_storage::fs::{self, FileSystem, IoOp, OpenMode};
 use openraft::vote::RaftVote;
 use std::io;
@@ -110,15 +110,8 @@ impl Meta {
                 flags & FLAG_VOTE_COMMITTED != 0,
             )
         });
-        let last_purged = (flags & FLAG_PURGED != 0).then(|| {
-            LogId::new(
-                LeaderId {
-                    term: purged_term,
-                    node_id: purged_node_id,
-                },
-                purged_index,
-            )
-        });
+        let last_purged =
+            (flags & FLAG_PURGED != 0).then(|| log_id(purged_term, purged_node_id, purged_index));
         Ok(Meta { vote, last_purged })
     }
 }
@@ -176,13 +169,7 @@ mod tests {
                     },
                     true,
                 )),
-                last_purged: Some(LogId::new(
-                    LeaderId {
-                        term: 5,
-                        node_id: 1,
-                    },
-                    99,
-                )),
+                last_purged: Some(log_id(5, 1, 99)),
             },
         ];
         let p = Path::new("raft-meta");

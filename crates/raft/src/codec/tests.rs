@@ -5,20 +5,10 @@
 use super::request::REQ_MULTI;
 use super::*;
 use crate::typ::{
-    BatchOp, Entry, LeaderId, LogId, Membership, Node, NodeId, Proposal, Request, SetCondition,
+    log_id, BatchOp, Entry, Membership, Node, NodeId, Proposal, Request, SetCondition,
 };
 use openraft::EntryPayload;
 use std::collections::{BTreeMap, BTreeSet};
-
-fn log_id(term: u64, node: u64, index: u64) -> LogId {
-    LogId::new(
-        LeaderId {
-            term,
-            node_id: node,
-        },
-        index,
-    )
-}
 
 fn round_trip(payload: EntryPayload<Proposal, NodeId, Node>) {
     let entry = Entry {

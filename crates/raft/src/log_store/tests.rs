@@ -2,7 +2,7 @@
 //! to the OS or only buffered, and what a crash or a reopen then finds.
 
 use super::*;
-use crate::typ::{Entry, EntryPayload, LeaderId, LogId, Proposal, Request, Vote};
+use crate::typ::{log_id, Entry, EntryPayload, Proposal, Request, Vote};
 use ballast_storage::fs::{FaultFs, FaultSwitches, StdFs};
 use ballast_storage::wal::WalOptions;
 use std::path::Path;
@@ -13,13 +13,7 @@ use std::time::Duration;
 fn entries(range: std::ops::Range<u64>) -> Vec<Entry> {
     range
         .map(|i| Entry {
-            log_id: LogId::new(
-                LeaderId {
-                    term: 1,
-                    node_id: 1,
-                },
-                i,
-            ),
+            log_id: log_id(1, 1, i),
             payload: EntryPayload::Normal(Proposal::new(
                 i,
                 Request::Delete {
@@ -42,13 +36,12 @@ fn syncs(s: &FaultSwitches) -> u64 {
     s.syncs.load(Ordering::SeqCst)
 }
 
+#[path = "../../tests/support/poll.rs"]
+mod poll;
+
 /// Polls `cond` every 5 ms for up to 10 s.
 async fn within_10s(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    poll::until(what, Duration::from_secs(10), cond).await
 }
 
 async fn reopened_len(dir: &Path) -> u64 {

@@ -589,17 +589,11 @@ fn entry_wire_bytes(e: &crate::typ::Entry) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::typ::{Entry, EntryPayload, LeaderId, LogId, Proposal};
+    use crate::typ::{log_id, Entry, EntryPayload, Proposal};
 
     fn put(index: u64, value_bytes: usize) -> Entry {
         Entry {
-            log_id: LogId::new(
-                LeaderId {
-                    term: 1,
-                    node_id: 1,
-                },
-                index,
-            ),
+            log_id: log_id(1, 1, index),
             payload: EntryPayload::Normal(Proposal::new(
                 0,
                 Request::Put {
