@@ -2,7 +2,7 @@
 //! part of the applied marker. Byte layout in `FORMAT-raftlog.md`.
 //!
 //! Limits: counts of configs, voters and nodes are bounded by the bytes
-//! left ([`ByteReader::count`]).
+//! left (`ByteReader::count`).
 
 use super::write::{put_bytes, put_len};
 use crate::byte_reader::{malformed, ByteReader, DecodeError};

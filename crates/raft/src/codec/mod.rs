@@ -13,7 +13,7 @@
 //! * [`marker`]: the applied marker the engine records with each flush,
 //!   also the meta of a snapshot descriptor.
 //! * `write`: the length-prefixed writers matching the one byte reader,
-//!   [`crate::byte_reader`].
+//!   `crate::byte_reader`.
 
 pub mod commit_record;
 pub mod entry;

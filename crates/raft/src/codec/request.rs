@@ -3,7 +3,7 @@
 //! `FORMAT-raftlog.md`, "Requests"; keep the two in step.
 //!
 //! Limits: counts (batch ops, keys, the requests of a Multi) are bounded by
-//! the bytes left ([`ByteReader::count`]); a Multi is never empty and
+//! the bytes left (`ByteReader::count`); a Multi is never empty and
 //! never nested, on either side.
 
 use super::write::{put_bytes, put_len, put_opt_u64};

@@ -1,4 +1,4 @@
-//! The Raft log store: openraft's [`RaftLogStorage`] and [`RaftLogReader`]
+//! The Raft log store: openraft's [`openraft::storage::RaftLogStorage`] and [`openraft::RaftLogReader`]
 //! on the storage engine's WAL segment code. The Raft log *is* a WAL: one
 //! record per entry, the entry in our own encoding (see [`crate::codec`] and
 //! `FORMAT-raftlog.md`).
@@ -18,7 +18,7 @@
 //! reused as is; DESIGN.md
 //! "Durability presets and their contracts"):
 //!
-//! * durable ([`FsyncPolicy::Group`]): [`RaftLogStorage::append`]
+//! * durable ([`FsyncPolicy::Group`]): [`openraft::storage::RaftLogStorage::append`]
 //!   writes all the entries of one call with one positional write and
 //!   returns (they are readable, so openraft replicates them at once); the
 //!   store's flusher task then fsyncs and only then calls the `IOFlushed`
@@ -55,7 +55,7 @@
 //! stops the store (hole 7; see [`AppliedIndex`]).
 //!
 //! Nothing here reads clocks, spawns threads or draws random numbers, and
-//! all I/O goes through the [`FileSystem`] seam, so the simulation can run
+//! all I/O goes through the [`ballast_storage::fs::FileSystem`] seam, so the simulation can run
 //! it. Simulated disk latency is awaited before each step, never while the
 //! store's lock is held.
 //!

@@ -68,7 +68,7 @@ pub struct NetConfig {
     /// The most connections the server serves at once; more are closed on
     /// accept.
     pub connections_max: usize,
-    /// Idle connections kept per peer by the [`ForwardClient`].
+    /// Idle connections kept per peer by the [`super::ForwardClient`].
     pub pooled_per_peer_max: usize,
     /// First wait before reconnecting to an unreachable peer; doubles up
     /// to `backoff_max`.

@@ -1,5 +1,5 @@
 //! Why a network operation failed ([`NetError`]), and the one place a
-//! deadline is put on a network step ([`with_deadline`], tokio time, so the
+//! deadline is put on a network step (`with_deadline`, tokio time, so the
 //! simulation controls it).
 
 use super::message::WIRE_VERSION;

@@ -14,7 +14,7 @@
 //! each checked against the descriptor's CRC32. Byte layouts are in
 //! `FORMAT-snapshot.md` beside this crate.
 //!
-//! * [`format`]: the descriptor and the stream header (pure).
+//! * [`mod@format`]: the descriptor and the stream header (pure).
 //! * [`data`]: [`SnapshotData`], a shared handle to one snapshot
 //!   directory, deleted with its last handle once superseded.
 //! * [`stream`]: the sending side of the stream.

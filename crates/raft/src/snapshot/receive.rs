@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 /// Receiving side of one snapshot stream: writes into a fresh directory
 /// under the inbox, checking every piece as it arrives. Dropped before
-/// [`SnapshotTransfer::finish_receive`] succeeds, it removes that
+/// [`super::SnapshotTransfer::finish_receive`] succeeds, it removes that
 /// directory.
 pub struct SnapshotReceiver {
     fs: DynFs,

@@ -343,7 +343,7 @@ impl StateMachine {
     }
 
     /// Applies one committed entry and returns its answer. This is what
-    /// [`RaftStateMachine::apply`] does for each entry of its stream.
+    /// [`openraft::storage::RaftStateMachine::apply`] does for each entry of its stream.
     pub async fn apply_entry(&mut self, entry: crate::typ::Entry) -> Result<Response> {
         let (mut batch, resp) = match &entry.payload {
             EntryPayload::Blank => (WriteBatch::new(), Response::Done),

@@ -1,7 +1,7 @@
 //! The replicated state machine over the storage engine.
 //!
 //! * The engine runs in replicated mode (`Options::wal = false`: the Raft
-//!   log is the WAL). Each entry is applied as one atomic [`WriteBatch`]
+//!   log is the WAL). Each entry is applied as one atomic [`ballast_storage::WriteBatch`]
 //!   carrying the *applied marker* (the applied log id and the last
 //!   membership, encoding in `FORMAT-raftlog.md`), which the engine records
 //!   with each memtable flush. After a restart, [`StateMachine::open`]
@@ -20,12 +20,12 @@
 //!   value without a TTL (a swap replaces the value the TTL belonged to).
 //! * Apply never refuses an entry for a local setting: key, value and
 //!   request sizes are checked where a request enters the cluster
-//!   ([`Request::validate`], with the limits of the node that took it),
+//!   ([`crate::Request::validate`], with the limits of the node that took it),
 //!   and the engine writes what the log holds without its own size limits
 //!   (`Db::write_from_log`), so replicas configured differently, or a
 //!   limit changed before a replay, still apply every entry alike. What
 //!   every replica refuses alike (an empty key, from a log written before
-//!   validation) is answered with [`Response::Rejected`] and still
+//!   validation) is answered with [`crate::Response::Rejected`] and still
 //!   advances the marker, so a bad entry can never stop the state machine.
 //! * Snapshots are SSTable sets ([`crate::snapshot`]): building one is an
 //!   engine checkpoint (a flush, so the applied state is durable up to the
@@ -34,7 +34,7 @@
 //!   TTLs travel inside the tables. Installing one links its tables into
 //!   the same place, then switches the engine to them in one manifest edit
 //!   (`Db::install`). The newest snapshot (by last log id) stays on disk
-//!   as the current one, so [`RaftStateMachine::get_current_snapshot`]
+//!   as the current one, so [`openraft::storage::RaftStateMachine::get_current_snapshot`]
 //!   works after a restart; older ones are deleted as soon as a newer one
 //!   is durable and nobody (a snapshot stream to a follower) still holds
 //!   them. An install interrupted by a crash after its snapshot directory
