@@ -23,7 +23,7 @@ use crate::api::{AdminApi, ApiError, Consistency, KvApi, NodeStatus, Ordered, Sc
 use crate::config::NodeConfig;
 use crate::env::NodeEnv;
 use ballast_raft::identity::{Identity, IdentityRefusal};
-use ballast_raft::log_store::{LogSyncer, SyncPolicy};
+use ballast_raft::log_store::LogSyncer;
 use ballast_raft::net::client::{Conn, ForwardFailure};
 use ballast_raft::net::server::{self, ServerContext};
 use ballast_raft::net::{
@@ -193,7 +193,7 @@ impl Node {
             fs.clone(),
             &dir.join("raft-log"),
             log_wal,
-            SyncPolicy::of(&engine_options.fsync),
+            engine_options.fsync,
         )
         .await?;
         log_store.set_planted(config.planted)?;
@@ -239,7 +239,7 @@ impl Node {
         let identity = Identity::open(fs.clone(), &dir, id, &*env.nonces, config.planted)?;
         let mut net = NetConfig::new(env.nonces.clone());
         net.links = env.links.clone();
-        net.max_frame_bytes = config.raft_frame_bytes_max;
+        net.frame_bytes_max = config.raft_frame_bytes_max;
         net.call_timeout = Duration::from_millis(config.request_timeout_ms);
         net.secret = config.secret.as_deref().map(Secret::new);
         net.identity = Some(identity.clone());
@@ -300,8 +300,8 @@ impl Node {
             tracing::info!(leftovers, "removed interrupted snapshot receives");
         }
         let proposer_options = ProposerOptions {
-            entries_in_flight: config.entries_in_flight_max as usize,
-            requests_per_entry: config.writes_per_entry_max as usize,
+            entries_in_flight_max: config.entries_in_flight_max as usize,
+            writes_per_entry_max: config.writes_per_entry_max as usize,
             ..ProposerOptions::default()
         };
         let proposer = Proposer::start(raft.clone(), clock.clone(), proposer_options);

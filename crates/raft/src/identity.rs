@@ -32,7 +32,7 @@
 //! simulation); files go through the `ballast_storage::fs` seam.
 
 use crate::error::{Error, Result};
-use crate::net::NonceSource;
+use crate::nonce::NonceSource;
 use crate::planted::{NodeBug, Planted};
 use crate::typ::NodeId;
 use ballast_storage::fs::{self, FileSystem, OpenMode};
@@ -224,10 +224,12 @@ impl State {
 /// Cloning gives another handle to the same identity.
 #[derive(Clone)]
 pub struct Identity {
-    inner: Arc<Inner>,
+    inner: Arc<SharedIdentity>,
 }
 
-struct Inner {
+/// What every handle of one identity shares: where its file is, and
+/// its content under the lock that orders its replacements.
+struct SharedIdentity {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     node_id: NodeId,
@@ -274,7 +276,7 @@ impl Identity {
             Err(source) => return Err(Error::Io { path, source }),
         };
         Ok(Identity {
-            inner: Arc::new(Inner {
+            inner: Arc::new(SharedIdentity {
                 fs,
                 dir: dir.to_path_buf(),
                 node_id,

@@ -15,7 +15,10 @@
 //!   atomic switch; and their chunked, CRC-checked transfer stream, the
 //!   [`transfer::SnapshotTransfer`] the network moves (byte layouts in
 //!   `FORMAT-snapshot.md`).
-//! * [`transfer`]: what the network needs from snapshot data.
+//! * [`transfer`] (in [`snapshot`]): what the network needs from snapshot
+//!   data.
+//! * `byte_reader`: the one bounds-checked reader of the crate's byte
+//!   formats; [`nonce`]: where randomness comes from.
 //! * [`identity`]: the cluster id and the data directory's incarnation,
 //!   kept in the data directory and checked in every peer handshake.
 //!
@@ -42,18 +45,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod byte_reader;
 pub mod codec;
 pub mod error;
 pub mod identity;
 pub mod log_store;
 pub mod meta;
 pub mod net;
+pub mod nonce;
 pub mod planted;
 pub mod propose;
 pub mod snapshot;
 pub mod state_machine;
-pub mod transfer;
 pub mod typ;
+
+/// What the network needs from snapshot data; kept at its old path.
+pub use snapshot::transfer;
 
 pub use error::{Error, Result};
 pub use log_store::{LogReader, LogStore, OpenReport};

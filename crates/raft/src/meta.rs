@@ -3,8 +3,9 @@
 //! old one, fsync the directory) before the change takes effect. Byte layout
 //! in `FORMAT-raftlog.md`.
 
+use crate::byte_reader::{ByteReader, DecodeError};
 use crate::error::{Error, Result};
-use crate::typ::{LeaderId, LogId, Vote};
+use crate::typ::{log_id, LeaderId, LogId, Vote};
 use ballast_storage::fs::{self, FileSystem, IoOp, OpenMode};
 use openraft::vote::RaftVote;
 use std::io;
@@ -75,11 +76,16 @@ impl Meta {
                 "bad magic: not a ballast Raft meta file",
             ));
         }
-        let crc = u32::from_le_bytes(le4(&b[53..57]));
-        if crc != crc32fast::hash(&b[..53]) {
+        // The length is checked above, so no read below runs short (one
+        // that did would be refused as corruption, not a panic).
+        let field = |e: DecodeError| Error::corrupt(path, format!("{e:?}"));
+        let (body, crc) = b.split_at(53);
+        let crc = ByteReader::new(crc).u32("meta CRC").map_err(field)?;
+        if crc != crc32fast::hash(body) {
             return Err(Error::corrupt(path, "checksum mismatch"));
         }
-        let version = u32::from_le_bytes(le4(&b[8..12]));
+        let mut r = ByteReader::new(&body[8..]);
+        let version = r.u32("meta version").map_err(field)?;
         if version == 0 || version > META_FORMAT_VERSION {
             return Err(Error::UnsupportedFormat {
                 path: path.to_path_buf(),
@@ -87,43 +93,27 @@ impl Meta {
                 supported: META_FORMAT_VERSION,
             });
         }
-        let flags = b[12];
+        let flags = r.u8("meta flags").map_err(field)?;
         if flags & !(FLAG_VOTE | FLAG_VOTE_COMMITTED | FLAG_PURGED) != 0 {
             return Err(Error::corrupt(path, format!("unknown flags {flags:#x}")));
         }
-        let u64_at = |at: usize| u64::from_le_bytes(le8(&b[at..at + 8]));
+        let mut u64_of = |what: &str| r.u64(what).map_err(field);
+        let (vote_term, vote_node_id) = (u64_of("vote term")?, u64_of("vote node id")?);
+        let (purged_term, purged_node_id) = (u64_of("purged term")?, u64_of("purged node id")?);
+        let purged_index = u64_of("purged index")?;
         let vote = (flags & FLAG_VOTE != 0).then(|| {
             Vote::from_leader_id(
                 LeaderId {
-                    term: u64_at(13),
-                    node_id: u64_at(21),
+                    term: vote_term,
+                    node_id: vote_node_id,
                 },
                 flags & FLAG_VOTE_COMMITTED != 0,
             )
         });
-        let last_purged = (flags & FLAG_PURGED != 0).then(|| {
-            LogId::new(
-                LeaderId {
-                    term: u64_at(29),
-                    node_id: u64_at(37),
-                },
-                u64_at(45),
-            )
-        });
+        let last_purged =
+            (flags & FLAG_PURGED != 0).then(|| log_id(purged_term, purged_node_id, purged_index));
         Ok(Meta { vote, last_purged })
     }
-}
-
-fn le4(b: &[u8]) -> [u8; 4] {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(b);
-    a
-}
-
-fn le8(b: &[u8]) -> [u8; 8] {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(b);
-    a
 }
 
 /// Reads the meta file in `dir`; a missing file is an empty [`Meta`] (a new
@@ -179,13 +169,7 @@ mod tests {
                     },
                     true,
                 )),
-                last_purged: Some(LogId::new(
-                    LeaderId {
-                        term: 5,
-                        node_id: 1,
-                    },
-                    99,
-                )),
+                last_purged: Some(log_id(5, 1, 99)),
             },
         ];
         let p = Path::new("raft-meta");

@@ -9,7 +9,7 @@
 //!
 //! Nothing waits to fill a batch: when the leader is idle a write is
 //! proposed as soon as it arrives. Batches form because at most
-//! `entries_in_flight` entries are between proposal and answer; while they
+//! `entries_in_flight_max` entries are between proposal and answer; while they
 //! are, new writes queue up and leave together as the next entry.
 //!
 //! Validation: every request is checked here, the last gate before the
@@ -25,9 +25,9 @@
 //! before every write submitted after it (what pipelined writes of one
 //! client connection rely on).
 
-use crate::net::{BallastRaft, ForwardError};
+use crate::net::message::ForwardError;
 use crate::planted::NodeBug;
-use crate::state_machine::{ProposeContext, StateMachine};
+use crate::state_machine::{BallastRaft, ProposeContext, StateMachine};
 use crate::typ::{Proposal, Request, Response};
 use ballast_storage::Clock;
 use openraft::async_runtime::WatchReceiver;
@@ -41,24 +41,24 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 pub struct ProposerOptions {
     /// Entries proposed and not yet committed, at most. More lets entries
     /// overlap in the pipeline; fewer makes each carry more writes.
-    pub entries_in_flight: usize,
-    /// Requests per entry, at most.
-    pub requests_per_entry: usize,
+    pub entries_in_flight_max: usize,
+    /// Writes (requests) per entry, at most.
+    pub writes_per_entry_max: usize,
     /// Bytes of keys and values per entry, at most (a larger single
     /// request still goes, alone).
-    pub bytes_per_entry: usize,
+    pub entry_bytes_max: usize,
     /// Writes queued and not yet proposed, at most; submitting waits while
     /// the queue is full.
-    pub queue: usize,
+    pub queued_writes_max: usize,
 }
 
 impl Default for ProposerOptions {
     fn default() -> Self {
         ProposerOptions {
-            entries_in_flight: 1,
-            requests_per_entry: 1024,
-            bytes_per_entry: 1 << 20,
-            queue: 16 * 1024,
+            entries_in_flight_max: 1,
+            writes_per_entry_max: 1024,
+            entry_bytes_max: 1 << 20,
+            queued_writes_max: 16 * 1024,
         }
     }
 }
@@ -118,7 +118,7 @@ impl Proposer {
     /// Starts the proposer task for `raft`, stamping entries with `clock`.
     /// Needs a tokio runtime.
     pub fn start(raft: BallastRaft, clock: Arc<dyn Clock>, opts: ProposerOptions) -> Proposer {
-        let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        let (tx, rx) = mpsc::channel(opts.queued_writes_max.max(1));
         let counts = Arc::new(Counts::default());
         let context = Arc::new(tokio::sync::OnceCell::new());
         tokio::spawn(run(
@@ -261,7 +261,7 @@ async fn run(
     counts: Arc<Counts>,
     context: Arc<tokio::sync::OnceCell<ProposeContext>>,
 ) {
-    let in_flight = Arc::new(Semaphore::new(opts.entries_in_flight.max(1)));
+    let in_flight = Arc::new(Semaphore::new(opts.entries_in_flight_max.max(1)));
     let mut carried: Option<Pending> = None;
     let mut last_stamp = Stamp::default();
     loop {
@@ -277,9 +277,9 @@ async fn run(
         };
         let mut bytes = first.bytes;
         let mut batch = vec![first];
-        while batch.len() < opts.requests_per_entry {
+        while batch.len() < opts.writes_per_entry_max {
             match rx.try_recv() {
-                Ok(p) if bytes + p.bytes > opts.bytes_per_entry => {
+                Ok(p) if bytes + p.bytes > opts.entry_bytes_max => {
                     carried = Some(p);
                     break;
                 }

@@ -50,6 +50,20 @@ pub type LeaderId = openraft::impls::leader_id_adv::LeaderId<u64, NodeId>;
 /// The membership stored in membership log entries.
 pub type Membership = openraft::Membership<NodeId, Node>;
 
+/// The stored membership type of ballast: a membership and the log id of
+/// the entry that carried it.
+pub type StoredMembershipOf = openraft::StoredMembership<LeaderId, NodeId, Node>;
+
+/// Snapshot metadata of ballast: last log id and membership. Here, beside
+/// the other openraft types, because the state machine, the snapshot
+/// format and the network all name it and none of them owns it.
+pub type SnapshotMeta = openraft::storage::SnapshotMeta<LeaderId, NodeId, Node>;
+
+/// The log id `(term, node_id, index)`.
+pub fn log_id(term: u64, node_id: NodeId, index: u64) -> LogId {
+    LogId::new(LeaderId { term, node_id }, index)
+}
+
 /// Where a node can be reached.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {

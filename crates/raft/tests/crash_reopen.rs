@@ -3,7 +3,7 @@
 //! reopened from the same directory, and the log state, vote and entries
 //! checked. Torn tails are made by hand on the last segment file.
 
-use ballast_raft::log_store::{AppliedIndex, SyncPolicy, COMMIT_RECORD_LEN, LOG_DIR};
+use ballast_raft::log_store::{AppliedIndex, FsyncPolicy, COMMIT_RECORD_LEN, LOG_DIR};
 use ballast_raft::meta::META_TMP_FILE;
 use ballast_raft::planted::{NodeBug, Planted};
 use ballast_raft::typ::EntryPayload;
@@ -60,6 +60,14 @@ fn tiny() -> WalOptions {
     }
 }
 
+/// Appends `entries(term, range)` durably (acknowledged once it returns).
+async fn append(store: &LogStore, term: u64, range: std::ops::RangeInclusive<u64>) {
+    store
+        .append_durably(entries(term, range))
+        .await
+        .expect("append");
+}
+
 async fn open(dir: &Path, opts: WalOptions) -> (LogStore, OpenReport) {
     open_on(Arc::new(StdFs), dir, opts).await
 }
@@ -102,14 +110,8 @@ async fn acknowledged_entries_vote_and_purge_survive_drop_without_close() {
                 .save_vote_durably(&vote(3, 2, true))
                 .await
                 .expect("vote");
-            store
-                .append_durably(entries(1, 0..=4))
-                .await
-                .expect("append");
-            store
-                .append_durably(entries(2, 5..=10))
-                .await
-                .expect("append");
+            append(&store, 1, 0..=4).await;
+            append(&store, 2, 5..=10).await;
             store.purge_durably(log_id(1, 3)).await.expect("purge");
             // Dropped here: no close, no final sync.
         }
@@ -133,10 +135,7 @@ async fn one_append_call_costs_one_fsync_and_a_vote_costs_file_and_directory_fsy
     let (fs, switches) = FaultFs::new(Arc::new(StdFs));
     let (store, _) = open_on(fs, dir.path(), WalOptions::default()).await;
     let syncs = switches.syncs.load(Ordering::SeqCst);
-    store
-        .append_durably(entries(1, 0..=49))
-        .await
-        .expect("append");
+    append(&store, 1, 0..=49).await;
     assert_eq!(switches.syncs.load(Ordering::SeqCst), syncs + 1);
 
     let (syncs, dir_syncs) = (
@@ -157,18 +156,12 @@ async fn truncated_entries_stay_gone_after_reopen_and_appends_continue() {
         let dir = TempDir::new().expect("tempdir");
         {
             let (store, _) = open(dir.path(), opts).await;
-            store
-                .append_durably(entries(1, 0..=9))
-                .await
-                .expect("append");
+            append(&store, 1, 0..=9).await;
             store
                 .truncate_after_durably(Some(log_id(1, 5)))
                 .await
                 .expect("truncate");
-            store
-                .append_durably(entries(2, 6..=8))
-                .await
-                .expect("append");
+            append(&store, 2, 6..=8).await;
         }
         let (store, _) = open(dir.path(), opts).await;
         let mut want = entries(1, 0..=5);
@@ -187,10 +180,7 @@ async fn truncating_every_live_entry_after_a_purge_survives_reopen() {
         let dir = TempDir::new().expect("tempdir");
         {
             let (store, _) = open(dir.path(), opts).await;
-            store
-                .append_durably(entries(1, 0..=9))
-                .await
-                .expect("append");
+            append(&store, 1, 0..=9).await;
             store.purge_durably(log_id(1, 4)).await.expect("purge");
             // Nothing after the purge point is kept: there is no live record
             // to cut after, so the store cuts before entry 5.
@@ -202,10 +192,7 @@ async fn truncating_every_live_entry_after_a_purge_survives_reopen() {
                 store.log_state().expect("state").last_log_id,
                 Some(log_id(1, 4))
             );
-            store
-                .append_durably(entries(3, 5..=6))
-                .await
-                .expect("append");
+            append(&store, 3, 5..=6).await;
         }
         let (store, report) = open(dir.path(), opts).await;
         assert_eq!(report.entries, 2);
@@ -221,20 +208,14 @@ async fn truncate_after_none_empties_an_unpurged_log_for_good() {
     let dir = TempDir::new().expect("tempdir");
     {
         let (store, _) = open(dir.path(), tiny()).await;
-        store
-            .append_durably(entries(1, 0..=6))
-            .await
-            .expect("append");
+        append(&store, 1, 0..=6).await;
         store.truncate_after_durably(None).await.expect("truncate");
         assert_eq!(store.log_state().expect("state").last_log_id, None);
     }
     let (store, report) = open(dir.path(), tiny()).await;
     assert_eq!(report.entries, 0);
     assert_eq!(store.log_state().expect("state").last_log_id, None);
-    store
-        .append_durably(entries(2, 0..=1))
-        .await
-        .expect("append");
+    append(&store, 2, 0..=1).await;
     assert_eq!(store.entries(..).expect("read"), entries(2, 0..=1));
 }
 
@@ -244,17 +225,11 @@ async fn purge_beyond_the_last_entry_then_append_survives_reopen() {
     let dir = TempDir::new().expect("tempdir");
     {
         let (store, _) = open(dir.path(), WalOptions::default()).await;
-        store
-            .append_durably(entries(1, 0..=3))
-            .await
-            .expect("append");
+        append(&store, 1, 0..=3).await;
         store.purge_durably(log_id(2, 10)).await.expect("purge");
         let state = store.log_state().expect("state");
         assert_eq!(state.last_log_id, Some(log_id(2, 10)));
-        store
-            .append_durably(entries(2, 11..=13))
-            .await
-            .expect("append");
+        append(&store, 2, 11..=13).await;
     }
     let (store, report) = open(dir.path(), WalOptions::default()).await;
     assert_eq!(report.purged_records_skipped, 4);
@@ -356,10 +331,7 @@ async fn torn_tail_of_the_last_segment_loses_only_unacknowledged_entries() {
     let (fs, switches) = FaultFs::new(Arc::new(StdFs));
     {
         let (store, _) = open_on(fs, dir.path(), WalOptions::default()).await;
-        store
-            .append_durably(entries(1, 0..=4))
-            .await
-            .expect("append");
+        append(&store, 1, 0..=4).await;
         // The next append is written but its fsync fails: never acknowledged.
         switches.fail_sync.store(true, Ordering::SeqCst);
         assert!(store.append_durably(entries(1, 5..=7)).await.is_err());
@@ -383,10 +355,7 @@ async fn torn_tail_of_the_last_segment_loses_only_unacknowledged_entries() {
     assert_eq!(got, entries(1, 0..=(got.len() as u64 - 1)));
     // The store appends after the cut and reopens cleanly.
     let next = got.len() as u64;
-    store
-        .append_durably(entries(2, next..=next + 2))
-        .await
-        .expect("append");
+    append(&store, 2, next..=next + 2).await;
     drop(store);
     let (store, report) = open(dir.path(), WalOptions::default()).await;
     assert_eq!(report.wal.truncated, None);
@@ -401,10 +370,7 @@ async fn garbage_after_the_last_acknowledged_entry_is_cut_not_returned() {
     let dir = TempDir::new().expect("tempdir");
     {
         let (store, _) = open(dir.path(), WalOptions::default()).await;
-        store
-            .append_durably(entries(1, 0..=3))
-            .await
-            .expect("append");
+        append(&store, 1, 0..=3).await;
     }
     // A record header that claims more bytes than the file holds.
     let seg = last_data_segment(dir.path());
@@ -448,16 +414,10 @@ async fn a_vote_replacement_cut_short_by_a_crash_leaves_the_old_vote() {
 async fn appending_a_gap_is_refused_and_leaves_the_log_usable() {
     let dir = TempDir::new().expect("tempdir");
     let (store, _) = open(dir.path(), WalOptions::default()).await;
-    store
-        .append_durably(entries(1, 0..=2))
-        .await
-        .expect("append");
+    append(&store, 1, 0..=2).await;
     let err = store.append_durably([entry(1, 5)]).await.expect_err("gap");
     assert!(matches!(err, ballast_raft::Error::Misuse(_)), "{err}");
-    store
-        .append_durably(entries(1, 3..=3))
-        .await
-        .expect("append");
+    append(&store, 1, 3..=3).await;
     assert_eq!(store.entries(..).expect("read"), entries(1, 0..=3));
 }
 
@@ -466,10 +426,7 @@ async fn a_gap_in_the_middle_of_one_append_stops_the_store_until_reopen() {
     let dir = TempDir::new().expect("tempdir");
     {
         let (store, _) = open(dir.path(), WalOptions::default()).await;
-        store
-            .append_durably(entries(1, 0..=2))
-            .await
-            .expect("append");
+        append(&store, 1, 0..=2).await;
         let err = store
             .append_durably([entry(1, 3), entry(1, 7)])
             .await
@@ -492,10 +449,7 @@ async fn a_purge_that_would_leave_a_hole_before_the_log_is_refused() {
     let (store, _) = open(dir.path(), WalOptions::default()).await;
     // Nothing purged, and the first entry is 5: purging up to 2 would
     // claim entries 3 and 4, which the log never had.
-    store
-        .append_durably(entries(1, 5..=9))
-        .await
-        .expect("append");
+    append(&store, 1, 5..=9).await;
     let err = store.purge_durably(log_id(1, 2)).await.expect_err("hole");
     assert!(matches!(err, ballast_raft::Error::Misuse(_)), "{err}");
     // Purging right before the first entry is fine, and survives reopen.
@@ -537,7 +491,7 @@ async fn a_failed_vote_fsync_stops_the_store_and_the_old_vote_survives() {
 /// state ahead of the log.
 #[tokio::test]
 async fn an_engine_flush_makes_the_raft_log_durable_first() {
-    use ballast_raft::log_store::SyncPolicy;
+    use ballast_raft::log_store::FsyncPolicy;
     use ballast_raft::state_machine::StateMachine;
     use ballast_storage::{Background, Options, Preset};
     let dir = TempDir::new().expect("tempdir");
@@ -545,7 +499,7 @@ async fn an_engine_flush_makes_the_raft_log_durable_first() {
         Arc::new(StdFs),
         &dir.path().join("log"),
         WalOptions::default(),
-        SyncPolicy::WriteBack {
+        FsyncPolicy::WriteBack {
             buffer_bytes: 1 << 20,
             flush_interval_ms: 3_600_000,
         },
@@ -591,10 +545,7 @@ async fn the_committed_log_id_survives_reopen_and_never_exceeds_the_durable_log(
     {
         let (mut store, report) = open_on(fs, dir.path(), WalOptions::default()).await;
         assert_eq!(report.committed, None);
-        store
-            .append_durably(entries(1, 0..=9))
-            .await
-            .expect("append");
+        append(&store, 1, 0..=9).await;
         let syncs = switches.syncs.load(Ordering::SeqCst);
         store
             .save_committed(Some(log_id(1, 7)))
@@ -610,10 +561,7 @@ async fn the_committed_log_id_survives_reopen_and_never_exceeds_the_durable_log(
             Some(log_id(1, 7))
         );
         // The next append's one fsync makes the commit record durable.
-        store
-            .append_durably(entries(1, 10..=12))
-            .await
-            .expect("append");
+        append(&store, 1, 10..=12).await;
         assert_eq!(switches.syncs.load(Ordering::SeqCst), syncs + 1);
         store
             .save_committed(Some(log_id(1, 12)))
@@ -656,7 +604,7 @@ async fn the_committed_log_id_survives_reopen_and_never_exceeds_the_durable_log(
 async fn a_buffered_commit_record_is_lost_with_its_buffer_never_alone() {
     use openraft::storage::RaftLogStorage;
     let dir = TempDir::new().expect("tempdir");
-    let policy = SyncPolicy::WriteBack {
+    let policy = FsyncPolicy::WriteBack {
         buffer_bytes: 1 << 20,
         flush_interval_ms: 3_600_000,
     };
@@ -699,10 +647,7 @@ async fn truncating_below_the_applied_index_is_refused_and_stops_the_store() {
     let dir = TempDir::new().expect("tempdir");
     {
         let (store, _) = open(dir.path(), tiny()).await;
-        store
-            .append_durably(entries(1, 0..=9))
-            .await
-            .expect("append");
+        append(&store, 1, 0..=9).await;
         let applied = AppliedIndex::new();
         store.set_applied_index(applied.clone()).expect("share");
         applied.set(5);
@@ -749,10 +694,7 @@ async fn the_planted_switch_truncates_below_the_applied_index() {
     store
         .set_planted(Planted::NONE.with(NodeBug::TruncateBelowApplied))
         .expect("planted");
-    store
-        .append_durably(entries(1, 0..=9))
-        .await
-        .expect("append");
+    append(&store, 1, 0..=9).await;
     let applied = AppliedIndex::new();
     store.set_applied_index(applied.clone()).expect("share");
     applied.set(5);

@@ -11,37 +11,28 @@
 //! per-file watermarks of written and fsynced bytes, so "acknowledged"
 //! can be checked against "fsynced" byte-exactly.
 
-mod gated_fs;
+mod support;
 
 use ballast_raft::codec;
 use ballast_raft::planted::{NodeBug, Planted};
-use ballast_raft::typ::EntryPayload;
-use ballast_raft::{Entry, LeaderId, LogId, LogStore, Proposal, Request, TypeConfig};
+use ballast_raft::typ::log_id;
+use ballast_raft::{Entry, LogStore, TypeConfig};
 use ballast_storage::wal::{segment_path, WalOptions};
-use gated_fs::{GatedFs, Marks};
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::type_config::TypeConfigExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::gated_fs::{GatedFs, Marks};
+use support::{put_entries, put_entry};
 
 fn entry(term: u64, index: u64) -> Entry {
     // Same encoded size for every index and term, so that offsets line up
     // between the truncated entries and their replacements.
-    Entry {
-        log_id: LogId::new(LeaderId { term, node_id: 1 }, index),
-        payload: EntryPayload::Normal(Proposal::new(
-            1_000,
-            Request::Put {
-                key: format!("key-{index:04}").into_bytes(),
-                value: vec![b'v'; 100],
-                expire_at_ms: None,
-            },
-        )),
-    }
+    put_entry(term, index, 100)
 }
 
 fn entries(term: u64, range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
-    range.map(|i| entry(term, i)).collect()
+    put_entries(term, range, 100)
 }
 
 /// Encoded size of one record of `entry(_, _)`: WAL record header plus
@@ -54,24 +45,11 @@ fn record_len() -> u64 {
 
 /// Appends through openraft's API and waits for the `IOFlushed` callback.
 async fn append_acked(store: &mut LogStore, es: Vec<Entry>) {
-    let (tx, rx) = TypeConfig::oneshot();
-    store
-        .append(es, IOFlushed::signal(tx))
-        .await
-        .expect("written");
-    tokio::time::timeout(Duration::from_secs(30), rx)
-        .await
-        .expect("acknowledged within 30 s")
-        .expect("callback")
-        .expect("durable");
+    support::append_acked(store, es, Duration::from_secs(30)).await
 }
 
 async fn until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    support::until(what, Duration::from_secs(30), cond).await
 }
 
 /// Runs the scenario and returns the watermarks of segment 2 right after
@@ -115,13 +93,7 @@ async fn recreated_segment_marks(planted: Planted) -> (Marks, PathBuf) {
     // Meanwhile a new leader's log conflicts from index 3: segment 2 is
     // removed and created anew, and entries 3' and 4' go into it.
     store
-        .truncate_after(Some(LogId::new(
-            LeaderId {
-                term: 1,
-                node_id: 1,
-            },
-            2,
-        )))
+        .truncate_after(Some(log_id(1, 1, 2)))
         .await
         .expect("truncate");
     assert_eq!(store.entries(..).expect("read"), entries(1, 0..=2));

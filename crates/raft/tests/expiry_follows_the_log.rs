@@ -10,8 +10,8 @@
 
 use ballast_raft::planted::{NodeBug, Planted};
 use ballast_raft::state_machine::{state_hash, StateMachine};
-use ballast_raft::typ::EntryPayload;
-use ballast_raft::{Entry, LeaderId, LogId, Proposal, Request, SetCondition};
+use ballast_raft::typ::{log_id, EntryPayload};
+use ballast_raft::{Entry, Proposal, Request, SetCondition};
 use ballast_storage::{Background, ManualClock, Options, Preset};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use std::path::Path;
@@ -58,13 +58,7 @@ fn entry(index: u64) -> Entry {
         },
     };
     Entry {
-        log_id: LogId::new(
-            LeaderId {
-                term: 1,
-                node_id: 1,
-            },
-            index,
-        ),
+        log_id: log_id(1, 1, index),
         payload: EntryPayload::Normal(Proposal::new(at(index), req)),
     }
 }

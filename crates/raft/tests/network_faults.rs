@@ -41,7 +41,7 @@ impl NonceSource for Counter {
 
 fn net_config() -> Arc<NetConfig> {
     let mut c = NetConfig::new(Arc::new(Counter(AtomicU64::new(1))));
-    c.max_frame_bytes = MAX_FRAME;
+    c.frame_bytes_max = MAX_FRAME;
     c.snapshot_chunk_bytes = 16 << 10;
     c.connect_timeout = Duration::from_secs(5);
     c.validate().expect("valid");
@@ -317,7 +317,7 @@ async fn a_call_to_an_unreachable_peer_fails_within_its_deadline() {
 }
 
 /// The leader's proposer: writes submitted together leave in few entries
-/// (at most `requests_per_entry` each), are applied in submission order,
+/// (at most `writes_per_entry_max` each), are applied in submission order,
 /// and one refused write in an entry does not fail its neighbours.
 #[tokio::test]
 async fn the_proposer_batches_concurrent_writes_and_keeps_their_order() {
@@ -327,8 +327,8 @@ async fn the_proposer_batches_concurrent_writes_and_keeps_their_order() {
         one.raft.clone(),
         Arc::new(ballast_storage::SystemClock),
         ProposerOptions {
-            entries_in_flight: 1,
-            requests_per_entry: 64,
+            entries_in_flight_max: 1,
+            writes_per_entry_max: 64,
             ..ProposerOptions::default()
         },
     );

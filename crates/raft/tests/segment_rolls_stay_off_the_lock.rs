@@ -11,52 +11,25 @@
 //! appends below could not finish until the test released the fsync
 //! (deadlines only bound the wait: they measure no speed).
 
-mod gated_fs;
+mod support;
 
-use ballast_raft::typ::EntryPayload;
-use ballast_raft::{Entry, LeaderId, LogId, LogStore, Proposal, Request, TypeConfig};
+use ballast_raft::{Entry, LogStore, TypeConfig};
 use ballast_storage::wal::{segment_path, WalOptions, PREPARED_SUFFIX};
-use gated_fs::GatedFs;
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::type_config::TypeConfigExt;
 use openraft::RaftLogReader;
 use std::path::Path;
 use std::time::Duration;
+use support::gated_fs::GatedFs;
+use support::{append_acked, put_entries, until};
 
 /// Bounds every wait on something the test expects to finish while a
 /// fsync is held; far above any honest duration.
 const BOUND: Duration = Duration::from_secs(20);
 
-fn entry(index: u64) -> Entry {
-    Entry {
-        log_id: LogId::new(
-            LeaderId {
-                term: 1,
-                node_id: 1,
-            },
-            index,
-        ),
-        payload: EntryPayload::Normal(Proposal::new(
-            1_000,
-            Request::Put {
-                key: format!("key-{index:04}").into_bytes(),
-                value: vec![b'v'; 1000],
-                expire_at_ms: None,
-            },
-        )),
-    }
-}
-
+/// Term-1 puts of 1000 bytes each.
 fn entries(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
-    range.map(entry).collect()
-}
-
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    put_entries(1, range, 1000)
 }
 
 /// Reads the whole log on another task and waits for it up to [`BOUND`].
@@ -87,13 +60,8 @@ async fn a_roll_does_not_fsync_under_the_lock() {
         .await
         .expect("open");
     let log = dir.path().join("log");
-    let (tx, rx) = TypeConfig::oneshot();
-    store
-        .append(entries(0..=9), IOFlushed::signal(tx))
-        .await
-        .expect("written");
-    rx.await.expect("callback").expect("durable");
-    until("segment 2 prepared", || {
+    append_acked(&mut store, entries(0..=9), BOUND).await;
+    until("segment 2 prepared", BOUND, || {
         store.prepared_segment().expect("state") == Some(2)
     })
     .await;
@@ -169,12 +137,7 @@ async fn preparing_the_next_segment_holds_no_lock() {
     // preparation's fsync (after its zero fill).
     let hold =
         fs.hold_next_sync(|p: &Path| p.to_str().is_some_and(|s| s.ends_with(PREPARED_SUFFIX)));
-    let (tx, rx) = TypeConfig::oneshot();
-    store
-        .append(entries(0..=9), IOFlushed::signal(tx))
-        .await
-        .expect("written");
-    rx.await.expect("callback").expect("durable");
+    append_acked(&mut store, entries(0..=9), BOUND).await;
     let held = hold.held().await;
     assert!(
         held.to_str()
@@ -200,7 +163,7 @@ async fn preparing_the_next_segment_holds_no_lock() {
     assert_eq!(store.prepared_segment().expect("state"), None);
 
     hold.release();
-    until("segment 2 prepared", || {
+    until("segment 2 prepared", BOUND, || {
         store.prepared_segment().expect("state") == Some(2)
     })
     .await;

@@ -8,7 +8,7 @@ use ballast_raft::snapshot::{clear_inbox, SnapshotData, SnapshotReceiver};
 use ballast_raft::state_machine::{Snapshot, SnapshotMeta, StateMachine};
 use ballast_raft::transfer::{SnapshotInbox, SnapshotTransfer};
 use ballast_raft::typ::EntryPayload;
-use ballast_raft::{Entry, LeaderId, LogId, Proposal, Request};
+use ballast_raft::{Entry, LogId, Proposal, Request};
 use ballast_storage::fs::{DynFs, FaultFs, StdFs};
 use ballast_storage::{Background, ManualClock, Options, Preset};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
@@ -19,13 +19,7 @@ use std::sync::atomic::Ordering;
 use tempfile::TempDir;
 
 fn log_id(index: u64) -> LogId {
-    LogId::new(
-        LeaderId {
-            term: 2,
-            node_id: 1,
-        },
-        index,
-    )
+    ballast_raft::typ::log_id(2, 1, index)
 }
 
 fn options(fs: DynFs) -> Options {

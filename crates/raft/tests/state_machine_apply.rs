@@ -6,7 +6,7 @@
 
 use ballast_raft::state_machine::StateMachine;
 use ballast_raft::typ::EntryPayload;
-use ballast_raft::{BatchOp, Entry, LeaderId, LogId, Proposal, Request, Response, SetCondition};
+use ballast_raft::{BatchOp, Entry, LogId, Proposal, Request, Response, SetCondition};
 use ballast_storage::{Background, ManualClock, Options, Preset};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use std::path::Path;
@@ -14,13 +14,7 @@ use std::sync::Arc;
 use tempfile::TempDir;
 
 fn log_id(index: u64) -> LogId {
-    LogId::new(
-        LeaderId {
-            term: 1,
-            node_id: 1,
-        },
-        index,
-    )
+    ballast_raft::typ::log_id(1, 1, index)
 }
 
 fn normal(index: u64, req: Request) -> Entry {

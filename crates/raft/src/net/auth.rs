@@ -25,9 +25,10 @@
 //! refusal in `Proof`, the server in `Verdict::RefusedIdentity`, so both
 //! ends log every refusal.
 
+use super::config::{NetConfig, Secret};
+use super::error::NetError;
 use super::frame;
 use super::message::{Challenge, Hello, Proof, Verdict};
-use super::{NetConfig, NetError, Secret};
 use crate::identity::{Id16, PeerIdentity};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -76,7 +77,7 @@ pub async fn client<S>(s: &mut S, cfg: &NetConfig, peer: impl Display) -> Result
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let max = cfg.max_frame_bytes;
+    let max = cfg.frame_bytes_max;
     let (client_nonce, ch) = hello(s, cfg, &peer).await?;
     let client_proof = client_proof(cfg, &client_nonce, &ch, &peer)?;
     // The server proved the secret (if any): its identity can be trusted
@@ -137,7 +138,7 @@ async fn hello<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let max = cfg.max_frame_bytes;
+    let max = cfg.frame_bytes_max;
     let client_nonce = cfg.nonces.nonce();
     let identity = cfg.identity.as_ref().map(|i| i.me());
     frame::write(
@@ -190,7 +191,7 @@ pub async fn server<S>(s: &mut S, cfg: &NetConfig, peer: impl Display) -> Result
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let max = cfg.max_frame_bytes;
+    let max = cfg.frame_bytes_max;
     let hello: Hello = expect(frame::read(s, max, &peer).await?, "a hello")?;
     let server_nonce = cfg.nonces.nonce();
     let server_proof = cfg

@@ -4,11 +4,12 @@
 //! and a small per-peer pool for forwarded writes and reads
 //! ([`ForwardClient`]).
 
+use super::config::NetConfig;
+use super::error::{with_deadline, NetError};
 use super::message::{ForwardError, ReadAnswer, ReadRequest, RpcReply, RpcRequest};
-use super::{auth, frame, with_deadline, NetConfig, NetError};
+use super::{auth, frame};
 use crate::identity::{Id16, PeerIdentity};
-use crate::state_machine::{Snapshot, SnapshotData};
-use crate::transfer::SnapshotTransfer;
+use crate::snapshot::{Snapshot, SnapshotData, SnapshotTransfer};
 use crate::typ::{Node, NodeId, Request, Response, TypeConfig, Vote};
 use openraft::error::{ReplicationClosed, StreamingError, Timeout, Unreachable};
 use openraft::errors::ErrorSource;
@@ -31,7 +32,7 @@ use tokio::time::Instant;
 pub struct Conn {
     io: BufReader<TcpStream>,
     peer: String,
-    max_frame_bytes: u32,
+    frame_bytes_max: u32,
     links: Option<super::links::Links>,
 }
 
@@ -59,7 +60,7 @@ impl Conn {
             Ok(Conn {
                 io,
                 peer: addr.to_string(),
-                max_frame_bytes: cfg.max_frame_bytes,
+                frame_bytes_max: cfg.frame_bytes_max,
                 links: cfg.links.clone(),
             })
         })
@@ -104,8 +105,8 @@ impl Conn {
     /// Sends `req` and reads its reply.
     pub async fn call(&mut self, req: &RpcRequest) -> Result<RpcReply, NetError> {
         check_link(self.links.as_ref(), &self.peer)?;
-        frame::write(&mut self.io, req, self.max_frame_bytes, &self.peer).await?;
-        match frame::read(&mut self.io, self.max_frame_bytes, &self.peer).await? {
+        frame::write(&mut self.io, req, self.frame_bytes_max, &self.peer).await?;
+        match frame::read(&mut self.io, self.frame_bytes_max, &self.peer).await? {
             Some(reply) => Ok(reply),
             None => Err(NetError::Protocol(format!(
                 "{} closed the connection before replying",
@@ -304,14 +305,14 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     /// Sends the entries, or as many of the first ones as fit half a frame
     /// (at least one) and answers `PartialSuccess` for them: openraft
     /// batches up to `max_payload_entries` entries whatever their size, and
-    /// a frame over `max_frame_bytes` would fail every retry, so a lagging
+    /// a frame over `frame_bytes_max` would fail every retry, so a lagging
     /// follower would never catch up.
     async fn append_entries(
         &mut self,
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let fit = entries_within(&rpc.entries, self.cfg.max_frame_bytes as usize / 2);
+        let fit = entries_within(&rpc.entries, self.cfg.frame_bytes_max as usize / 2);
         let partial = fit < rpc.entries.len();
         if partial {
             rpc.entries.truncate(fit);
@@ -521,7 +522,7 @@ impl ForwardClient {
             pool.pop_first();
         }
         let conns = pool.entry(addr.to_string()).or_default();
-        if conns.len() < self.cfg.pooled_per_peer {
+        if conns.len() < self.cfg.pooled_per_peer_max {
             conns.push((conn, Instant::now()));
         }
     }
@@ -588,17 +589,11 @@ fn entry_wire_bytes(e: &crate::typ::Entry) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::typ::{Entry, EntryPayload, LeaderId, LogId, Proposal};
+    use crate::typ::{log_id, Entry, EntryPayload, Proposal};
 
     fn put(index: u64, value_bytes: usize) -> Entry {
         Entry {
-            log_id: LogId::new(
-                LeaderId {
-                    term: 1,
-                    node_id: 1,
-                },
-                index,
-            ),
+            log_id: log_id(1, 1, index),
             payload: EntryPayload::Normal(Proposal::new(
                 0,
                 Request::Put {
@@ -627,7 +622,7 @@ mod tests {
     }
 
     struct Fixed;
-    impl crate::net::NonceSource for Fixed {
+    impl crate::nonce::NonceSource for Fixed {
         fn nonce(&self) -> [u8; 32] {
             [1; 32]
         }

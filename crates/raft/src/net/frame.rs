@@ -1,9 +1,10 @@
 //! One frame: `u32` big-endian length `n`, then `n` bytes: a wire version
 //! byte and a bincode 2.x payload (standard configuration). A frame whose
-//! `n` is 0 or above `max_frame_bytes` is refused before a byte of it is
+//! `n` is 0 or above `frame_bytes_max` is refused before a byte of it is
 //! buffered; a sender refuses to send one.
 
-use super::{NetError, WIRE_VERSION};
+use super::error::NetError;
+use super::message::WIRE_VERSION;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
@@ -13,25 +14,25 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub const LEN_BYTES: usize = 4;
 
 /// Bincode's own ceiling on what one decode may claim. Frames are already
-/// bounded by `max_frame_bytes`; this guards bincode's preallocation too.
-const DECODE_LIMIT: usize = 1 << 30;
+/// bounded by `frame_bytes_max`; this guards bincode's preallocation too.
+const DECODE_BYTES_MAX: usize = 1 << 30;
 
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+    bincode::config::standard().with_limit::<DECODE_BYTES_MAX>()
 }
 
 /// Encodes `msg` as one complete frame (prefix included), refusing one
-/// over `max_frame_bytes`.
-pub fn encode<T: Serialize>(msg: &T, max_frame_bytes: u32) -> Result<Vec<u8>, NetError> {
+/// over `frame_bytes_max`.
+pub fn encode<T: Serialize>(msg: &T, frame_bytes_max: u32) -> Result<Vec<u8>, NetError> {
     let mut out = vec![0u8; LEN_BYTES];
     out.push(WIRE_VERSION);
     bincode::serde::encode_into_std_write(msg, &mut out, config())
         .map_err(|e| NetError::Malformed(format!("cannot encode: {e}")))?;
     let n = out.len() - LEN_BYTES;
-    if n as u64 > u64::from(max_frame_bytes) {
+    if n as u64 > u64::from(frame_bytes_max) {
         return Err(NetError::FrameTooLarge {
             len: n as u64,
-            max: max_frame_bytes,
+            max: frame_bytes_max,
         });
     }
     out[..LEN_BYTES].copy_from_slice(&(n as u32).to_be_bytes());
@@ -61,14 +62,14 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, NetError> {
 pub async fn write<W, T>(
     w: &mut W,
     msg: &T,
-    max_frame_bytes: u32,
+    frame_bytes_max: u32,
     peer: impl Display,
 ) -> Result<(), NetError>
 where
     W: AsyncWrite + Unpin,
     T: Serialize,
 {
-    let bytes = encode(msg, max_frame_bytes)?;
+    let bytes = encode(msg, frame_bytes_max)?;
     w.write_all(&bytes)
         .await
         .map_err(|e| NetError::io(&peer, e))?;
@@ -79,7 +80,7 @@ where
 /// between frames.
 pub async fn read<R, T>(
     r: &mut R,
-    max_frame_bytes: u32,
+    frame_bytes_max: u32,
     peer: impl Display,
 ) -> Result<Option<T>, NetError>
 where
@@ -103,10 +104,10 @@ where
     if n == 0 {
         return Err(NetError::Malformed("frame of length 0".into()));
     }
-    if n > max_frame_bytes {
+    if n > frame_bytes_max {
         return Err(NetError::FrameTooLarge {
             len: u64::from(n),
-            max: max_frame_bytes,
+            max: frame_bytes_max,
         });
     }
     // Bounded by the check above.

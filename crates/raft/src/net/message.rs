@@ -3,13 +3,16 @@
 //! the server answers with one [`RpcReply`], in order. See `FORMAT-rpc.md`.
 
 use crate::identity::{Id16, PeerIdentity};
-use crate::state_machine::SnapshotMeta;
-use crate::typ::{NodeId, Request, Response, TypeConfig, Vote};
+use crate::typ::{NodeId, Request, Response, SnapshotMeta, TypeConfig, Vote};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
+
+/// Wire version carried by every frame (the byte after the length).
+/// Version 2 added the identity fields of the handshake.
+pub const WIRE_VERSION: u8 = 2;
 
 /// Handshake, client to server: the client's nonce and identity.
 #[derive(Debug, Serialize, Deserialize)]

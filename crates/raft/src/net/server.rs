@@ -1,4 +1,4 @@
-//! The RPC server: accepts peers (at most `max_connections` at once),
+//! The RPC server: accepts peers (at most `connections_max` at once),
 //! authenticates them, and serves their requests one at a time per
 //! connection: Raft RPCs go to the local `Raft`, a snapshot stream is
 //! staged in the [`SnapshotInbox`] and installed with
@@ -9,11 +9,16 @@
 //! handshake or stays idle past `idle_timeout` is closed with a logged
 //! reason; other connections are not affected.
 
+use super::config::NetConfig;
+use super::error::{with_deadline, NetError};
+use super::message::ReadAnswer;
 use super::message::{ForwardError, ReadRequest, RpcReply, RpcRequest};
-use super::{auth, frame, read, with_deadline, BallastRaft, NetConfig, NetError};
+use super::vote_gate::VoteGate;
+use super::{auth, frame, read};
 use crate::propose::Proposer;
-use crate::state_machine::{SnapshotData, SnapshotMeta};
-use crate::transfer::{SnapshotInbox, SnapshotTransfer};
+use crate::snapshot::{SnapshotData, SnapshotInbox, SnapshotTransfer};
+use crate::state_machine::BallastRaft;
+use crate::typ::SnapshotMeta;
 use crate::typ::Vote;
 use ballast_storage::Db;
 use openraft::async_runtime::WatchReceiver;
@@ -41,7 +46,7 @@ pub struct ServerContext {
     /// Network settings.
     pub cfg: Arc<NetConfig>,
     /// Closed while this node must not vote (see [`super::vote_gate`]).
-    pub votes: super::VoteGate,
+    pub votes: VoteGate,
 }
 
 /// The RPC server.
@@ -90,7 +95,7 @@ impl RpcServer {
 }
 
 async fn accept_loop(listener: TcpListener, ctx: ServerContext, mut stop: watch::Receiver<bool>) {
-    let permits = Arc::new(Semaphore::new(ctx.cfg.max_connections));
+    let permits = Arc::new(Semaphore::new(ctx.cfg.connections_max));
     let mut conns = JoinSet::new();
     loop {
         // Reap finished connections so the set stays bounded.
@@ -110,8 +115,8 @@ async fn accept_loop(listener: TcpListener, ctx: ServerContext, mut stop: watch:
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(
                 %peer,
-                max_connections = ctx.cfg.max_connections,
-                "refusing an RPC connection: the server is at max_connections"
+                connections_max = ctx.cfg.connections_max,
+                "refusing an RPC connection: the server is at connections_max"
             );
             drop(stream);
             continue;
@@ -161,7 +166,7 @@ async fn serve(
     loop {
         let next = tokio::time::timeout(
             cfg.idle_timeout,
-            frame::read::<_, RpcRequest>(&mut io, cfg.max_frame_bytes, peer),
+            frame::read::<_, RpcRequest>(&mut io, cfg.frame_bytes_max, peer),
         );
         let next = tokio::select! {
             r = next => r,
@@ -183,7 +188,7 @@ async fn serve(
             r = handle(&ctx, &mut incoming, req) => r,
             _ = stop.changed() => return,
         };
-        if let Err(e) = send_reply(&mut io, reply, cfg.max_frame_bytes, peer).await {
+        if let Err(e) = send_reply(&mut io, reply, cfg.frame_bytes_max, peer).await {
             tracing::warn!(%peer, error = %e, "closing RPC connection: cannot reply");
             return;
         }
@@ -199,7 +204,7 @@ async fn send_reply(
     match frame::write(io, &reply, max, &peer).await {
         // A reply too large for one frame (a huge read): say so instead.
         Err(NetError::FrameTooLarge { len, max }) => {
-            let why = format!("the reply of {len} bytes exceeds max_frame_bytes {max}");
+            let why = format!("the reply of {len} bytes exceeds frame_bytes_max {max}");
             let small = match reply {
                 RpcReply::Read(_) => RpcReply::Read(Err(ForwardError::Invalid(why))),
                 _ => RpcReply::Failed(why),
@@ -297,7 +302,7 @@ pub async fn read_linearizable(
     raft: &BallastRaft,
     db: &Db,
     req: &ReadRequest,
-) -> Result<super::ReadAnswer, ForwardError> {
+) -> Result<ReadAnswer, ForwardError> {
     raft.ensure_linearizable(ReadPolicy::ReadIndex)
         .await
         .map_err(not_leader_or)?;

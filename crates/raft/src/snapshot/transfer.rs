@@ -11,7 +11,7 @@
 //! the announced length) and [`SnapshotTransfer::finish_receive`] verifies
 //! the whole stream before it hands back data the state machine can install.
 
-use crate::state_machine::SnapshotMeta;
+use crate::typ::SnapshotMeta;
 use ballast_storage::fs::FileSystem;
 use std::io;
 use std::path::PathBuf;
