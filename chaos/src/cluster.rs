@@ -174,7 +174,23 @@ impl Cluster {
         for id in cluster.ids() {
             cluster.launch(id)?;
         }
-        cluster.wait_for_leader(Duration::from_secs(30))?;
+        if let Err(e) = cluster.wait_for_leader(Duration::from_secs(30)) {
+            let mut why = format!("the cluster did not start: {e}");
+            for id in cluster.ids() {
+                let state = if cluster.is_running(id) {
+                    "running"
+                } else {
+                    "exited"
+                };
+                let log = std::fs::read_to_string(&cluster.nodes[&id].log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                why.push_str(&format!(
+                    "\n  node {id} ({state}): {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ));
+            }
+            bail!(why);
+        }
         Ok(cluster)
     }
 

@@ -163,8 +163,13 @@ fn main() -> Result<()> {
                 .filter(|s| s.presets.contains(&opts.preset.as_str()))
                 .collect();
             for s in &set {
-                if !one(s, &opts)? {
-                    failed.push(s.name);
+                match one(s, &opts) {
+                    Ok(true) => {}
+                    Ok(false) => failed.push(s.name),
+                    Err(e) => {
+                        println!("FAIL {} preset {}: {e:#}", s.name, opts.preset);
+                        failed.push(s.name);
+                    }
                 }
             }
             println!(

@@ -6,9 +6,7 @@
 //! effect at any time after its invocation, or never.
 
 use crate::model::{Op, Ret};
-use crate::wgl::{self, KeyVerdict, Report};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// An operation's index in its history.
 pub type OpId = usize;
@@ -94,24 +92,5 @@ impl History {
     /// True before the first invocation.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
-    }
-
-    /// Checks each key's sub-history for linearizability, spending at most
-    /// `steps_max` search steps per key (a key that needs more is reported
-    /// as given up, never as passing).
-    pub fn check(&self, steps_max: u64) -> Report {
-        let mut by_key: BTreeMap<&[u8], Vec<&Operation>> = BTreeMap::new();
-        for op in &self.ops {
-            by_key.entry(&op.key).or_default().push(op);
-        }
-        let keys = by_key
-            .into_iter()
-            .map(|(key, ops)| KeyVerdict {
-                key: key.to_vec(),
-                operations: ops.len(),
-                verdict: wgl::check(&ops, steps_max),
-            })
-            .collect();
-        Report { keys }
     }
 }

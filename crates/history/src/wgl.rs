@@ -22,9 +22,9 @@
 //! key; the memo holds at most one entry per step. A key that needs more is
 //! `GaveUp`, which callers must treat as "not shown linearizable".
 
-use crate::history::{OpId, Operation, Outcome};
+use crate::history::{History, OpId, Operation, Outcome};
 use crate::model::{self, Op, Register, Ret};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// The result for one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +82,29 @@ impl Report {
         self.keys
             .iter()
             .filter(|k| matches!(k.verdict, Verdict::GaveUp { .. }))
+    }
+}
+
+// The search is the history's to run; defined here so that `history`
+// (recording) does not depend on the search.
+impl History {
+    /// Checks each key's sub-history for linearizability, spending at most
+    /// `steps_max` search steps per key (a key that needs more is reported
+    /// as given up, never as passing).
+    pub fn check(&self, steps_max: u64) -> Report {
+        let mut by_key: BTreeMap<&[u8], Vec<&Operation>> = BTreeMap::new();
+        for op in self.operations() {
+            by_key.entry(&op.key).or_default().push(op);
+        }
+        let keys = by_key
+            .into_iter()
+            .map(|(key, ops)| KeyVerdict {
+                key: key.to_vec(),
+                operations: ops.len(),
+                verdict: check(&ops, steps_max),
+            })
+            .collect();
+        Report { keys }
     }
 }
 
