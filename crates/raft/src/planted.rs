@@ -42,6 +42,13 @@ pub enum NodeBug {
     /// append ending exactly there is acknowledged with no fsync (issue 9,
     /// hole 5; test `durable_acks_follow_their_own_fsync`).
     SyncTicketBySegment,
+    /// The durable preset's log append is acknowledged to openraft as soon
+    /// as its entries are written to the OS, before their fsync (and the
+    /// flusher is never asked for one): a follower counts toward the
+    /// commit quorum with entries a power cut then takes away. Planted for
+    /// the cluster simulation and chaos's power-loss scenarios (test:
+    /// `crash_reopen::the_planted_switch_acknowledges_appends_a_power_cut_loses`).
+    AckBeforeLogFsync,
     /// A node with a wiped data directory bootstraps again and votes with
     /// an empty log: `Node::start` skips the probe of the initial members
     /// (so it never refuses to start) and every initial member calls
@@ -61,12 +68,13 @@ pub enum NodeBug {
 
 impl NodeBug {
     /// Every switch.
-    pub const ALL: [NodeBug; 8] = [
+    pub const ALL: [NodeBug; 9] = [
         NodeBug::LeaderRestoreUnpersistedCommit,
         NodeBug::SkipRequestValidation,
         NodeBug::ExpireByLocalClock,
         NodeBug::ApplyChecksLocalLimits,
         NodeBug::SyncTicketBySegment,
+        NodeBug::AckBeforeLogFsync,
         NodeBug::WipedNodeRebootstraps,
         NodeBug::UncleanNodeVotes,
         NodeBug::TruncateBelowApplied,
@@ -80,6 +88,7 @@ impl NodeBug {
             NodeBug::ExpireByLocalClock => "expire-by-local-clock",
             NodeBug::ApplyChecksLocalLimits => "apply-checks-local-limits",
             NodeBug::SyncTicketBySegment => "sync-ticket-by-segment",
+            NodeBug::AckBeforeLogFsync => "ack-before-log-fsync",
             NodeBug::WipedNodeRebootstraps => "wiped-node-rebootstraps",
             NodeBug::UncleanNodeVotes => "unclean-node-votes",
             NodeBug::TruncateBelowApplied => "truncate-below-applied",
