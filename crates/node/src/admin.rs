@@ -296,38 +296,14 @@ async fn membership<A: AdminApi>(
         }
         "/membership/promote" => {
             let status = api.status();
-            if status.voters.contains(&id) {
-                return Err(Failure::new(
-                    StatusCode::CONFLICT,
-                    format!("node {id} is already a voter"),
-                ));
-            }
-            if !status.learners.contains(&id) {
-                return Err(Failure::new(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "node {id} is not a learner; add it first with POST /membership/learner"
-                    ),
-                ));
-            }
+            require_role(&status, id, Role::Learner)?;
             let mut voters: BTreeSet<NodeId> = status.voters.iter().copied().collect();
             voters.insert(id);
             api.change_voters(voters, true).await?;
         }
         _ => {
             let status = api.status();
-            if status.learners.contains(&id) {
-                return Err(Failure::new(
-                    StatusCode::CONFLICT,
-                    format!("node {id} is a learner; this node can only remove voters so far"),
-                ));
-            }
-            if !status.voters.contains(&id) {
-                return Err(Failure::new(
-                    StatusCode::NOT_FOUND,
-                    format!("node {id} is not a member"),
-                ));
-            }
+            require_role(&status, id, Role::Voter)?;
             if status.voters.len() == 1 {
                 return Err(Failure::new(
                     StatusCode::CONFLICT,
@@ -338,6 +314,48 @@ async fn membership<A: AdminApi>(
                 status.voters.iter().copied().filter(|&v| v != id).collect();
             api.change_voters(voters, false).await?;
         }
+    }
+    Ok(())
+}
+
+/// The role a membership change needs its node to have now: promote
+/// takes a learner, remove takes a voter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Learner,
+    Voter,
+}
+
+/// Checks that node `id` has the role `needed`: having the other role is a
+/// conflict (`409`), having neither is not found (`404`); each text says
+/// what to do.
+fn require_role(status: &NodeStatus, id: NodeId, needed: Role) -> Result<(), Failure> {
+    let (voter, learner) = (status.voters.contains(&id), status.learners.contains(&id));
+    let (has_needed, has_other, conflict, not_found) = match needed {
+        Role::Learner => (
+            learner,
+            voter,
+            "is already a voter",
+            "is not a learner; add it first with POST /membership/learner",
+        ),
+        Role::Voter => (
+            voter,
+            learner,
+            "is a learner; this node can only remove voters so far",
+            "is not a member",
+        ),
+    };
+    if has_other {
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            format!("node {id} {conflict}"),
+        ));
+    }
+    if !has_needed {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("node {id} {not_found}"),
+        ));
     }
     Ok(())
 }

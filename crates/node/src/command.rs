@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use crate::error::Error;
-use crate::resp::parse_i64;
+use crate::resp::integer::parse_i64;
 
 /// Bytes of the command name and of the arguments quoted in an
 /// unknown-command error, as in Redis.

@@ -4,7 +4,6 @@
 //! secret, membership changes need it as a bearer token (401 otherwise);
 //! a non-loopback admin address needs a secret.
 
-mod cluster_support;
 mod support;
 
 use ballast_node::server::{Metrics, ServerConfig};
@@ -15,7 +14,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{http, metric, MembershipCall, TestNode};
+use support::backend::MembershipCall;
+use support::http::{http, metric};
+use support::server::TestNode;
 
 fn json(body: &str) -> Json {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
@@ -38,8 +39,8 @@ fn status_is_json_of_the_node_status() {
     assert_eq!(status["applied_index"], Json::Null);
 
     let mut c = node.client();
-    support::set(&mut c, "k", "v");
-    support::set(&mut c, "k", "w");
+    support::resp::set(&mut c, "k", "v");
+    support::resp::set(&mut c, "k", "w");
     let status = json(&http(node.admin_addr, "GET", "/status", "").1);
     assert_eq!(status["applied_index"], 2);
     assert_eq!(status["commit_index"], 2);
@@ -354,9 +355,9 @@ fn membership_changes_need_the_secret_as_a_bearer_token() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let backend = runtime.block_on(support::open_backend(
+    let backend = runtime.block_on(support::backend::open_backend(
         dir.path(),
-        ballast_storage::ManualClock::new(support::START_MS),
+        ballast_storage::ManualClock::new(support::backend::START_MS),
     ));
     backend.accept_membership(true);
     let listener = runtime
@@ -430,7 +431,7 @@ fn membership_changes_need_the_secret_as_a_bearer_token() {
 /// node's config `secret` is what it asks for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_a_secret_guards_its_admin_port() {
-    let cluster = cluster_support::Cluster::start(1, |c| c.secret = Some(SECRET.into())).await;
+    let cluster = support::cluster::Cluster::start(1, |c| c.secret = Some(SECRET.into())).await;
     cluster.leader().await;
     let node = cluster.node(1).clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

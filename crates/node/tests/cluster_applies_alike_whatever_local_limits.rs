@@ -5,15 +5,16 @@
 //! apply. With the planted switch that checks limits at apply again, the
 //! followers refuse the same entries and the replicas diverge.
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::{Consistency, KvApi};
 use ballast_node::NodeStatus;
 use ballast_raft::planted::{NodeBug, Planted};
 use ballast_raft::{NodeId, Request};
 use bytes::Bytes;
-use cluster_support::*;
 use std::collections::BTreeMap;
+use support::cluster::*;
+use support::{eventually, DEADLINE};
 
 /// The leader's value limit, and its followers' (ten times smaller than
 /// the values written).
@@ -42,7 +43,7 @@ async fn write_big_values(planted: Planted) -> BTreeMap<NodeId, (Vec<Option<Byte
         };
     })
     .await;
-    eventually("node 1 leads", || async {
+    eventually("node 1 leads", DEADLINE, || async {
         let leader = cluster.leader().await;
         if leader == 1 {
             return Some(());
@@ -106,9 +107,11 @@ async fn write_big_values(planted: Planted) -> BTreeMap<NodeId, (Vec<Option<Byte
     let target = n1.status().applied_index;
     let mut out = BTreeMap::new();
     for (id, node) in &cluster.nodes {
-        eventually(&format!("node {id} applies everything"), || async {
-            (node.status().applied_index >= target).then_some(())
-        })
+        eventually(
+            &format!("node {id} applies everything"),
+            DEADLINE,
+            || async { (node.status().applied_index >= target).then_some(()) },
+        )
         .await;
         let keys: Vec<Bytes> = (0..WRITES).map(|i| Bytes::from(key(i))).collect();
         let values = node

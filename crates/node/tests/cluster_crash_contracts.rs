@@ -13,7 +13,7 @@
 //! the keys (never a hole). Crashes of a minority (one node of three) are
 //! in `unclean_restart_waits_to_vote.rs` and `restarted_leader_serves_fresh_reads.rs`.
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::{Consistency, KvApi};
 use ballast_node::NodeEnv;
@@ -21,10 +21,11 @@ use ballast_raft::{NodeId, Request};
 use ballast_storage::fs::{StdFs, VolatileFs};
 use ballast_storage::Preset;
 use bytes::Bytes;
-use cluster_support::{eventually, Cluster};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use support::cluster::Cluster;
+use support::{eventually, DEADLINE};
 
 const KEYS: usize = 60;
 
@@ -89,7 +90,7 @@ async fn crash_the_cluster(preset: Preset, crash: Crash) -> Vec<bool> {
     }
     let leader = cluster.leader().await;
     let node = cluster.node(leader).clone();
-    let survived = eventually("a linearizable read after the crash", || async {
+    let survived = eventually("a linearizable read after the crash", DEADLINE, || async {
         let keys = (0..KEYS).map(|i| Bytes::from(key(i))).collect();
         node.get_many(keys, Consistency::Linearizable).await.ok()
     })

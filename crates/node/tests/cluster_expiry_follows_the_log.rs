@@ -7,15 +7,16 @@
 //! by each node's own clock, the followers' flushes drop keys the leader
 //! still holds as of the last applied entry, and the hashes differ.
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::KvApi;
 use ballast_node::Node;
 use ballast_raft::planted::{NodeBug, Planted};
 use ballast_raft::{NodeId, Request, SetCondition};
-use cluster_support::*;
 use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeMap;
+use support::cluster::*;
+use support::{eventually, DEADLINE};
 
 /// TTLs of the expiring keys, ms: all run out while the test runs.
 const TTLS_MS: [u64; 4] = [150, 400, 700, 1_000];
@@ -105,24 +106,30 @@ async fn hashes_after_restart_and_snapshot(planted: Planted) -> BTreeMap<NodeId,
     for round in 2..8 {
         deadline = deadline.max(write_round(cluster.node(leader), round).await);
     }
-    eventually("the leader purges past the stopped follower", || async {
-        let m = cluster
-            .node(leader)
-            .raft()
-            .metrics()
-            .borrow_watched()
-            .clone();
-        m.purged.filter(|p| p.index > behind + 1).map(|_| ())
-    })
+    eventually(
+        "the leader purges past the stopped follower",
+        DEADLINE,
+        || async {
+            let m = cluster
+                .node(leader)
+                .raft()
+                .metrics()
+                .borrow_watched()
+                .clone();
+            m.purged.filter(|p| p.index > behind + 1).map(|_| ())
+        },
+    )
     .await;
     cluster.restart(snapshotter).await;
     // Entries after the snapshot, so every node has applied some itself.
     deadline = deadline.max(write_round(cluster.node(leader), 8).await);
     let target = cluster.node(leader).status().applied_index;
     for (id, node) in &cluster.nodes {
-        eventually(&format!("node {id} applies everything"), || async {
-            (node.status().applied_index >= target).then_some(())
-        })
+        eventually(
+            &format!("node {id} applies everything"),
+            DEADLINE,
+            || async { (node.status().applied_index >= target).then_some(()) },
+        )
         .await;
     }
     let m = cluster
@@ -139,7 +146,7 @@ async fn hashes_after_restart_and_snapshot(planted: Planted) -> BTreeMap<NodeId,
     // Let every TTL run out by the clock (not by the log: no entry is
     // written from here on), then make the followers flush and compact.
     let leader_node = cluster.node(leader).clone();
-    eventually("every TTL runs out", || async {
+    eventually("every TTL runs out", DEADLINE, || async {
         (leader_node.now_ms() > deadline).then_some(())
     })
     .await;

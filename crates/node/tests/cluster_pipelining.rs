@@ -3,13 +3,13 @@
 //! (each only waits for the earlier one to be submitted to Raft) and still
 //! apply in request order; on a follower they keep their order too.
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::KvApi;
 use ballast_node::server::{RespServer, ServerConfig};
 use ballast_node::Node;
-use cluster_support::Cluster;
 use std::sync::Arc;
+use support::cluster::Cluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -70,7 +70,7 @@ async fn replies(stream: &mut TcpStream, n: usize) -> Vec<String> {
         }
         if out.len() < n {
             let mut chunk = [0u8; 16 * 1024];
-            let read = tokio::time::timeout(cluster_support::DEADLINE, stream.read(&mut chunk))
+            let read = tokio::time::timeout(support::DEADLINE, stream.read(&mut chunk))
                 .await
                 .expect("replies in time")
                 .expect("read");

@@ -6,13 +6,14 @@
 //! restarts only the dead node and it catches up, and `cluster stop` stops
 //! them all.
 
-mod process_support;
+mod support;
 
-use process_support::{ballast, leader_of, pid_of, write_configs, Ports, StopOnDrop};
 use redis::Commands;
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::eventually_blocking;
+use support::process::{ballast, leader_of, pid_of, write_configs, Ports, StopOnDrop};
 
 #[test]
 fn cluster_up_serves_redis_clients_and_survives_a_killed_leader() {
@@ -100,23 +101,20 @@ fn cluster_up_serves_redis_clients_and_survives_a_killed_leader() {
     assert!(killed.success());
     // The survivors elect a new leader and still have every acknowledged
     // write; retry while the election runs (TRYAGAIN / timeouts).
-    let deadline = Instant::now() + Duration::from_secs(20);
     let mut r = client(reader);
-    loop {
-        let got: redis::RedisResult<Vec<Option<i64>>> =
-            r.mget((0..50).map(|i| format!("key{i}")).collect::<Vec<_>>());
-        match got {
-            Ok(values) => {
-                assert_eq!(values, (0..50).map(Some).collect::<Vec<_>>());
-                break;
-            }
-            Err(e) => {
-                assert!(Instant::now() < deadline, "no new leader served reads: {e}");
-                std::thread::sleep(Duration::from_millis(100));
+    let values = eventually_blocking(
+        "a new leader to serve reads",
+        Duration::from_secs(20),
+        || {
+            let got: redis::RedisResult<Vec<Option<i64>>> =
+                r.mget((0..50).map(|i| format!("key{i}")).collect::<Vec<_>>());
+            got.map_err(|e| {
                 r = client(reader);
-            }
-        }
-    }
+                e.to_string()
+            })
+        },
+    );
+    assert_eq!(values, (0..50).map(Some).collect::<Vec<_>>());
     let () = client(reader)
         .set("after", "kill")
         .expect("SET after the kill");
@@ -129,25 +127,27 @@ fn cluster_up_serves_redis_clients_and_survives_a_killed_leader() {
     // Caught up: every node reports the same applied index (a read through
     // the restarted node would not show it: reads are forwarded to the
     // leader).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = ballast(dir, &["status"]);
-        let text = String::from_utf8_lossy(&status.stdout).into_owned();
-        let applied: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.split(" applied ").nth(1))
-            .filter_map(|rest| rest.split_whitespace().next())
-            .collect();
-        if status.status.success() && applied.len() == 3 && applied.iter().all(|a| *a == applied[0])
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "restarted node did not catch up:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually_blocking(
+        "the restarted node to catch up",
+        Duration::from_secs(20),
+        || {
+            let status = ballast(dir, &["status"]);
+            let text = String::from_utf8_lossy(&status.stdout).into_owned();
+            let applied: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.split(" applied ").nth(1))
+                .filter_map(|rest| rest.split_whitespace().next())
+                .collect();
+            if status.status.success()
+                && applied.len() == 3
+                && applied.iter().all(|a| *a == applied[0])
+            {
+                Ok(())
+            } else {
+                Err(format!("\n{text}"))
+            }
+        },
+    );
     let got: String = client(leader)
         .get("after")
         .expect("GET through the restarted node");

@@ -7,15 +7,16 @@
 //! storage error naming the log file and offset, and writes fail, which is
 //! what shows the check has teeth.
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::{ApiError, KvApi};
 use ballast_raft::net::{ForwardClient, ForwardError, NetConfig, NonceSource};
 use ballast_raft::planted::{NodeBug, Planted};
 use ballast_raft::Request;
-use cluster_support::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use support::cluster::*;
+use support::{eventually, DEADLINE};
 
 struct Counter(AtomicU64);
 
@@ -143,8 +144,10 @@ async fn with_validation_skipped_a_poison_entry_stops_the_cluster() {
         later.is_err() && why.contains("corrupt Raft log data") && why.contains("offset"),
         "a write after the poison entry: {why}"
     );
-    eventually("the leader's Raft stops on the poison entry", || async {
-        (cluster.node(leader).status().role == "shutdown").then_some(())
-    })
+    eventually(
+        "the leader's Raft stops on the poison entry",
+        DEADLINE,
+        || async { (cluster.node(leader).status().role == "shutdown").then_some(()) },
+    )
     .await;
 }

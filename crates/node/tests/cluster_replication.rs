@@ -1,12 +1,13 @@
 //! A 3-node cluster in one process: election, forwarding, leader crash,
 //! follower restart.
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::{Consistency, KvApi};
 use ballast_raft::{Request, Response};
-use cluster_support::*;
 use std::time::Instant;
+use support::cluster::*;
+use support::{eventually, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_elect_one_leader_and_followers_forward_writes_and_reads() {
@@ -211,7 +212,7 @@ async fn a_follower_behind_by_more_than_a_frame_of_entries_catches_up() {
     }
     cluster.restart(f).await;
     let node = cluster.node(f).clone();
-    eventually("the follower to apply all 40 big entries", || {
+    eventually("the follower to apply all 40 big entries", DEADLINE, || {
         let node = node.clone();
         async move {
             let got = node

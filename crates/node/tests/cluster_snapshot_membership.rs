@@ -1,18 +1,19 @@
 //! Catching up by snapshot, membership changes, and peers with the wrong
 //! secret.
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::{AdminApi, Consistency, KvApi};
 use ballast_node::Node;
 use ballast_raft::net::client::ForwardFailure;
 use ballast_raft::net::{ForwardClient, NetConfig, NetError, NonceSource, ReadRequest, Secret};
-use cluster_support::*;
 use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use support::cluster::*;
+use support::{eventually, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_behind_the_purged_log_catches_up_by_snapshot() {
@@ -42,15 +43,19 @@ async fn a_follower_behind_the_purged_log_catches_up_by_snapshot() {
     }
     // The leader must have purged past f's log, so the log alone cannot
     // bring f back.
-    let purged = eventually("the leader to purge its log past the follower", || async {
-        let m = cluster
-            .node(leader)
-            .raft()
-            .metrics()
-            .borrow_watched()
-            .clone();
-        m.purged.filter(|p| p.index > behind + 1).map(|p| p.index)
-    })
+    let purged = eventually(
+        "the leader to purge its log past the follower",
+        DEADLINE,
+        || async {
+            let m = cluster
+                .node(leader)
+                .raft()
+                .metrics()
+                .borrow_watched()
+                .clone();
+            m.purged.filter(|p| p.index > behind + 1).map(|p| p.index)
+        },
+    )
     .await;
     println!("follower {f} stopped at index {behind}; leader purged up to {purged}");
     cluster.restart(f).await;
@@ -98,7 +103,7 @@ async fn a_learner_is_added_promoted_and_a_voter_removed() {
         .await
         .expect("promote");
     assert_eq!(l.status().voters, vec![1, 2, 3, 4]);
-    eventually("node 4 to see itself a voter", || async {
+    eventually("node 4 to see itself a voter", DEADLINE, || async {
         (cluster.node(4).status().role == "follower").then_some(())
     })
     .await;

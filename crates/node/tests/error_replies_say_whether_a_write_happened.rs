@@ -4,13 +4,14 @@
 //! never `UNAVAILABLE`; a write that could not be sent anywhere answers a
 //! code that says nothing was applied.
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::{AdminApi, ApiError, KvApi};
 use ballast_node::resp::Reply;
 use ballast_node::server::api_error_reply;
-use cluster_support::{eventually, put, Cluster};
 use std::collections::BTreeSet;
+use support::cluster::{put, Cluster};
+use support::{eventually, DEADLINE};
 
 /// The first word of the RESP error reply for `e`: what a client matches.
 fn code(e: &ApiError) -> String {
@@ -43,7 +44,7 @@ async fn a_forwarded_write_whose_leader_dies_answers_unknown_never_unavailable()
         .change_voters(BTreeSet::from([leader, other]), true)
         .await
         .expect("demote the sender to learner");
-    eventually("the sender to know it is a learner", || async {
+    eventually("the sender to know it is a learner", DEADLINE, || async {
         (cluster.node(sender).status().role == "learner").then_some(())
     })
     .await;
@@ -59,9 +60,11 @@ async fn a_forwarded_write_whose_leader_dies_answers_unknown_never_unavailable()
     let write = tokio::spawn(async move { sender_node.write(put(1)).await });
     // The write is in the leader's log, not committed (no quorum), and its
     // answer pending on the sender: now the leader dies.
-    eventually("the forwarded write to reach the leader's log", || async {
-        (cluster.node(leader).status().last_log_index > appended_before).then_some(())
-    })
+    eventually(
+        "the forwarded write to reach the leader's log",
+        DEADLINE,
+        || async { (cluster.node(leader).status().last_log_index > appended_before).then_some(()) },
+    )
     .await;
     cluster.kill(leader).await;
     let error = write

@@ -10,16 +10,16 @@
 //! roll itself holds no lock during disk work; this one shows the cluster
 //! keeps its leader across many rolls.)
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::KvApi;
 use ballast_node::Node;
 use ballast_raft::{Request, Response};
-use cluster_support::*;
 use openraft::async_runtime::WatchReceiver;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use support::cluster::*;
 use tokio::time::Instant;
 
 const SEGMENT_BYTES: u64 = 1 << 20;

@@ -9,16 +9,17 @@
 //! writes small ones; the small writes are never held up past a second,
 //! the big values arrive on every node, and nobody starts an election.
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::{Consistency, KvApi};
 use ballast_raft::Request;
 use bytes::Bytes;
-use cluster_support::{eventually, Cluster};
 use openraft::async_runtime::WatchReceiver;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::cluster::Cluster;
+use support::{eventually, DEADLINE};
 use tokio::time::Instant;
 
 const BIG_BYTES: usize = 15 << 20;
@@ -95,19 +96,23 @@ async fn fifteen_mib_values_replicate_while_small_writes_flow() {
 
     for id in 1..=3 {
         let node = cluster.node(id);
-        eventually(&format!("node {id} holds the big values"), || async {
-            let keys = (0..BIG_VALUES)
-                .map(|i| Bytes::from(format!("big-{i}")))
-                .collect();
-            let got = node.get_many(keys, Consistency::Stale).await.ok()?;
-            got.iter()
-                .enumerate()
-                .all(|(i, v)| {
-                    v.as_ref()
-                        .is_some_and(|v| v.value.as_ref() == big(i).as_slice())
-                })
-                .then_some(())
-        })
+        eventually(
+            &format!("node {id} holds the big values"),
+            DEADLINE,
+            || async {
+                let keys = (0..BIG_VALUES)
+                    .map(|i| Bytes::from(format!("big-{i}")))
+                    .collect();
+                let got = node.get_many(keys, Consistency::Stale).await.ok()?;
+                got.iter()
+                    .enumerate()
+                    .all(|(i, v)| {
+                        v.as_ref()
+                            .is_some_and(|v| v.value.as_ref() == big(i).as_slice())
+                    })
+                    .then_some(())
+            },
+        )
         .await;
     }
     for id in 1..=3 {

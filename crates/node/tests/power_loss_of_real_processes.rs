@@ -8,13 +8,14 @@
 //! mode really drops unsynced data (the same run without it keeps them all,
 //! as a process crash keeps the page cache), and what survives is a prefix.
 
-mod process_support;
+mod support;
 
-use process_support::{
+use std::path::Path;
+use std::time::Duration;
+use support::eventually_blocking;
+use support::process::{
     ballast, leader_of, pid_of, redis_conn, sigkill, write_configs, Ports, StopOnDrop,
 };
-use std::path::Path;
-use std::time::{Duration, Instant};
 
 const KEYS: usize = 40;
 
@@ -46,22 +47,16 @@ fn write_kill_all_restart(dir: &Path, preset: &str, extra: &str, volatile: bool)
     let up = ballast(dir, up_args);
     assert!(up.status.success(), "cluster up after the power cut failed");
     let leader = leader_of(&up);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let values = eventually_blocking("reads after the restart", Duration::from_secs(20), || {
         let got: redis::RedisResult<Vec<Option<u64>>> =
             redis_conn(ports[leader as usize - 1].client).and_then(|mut c| {
                 redis::cmd("MGET")
                     .arg((0..KEYS).map(|i| format!("key{i}")).collect::<Vec<_>>())
                     .query(&mut c)
             });
-        match got {
-            Ok(values) => return values.iter().map(Option::is_some).collect(),
-            Err(e) => {
-                assert!(Instant::now() < deadline, "no reads after the restart: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
+        got.map_err(|e| e.to_string())
+    });
+    values.iter().map(Option::is_some).collect()
 }
 
 #[test]

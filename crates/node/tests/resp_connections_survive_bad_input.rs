@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use ballast_node::resp::Limits;
 use ballast_node::server::ServerConfig;
-use support::{wait_until, Raw, TestNode};
+use support::eventually_blocking;
+use support::resp::Raw;
+use support::server::TestNode;
 
 #[test]
 fn pipelined_replies_come_in_request_order() {
@@ -47,9 +49,11 @@ fn writes_of_one_connection_are_proposed_without_waiting_for_each_other() {
     node.backend.open_gate(false);
     raw.send(&sets_of_distinct_keys(16));
     // All 16 are at the API at once: none waited for another's answer.
-    wait_until("16 writes are in flight together", 10_000, || {
-        node.backend.writes_at_gate() == 16
-    });
+    eventually_blocking(
+        "16 writes are in flight together",
+        Duration::from_secs(10),
+        || node.backend.writes_at_gate() == 16,
+    );
     node.backend.open_gate(true);
     for _ in 0..16 {
         assert_eq!(raw.reply(), "+OK\r\n");
@@ -63,9 +67,11 @@ fn writes_of_one_connection_are_proposed_without_waiting_for_each_other() {
     }
     pipeline.extend(request(&["SET", "other", "x"]));
     raw.send(&pipeline);
-    wait_until("the first INCR is in flight", 10_000, || {
-        node.backend.writes_at_gate() >= 1
-    });
+    eventually_blocking(
+        "the first INCR is in flight",
+        Duration::from_secs(10),
+        || node.backend.writes_at_gate() >= 1,
+    );
     node.backend.open_gate(true);
     for expected in 1..=4 {
         assert_eq!(raw.reply(), format!(":{expected}\r\n"));
@@ -210,9 +216,11 @@ fn connections_beyond_the_limit_are_refused_politely() {
         "served connections are unaffected"
     );
     drop(second);
-    wait_until("the closed connection is counted out", 10_000, || {
-        node.metrics.connections_current() == 1
-    });
+    eventually_blocking(
+        "the closed connection is counted out",
+        Duration::from_secs(10),
+        || node.metrics.connections_current() == 1,
+    );
     let mut fourth = node.raw();
     assert_eq!(fourth.cmd(&["PING"]), "+PONG\r\n");
 }
@@ -226,16 +234,18 @@ fn a_connection_stops_reading_at_its_pending_replies_limit() {
     let mut raw = node.raw();
     node.backend.open_gate(false);
     raw.send(&sets_of_distinct_keys(10));
-    wait_until("4 writes are in flight", 10_000, || {
+    eventually_blocking("4 writes are in flight", Duration::from_secs(10), || {
         node.backend.writes_at_gate() == 4
     });
     // Another connection's write reaches the gate too, so the server has
     // been running; the first connection still has only its 4 in flight.
     let mut other = node.raw();
     other.send_cmd(&[b"SET", b"other", b"v"]);
-    wait_until("the other connection's write is in flight", 10_000, || {
-        node.backend.writes_at_gate() >= 5
-    });
+    eventually_blocking(
+        "the other connection's write is in flight",
+        Duration::from_secs(10),
+        || node.backend.writes_at_gate() >= 5,
+    );
     assert_eq!(node.backend.writes_at_gate(), 5);
     node.backend.open_gate(true);
     for _ in 0..10 {
@@ -284,13 +294,15 @@ fn shutdown_answers_what_was_read_then_closes() {
     let mut raw = node.raw();
     node.backend.open_gate(false);
     raw.send_cmd(&[b"SET", b"k", b"v"]);
-    wait_until("the write is in flight", 10_000, || {
+    eventually_blocking("the write is in flight", Duration::from_secs(10), || {
         node.backend.writes_at_gate() == 1
     });
     node.begin_stop();
-    wait_until("the server stopped accepting", 10_000, || {
-        std::net::TcpStream::connect(node.resp_addr).is_err()
-    });
+    eventually_blocking(
+        "the server stopped accepting",
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect(node.resp_addr).is_err(),
+    );
     // The write completes only now, while the server shuts down: its
     // reply must still come.
     node.backend.open_gate(true);
@@ -309,7 +321,7 @@ fn a_client_that_never_reads_its_replies_is_closed_as_stalled() {
     let big = "v".repeat(1024 * 1024);
     assert_eq!(writer.cmd(&["SET", "big", &big]), "+OK\r\n");
     drop(writer);
-    wait_until("the writer is counted out", 10_000, || {
+    eventually_blocking("the writer is counted out", Duration::from_secs(10), || {
         node.metrics.connections_current() == 0
     });
     let mut bystander = node.raw();
@@ -318,7 +330,7 @@ fn a_client_that_never_reads_its_replies_is_closed_as_stalled() {
     // 64 MiB of replies asked for, none read: far beyond what the socket
     // buffers hold, so the server's writes stop making progress.
     let mut hog = node.raw();
-    wait_until("the hog is counted in", 10_000, || {
+    eventually_blocking("the hog is counted in", Duration::from_secs(10), || {
         node.metrics.connections_current() == 2
     });
     hog.stream.set_nonblocking(true).unwrap();
@@ -334,9 +346,11 @@ fn a_client_that_never_reads_its_replies_is_closed_as_stalled() {
             Err(e) => panic!("send: {e}"),
         }
     }
-    wait_until("the stalled connection is closed", 10_000, || {
-        node.metrics.connections_current() == 1
-    });
+    eventually_blocking(
+        "the stalled connection is closed",
+        Duration::from_secs(10),
+        || node.metrics.connections_current() == 1,
+    );
     let waited = started.elapsed();
     println!("stalled reader closed {waited:?} after it started sending");
     assert!(

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 
 use ballast_node::server::ServerConfig;
 use ballast_node::KvApi;
-use support::{TestNode, START_MS};
+use support::backend::START_MS;
+use support::server::TestNode;
 
 fn node() -> TestNode {
     TestNode::start(ServerConfig::default())
@@ -225,7 +226,7 @@ fn ttls_follow_the_node_clock() {
         .query::<()>(&mut c)
         .unwrap();
     assert_eq!(int(&mut c, &["PTTL", "p"]), 1_500);
-    support::set(&mut c, "p", "w");
+    support::resp::set(&mut c, "p", "w");
     assert_eq!(int(&mut c, &["TTL", "p"]), -1);
 
     // A time in the past deletes the key.
@@ -248,7 +249,7 @@ fn scan_walks_a_thousand_keys_exactly_once() {
         }
         mset.query::<()>(&mut c).unwrap();
     }
-    support::set(&mut c, "other", "x");
+    support::resp::set(&mut c, "other", "x");
     expected.insert("other".to_string());
 
     let walk = |c: &mut redis::Connection, extra: &[&str]| -> (Vec<String>, usize) {
@@ -318,7 +319,7 @@ fn scan_walks_a_thousand_keys_exactly_once() {
 fn info_and_command_are_enough_for_redis_cli() {
     let node = node();
     let mut c = node.client();
-    support::set(&mut c, "k", "v");
+    support::resp::set(&mut c, "k", "v");
     let info: String = redis::cmd("INFO").query(&mut c).unwrap();
     for line in [
         "# Server",

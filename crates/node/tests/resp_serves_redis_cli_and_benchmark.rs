@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 
 use ballast_node::server::ServerConfig;
-use support::TestNode;
+use support::server::TestNode;
 
 fn run(program: &str, args: &[String]) -> String {
     let output = Command::new(program)

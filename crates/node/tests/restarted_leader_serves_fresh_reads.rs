@@ -18,16 +18,17 @@
 //! brings that back, and `stale_reads_are_caught_with_leader_restore`
 //! shows this test catches it.
 
-mod process_support;
+mod support;
 
-use process_support::{
-    ballast, ballast_env, leader_of, pid_of, redis_conn, sigkill, status, write_configs, Ports,
-    StopOnDrop,
-};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::eventually_blocking;
+use support::process::{
+    ballast, ballast_env, leader_of, pid_of, redis_conn, sigkill, status, write_configs, Ports,
+    StopOnDrop,
+};
 
 const WRITERS: usize = 3;
 const READERS: usize = 3;
@@ -182,47 +183,37 @@ fn run(dir: &Path, rounds: usize, env: &[(&str, &str)], stop_at_first_violation:
     for round in 0..rounds {
         // Let writes accumulate on the leader past its last flush.
         let floor: u64 = shared.acked.iter().map(|a| a.load(Ordering::SeqCst)).sum();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while shared
-            .acked
-            .iter()
-            .map(|a| a.load(Ordering::SeqCst))
-            .sum::<u64>()
-            < floor + 200
-        {
-            assert!(Instant::now() < deadline, "round {round}: writes stopped");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually_blocking(
+            &format!("round {round}: 200 more acknowledged writes"),
+            Duration::from_secs(10),
+            || {
+                let acked: u64 = shared.acked.iter().map(|a| a.load(Ordering::SeqCst)).sum();
+                acked >= floor + 200
+            },
+        );
         sigkill(pid_of(dir, leader));
         *shared.restart.lock().unwrap() = Some((leader as usize - 1, Instant::now(), None));
         let before = shared.reads_ok[leader as usize - 1].load(Ordering::SeqCst);
         let up = ballast_env(dir, &["up"], env);
         assert!(up.status.success(), "round {round}: cluster up failed");
         // The round ends once the restarted node has served reads.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let now = shared.reads_ok[leader as usize - 1].load(Ordering::SeqCst);
-            if now >= before + READS_AFTER_RESTART {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: the restarted node {leader} served no reads"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually_blocking(
+            &format!("round {round}: the restarted node {leader} to serve reads"),
+            Duration::from_secs(20),
+            || {
+                let now = shared.reads_ok[leader as usize - 1].load(Ordering::SeqCst);
+                now >= before + READS_AFTER_RESTART
+            },
+        );
         restart_to_serving.extend(shared.restart.lock().unwrap().and_then(|(_, _, f)| f));
         if stop_at_first_violation && !shared.violations.lock().unwrap().is_empty() {
             break;
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        leader = loop {
-            if let Some(l) = current_leader(&shared.ports) {
-                break l;
-            }
-            assert!(Instant::now() < deadline, "round {round}: no leader");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        leader = eventually_blocking(
+            &format!("round {round}: a leader"),
+            Duration::from_secs(20),
+            || current_leader(&shared.ports),
+        );
     }
     shared.stop.store(true, Ordering::SeqCst);
     for t in threads {
@@ -231,33 +222,30 @@ fn run(dir: &Path, rounds: usize, env: &[(&str, &str)], stop_at_first_violation:
     let violations = shared.violations.lock().unwrap().clone();
     // Idle now: every replica reports the same applied index and state
     // hash on /status.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let seen: Vec<(Option<u64>, Option<String>)> = shared
-            .ports
-            .iter()
-            .map(|p| {
-                status(p.admin).map_or((None, None), |s| {
-                    (
-                        s["applied_index"].as_u64(),
-                        s["state_hash"].as_str().map(str::to_string),
-                    )
+    let (applied, hash) = eventually_blocking(
+        "every replica to report one applied index and state hash",
+        Duration::from_secs(20),
+        || {
+            let seen: Vec<(Option<u64>, Option<String>)> = shared
+                .ports
+                .iter()
+                .map(|p| {
+                    status(p.admin).map_or((None, None), |s| {
+                        (
+                            s["applied_index"].as_u64(),
+                            s["state_hash"].as_str().map(str::to_string),
+                        )
+                    })
                 })
-            })
-            .collect();
-        if seen[0].1.is_some() && seen.iter().all(|s| *s == seen[0]) {
-            println!(
-                "every replica: applied {:?}, state hash {:?}",
-                seen[0].0, seen[0].1
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas did not converge: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+                .collect();
+            if seen[0].1.is_some() && seen.iter().all(|s| *s == seen[0]) {
+                Ok(seen[0].clone())
+            } else {
+                Err(format!("replicas did not converge: {seen:?}"))
+            }
+        },
+    );
+    println!("every replica: applied {applied:?}, state hash {hash:?}");
     let _ = ballast(dir, &["stop"]);
     Run {
         violations,

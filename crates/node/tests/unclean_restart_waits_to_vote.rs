@@ -12,7 +12,7 @@
 //! until a leader has caught it up, so B and C elect nobody, and when A
 //! returns E is on every node.
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::{Consistency, KvApi};
 use ballast_node::{Node, NodeEnv};
@@ -22,12 +22,13 @@ use ballast_raft::{NodeId, Request};
 use ballast_storage::fs::{StdFs, VolatileFs};
 use ballast_storage::Preset;
 use bytes::Bytes;
-use cluster_support::{eventually, Cluster};
 use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use support::cluster::Cluster;
+use support::{eventually, DEADLINE};
 use tokio::time::Instant;
 
 const E_KEY: &[u8] = b"e";
@@ -65,7 +66,7 @@ impl Harness {
 
     /// Waits until every node votes again and no longer waits to rejoin.
     async fn all_caught_up(&self) {
-        eventually("every node is caught up", || async {
+        eventually("every node is caught up", DEADLINE, || async {
             self.cluster
                 .nodes
                 .values()
@@ -240,7 +241,7 @@ async fn a_node_that_lost_power_votes_only_after_being_caught_up() {
     assert!(outcome.stopped.is_empty(), "{:?}", outcome.stopped);
     assert!(outcome.e_everywhere, "E is not on every node");
     // Caught up, B votes again, and the cluster serves writes.
-    eventually("every node votes again", || async {
+    eventually("every node votes again", DEADLINE, || async {
         h.cluster.nodes.values().all(Node::is_voting).then_some(())
     })
     .await;
@@ -253,6 +254,7 @@ async fn a_node_that_lost_power_votes_only_after_being_caught_up() {
         let n = h.node(id);
         eventually(
             "E and the later write read linearizably everywhere",
+            DEADLINE,
             || async {
                 let got = n
                     .get_many(

@@ -5,7 +5,7 @@
 //! initial_members, add as learner, promote) brings it back with the data;
 //! and a node of another cluster is refused in the peer handshake.
 
-mod cluster_support;
+mod support;
 
 use ballast_node::api::AdminApi;
 use ballast_node::{Node, NodeConfig};
@@ -15,10 +15,11 @@ use ballast_raft::net::{NetConfig, NetError, NonceSource};
 use ballast_raft::planted::{NodeBug, Planted};
 use ballast_raft::NodeId;
 use ballast_storage::fs::StdFs;
-use cluster_support::{converges, eventually, put, Cluster};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use support::cluster::{converges, put, Cluster};
+use support::{eventually, DEADLINE};
 
 const KEYS: usize = 20;
 
@@ -105,7 +106,7 @@ async fn a_wiped_node_refuses_to_start_and_is_replaced_as_a_learner() {
         .await
         .expect("promote it");
     converges(cluster.node(victim), 0..KEYS).await;
-    eventually("the replaced node to be a voter", || async {
+    eventually("the replaced node to be a voter", DEADLINE, || async {
         let s = ballast_node::api::KvApi::status(cluster.node(victim));
         (s.voters.iter().copied().collect::<BTreeSet<_>>() == voters).then_some(())
     })

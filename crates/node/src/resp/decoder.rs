@@ -21,7 +21,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{Error, ProtocolError};
 use crate::resp::inline::split_args;
-use crate::resp::parse_i64;
+use crate::resp::integer::parse_i64;
 
 /// Size limits of the decoder. Names carry units; every limit is checked
 /// before the bytes it limits are buffered.

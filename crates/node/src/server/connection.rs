@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::metrics::Metrics;
+use super::shared::Shared;
 use super::table::{self, COMMANDS};
-use super::Shared;
 use crate::api::{KvApi, Ordered};
 use crate::command::{Command, CommandQuery};
 use crate::error::Error;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use ballast_raft::{BatchOp, Request, Response, SetCondition as RaftSetCondition};
 use bytes::Bytes;
 
-use super::Shared;
+use super::shared::Shared;
 use crate::api::{ApiError, Consistency, KvApi, Ordered, Value};
 use crate::command::{Command, SetCondition, TimeUnit};
 use crate::resp::Reply;

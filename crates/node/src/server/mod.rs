@@ -69,28 +69,30 @@
 //! finish and write the requests already read, and gives up on those still
 //! running after `shutdown_grace_ms`.
 
+mod config;
 mod connection;
 mod cursors;
 mod execute;
 pub mod metrics;
+mod shared;
 pub mod table;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::api::{Consistency, KvApi};
+use crate::api::KvApi;
 use crate::error::Error;
-use crate::resp::Limits;
 
+pub use config::ServerConfig;
 pub use execute::api_error_reply;
 pub use metrics::Metrics;
 
-use cursors::Cursors;
+use shared::Shared;
 
 /// What refused connections are told, Redis's text.
 const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
@@ -98,116 +100,6 @@ const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 /// How long the accept loop pauses after an accept error (for example
 /// out of file descriptors), so that it does not spin.
 const ACCEPT_ERROR_PAUSE_MS: u64 = 50;
-
-/// Configuration of the RESP server. Names carry units.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Frame limits of the decoder.
-    pub limits: Limits,
-    /// When set, clients must AUTH (or HELLO 2 AUTH) with this password as
-    /// the `default` user before any other command.
-    pub password: Option<String>,
-    /// Most open client connections (Redis's `maxclients` default).
-    pub connections_max: usize,
-    /// Most requests of one connection read but not yet answered on the
-    /// wire.
-    pub pending_replies_max: usize,
-    /// Unwritten reply bytes of one connection above which it stops
-    /// reading requests.
-    pub reply_buffer_bytes_max: usize,
-    /// Largest MGET reply, in value bytes; a larger one is refused with an
-    /// error instead of being buffered.
-    pub reply_bytes_max: usize,
-    /// Close a connection with nothing pending after this long (0: never).
-    pub idle_timeout_ms: u64,
-    /// Close a connection whose replies or whose half-received request
-    /// make no progress for this long.
-    pub stall_timeout_ms: u64,
-    /// Longest key accepted for writes (the engine's limit).
-    pub key_bytes_max: usize,
-    /// Longest value accepted for writes (the engine's limit).
-    pub value_bytes_max: usize,
-    /// Largest SCAN COUNT honoured; larger counts are cut to it.
-    pub scan_count_max: usize,
-    /// Most SCAN cursors kept, server-wide.
-    pub scan_cursors_max: usize,
-    /// Most bytes of resume keys kept for SCAN cursors, server-wide.
-    pub scan_cursor_bytes_max: usize,
-    /// Consistency of GET, MGET, EXISTS, TTL, SCAN and DBSIZE.
-    pub read_consistency: Consistency,
-    /// How long shutdown waits for connections to finish.
-    pub shutdown_grace_ms: u64,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            limits: Limits::default(),
-            password: None,
-            connections_max: 10_000,
-            pending_replies_max: 1024,
-            reply_buffer_bytes_max: 4 * 1024 * 1024,
-            reply_bytes_max: 64 * 1024 * 1024,
-            idle_timeout_ms: 0,
-            stall_timeout_ms: 30_000,
-            key_bytes_max: 64 * 1024,
-            value_bytes_max: 16 * 1024 * 1024,
-            scan_count_max: 1000,
-            scan_cursors_max: 10_000,
-            scan_cursor_bytes_max: 16 * 1024 * 1024,
-            read_consistency: Consistency::Linearizable,
-            shutdown_grace_ms: 5_000,
-        }
-    }
-}
-
-impl ServerConfig {
-    /// Checks that the configuration can work; the error names the field.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.limits.validate()?;
-        let at_least_one = [
-            ("connections_max", self.connections_max as u64),
-            ("pending_replies_max", self.pending_replies_max as u64),
-            ("reply_buffer_bytes_max", self.reply_buffer_bytes_max as u64),
-            ("reply_bytes_max", self.reply_bytes_max as u64),
-            ("stall_timeout_ms", self.stall_timeout_ms),
-            ("key_bytes_max", self.key_bytes_max as u64),
-            ("value_bytes_max", self.value_bytes_max as u64),
-            ("scan_count_max", self.scan_count_max as u64),
-            ("scan_cursors_max", self.scan_cursors_max as u64),
-        ];
-        for (name, value) in at_least_one {
-            if value == 0 {
-                return Err(Error::InvalidLimits(format!("{name} must be at least 1")));
-            }
-        }
-        if self.scan_cursor_bytes_max < self.key_bytes_max {
-            return Err(Error::InvalidLimits(
-                "scan_cursor_bytes_max must be at least key_bytes_max".to_string(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// What every connection shares.
-pub(crate) struct Shared<A> {
-    api: Arc<A>,
-    config: ServerConfig,
-    metrics: Arc<Metrics>,
-    cursors: Mutex<Cursors>,
-    started: tokio::time::Instant,
-}
-
-impl<A> Shared<A> {
-    fn cursors(&self) -> MutexGuard<'_, Cursors> {
-        // The table is consistent after every statement; a panic elsewhere
-        // while it was held cannot leave it half-updated.
-        self.cursors
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
 
 /// A RESP server over an API; see the module docs.
 pub struct RespServer<A> {
@@ -219,16 +111,7 @@ impl<A: KvApi> RespServer<A> {
     pub fn new(api: Arc<A>, config: ServerConfig) -> Result<RespServer<A>, Error> {
         config.validate()?;
         Ok(RespServer {
-            shared: Arc::new(Shared {
-                api,
-                cursors: Mutex::new(Cursors::new(
-                    config.scan_cursors_max,
-                    config.scan_cursor_bytes_max,
-                )),
-                config,
-                metrics: Arc::new(Metrics::default()),
-                started: tokio::time::Instant::now(),
-            }),
+            shared: Arc::new(Shared::new(api, config)),
         })
     }
 

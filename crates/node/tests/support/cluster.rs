@@ -1,6 +1,5 @@
 //! In-process clusters on 127.0.0.1 for the cluster tests: free ports,
-//! start/stop/restart of nodes, and polling with deadlines.
-#![allow(dead_code)]
+//! start/stop/restart of nodes, and the waits that cluster tests share.
 
 use ballast_node::api::{Consistency, KvApi};
 use ballast_node::config::Member;
@@ -9,48 +8,15 @@ use ballast_raft::{NodeId, Request};
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::Duration;
-use tokio::time::Instant;
 
-/// Generous: the test machine is shared and slow.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+use super::{eventually, free_port, DEADLINE};
 
-/// A loopback address with a port nobody listens on right now, below the
-/// kernel's ephemeral range: a port 0 choice is ephemeral, and between
-/// this call and the node's bind an outgoing connection (a peer
-/// reconnecting) may be given it as its source port.
+/// A loopback address with a free port (see [`free_port`]).
 pub fn free_addr() -> String {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = (std::process::id() % 200) as u16 * 100;
-    for _ in 0..20_000 {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 10_000 + (base + n) % 22_000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return format!("127.0.0.1:{port}");
-        }
-    }
-    panic!("no free port below 32000")
+    format!("127.0.0.1:{}", free_port())
 }
 
-/// Polls `cond` every 20 ms until it returns `Some`, failing the test with
-/// `what` after `DEADLINE`.
-pub async fn eventually<T, F, Fut>(what: &str, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
+/// In-process nodes started together, with their configs and data.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub configs: BTreeMap<NodeId, NodeConfig>,
@@ -131,16 +97,19 @@ impl Cluster {
         // A node killed in-process lets go of its directory locks once its
         // last tasks end (a real process's die with it): retry while the
         // directory is still locked.
-        let deadline = Instant::now() + DEADLINE;
-        let node = loop {
-            match Node::start_with(self.configs[&id].clone(), env.clone()).await {
-                Ok(node) => break node,
-                Err(e) if e.to_string().contains("lock") && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+        let config = self.configs[&id].clone();
+        let what = format!("node {id} to start (its directories unlocked)");
+        let node = eventually(&what, DEADLINE, || {
+            let (config, env) = (config.clone(), env.clone());
+            async move {
+                match Node::start_with(config, env).await {
+                    Ok(node) => Ok(node),
+                    Err(e) if e.to_string().contains("lock") => Err(e.to_string()),
+                    Err(e) => panic!("node {id} does not start: {e}"),
                 }
-                Err(e) => panic!("node {id} does not start: {e}"),
             }
-        };
+        })
+        .await;
         self.nodes.insert(id, node);
     }
 
@@ -157,18 +126,22 @@ impl Cluster {
     /// Waits until every running node knows the same leader, that leader
     /// is running and says it leads; returns it.
     pub async fn leader(&self) -> NodeId {
-        eventually("all running nodes agree on a running leader", || async {
-            let mut seen = None;
-            for n in self.nodes.values() {
-                let l = n.raft().metrics().borrow_watched().current_leader?;
-                if seen.is_some_and(|s| s != l) {
-                    return None;
+        eventually(
+            "all running nodes agree on a running leader",
+            DEADLINE,
+            || async {
+                let mut seen = None;
+                for n in self.nodes.values() {
+                    let l = n.raft().metrics().borrow_watched().current_leader?;
+                    if seen.is_some_and(|s| s != l) {
+                        return None;
+                    }
+                    seen = Some(l);
                 }
-                seen = Some(l);
-            }
-            let l = seen?;
-            (self.nodes.get(&l)?.status().role == "leader").then_some(l)
-        })
+                let l = seen?;
+                (self.nodes.get(&l)?.status().role == "leader").then_some(l)
+            },
+        )
         .await
     }
 
@@ -219,7 +192,7 @@ pub async fn has_all(node: &Node, range: std::ops::Range<usize>, c: Consistency)
 /// Waits until `node`'s local engine holds keys `range`.
 pub async fn converges(node: &Node, range: std::ops::Range<usize>) {
     let what = format!("node {} to hold keys {range:?}", node.id());
-    eventually(&what, || {
+    eventually(&what, DEADLINE, || {
         let range = range.clone();
         async move { has_all(node, range, Consistency::Stale).await.then_some(()) }
     })
@@ -231,17 +204,22 @@ impl Cluster {
     /// reports the same state hash (every live key, value and deadline),
     /// and returns the hash.
     pub async fn converged_state_hash(&self) -> String {
-        eventually("every node applied alike, with one state hash", || async {
-            let statuses: Vec<_> = self.nodes.values().map(|n| n.status_with_hash()).collect();
-            let first = statuses.first()?;
-            let hash = first.state_hash.clone()?;
-            statuses
-                .iter()
-                .all(|s| {
-                    s.applied_index == first.applied_index && s.state_hash.as_ref() == Some(&hash)
-                })
-                .then_some(hash)
-        })
+        eventually(
+            "every node applied alike, with one state hash",
+            DEADLINE,
+            || async {
+                let statuses: Vec<_> = self.nodes.values().map(|n| n.status_with_hash()).collect();
+                let first = statuses.first()?;
+                let hash = first.state_hash.clone()?;
+                statuses
+                    .iter()
+                    .all(|s| {
+                        s.applied_index == first.applied_index
+                            && s.state_hash.as_ref() == Some(&hash)
+                    })
+                    .then_some(hash)
+            },
+        )
         .await
     }
 }

@@ -30,7 +30,7 @@ const STOP_DEADLINE: Duration = Duration::from_secs(20);
 /// Deadline of one admin HTTP request.
 const HTTP_DEADLINE: Duration = Duration::from_secs(2);
 /// Largest admin reply read.
-const HTTP_REPLY_MAX: u64 = 1 << 20;
+const HTTP_REPLY_BYTES_MAX: u64 = 1 << 20;
 
 /// One node of the local cluster, as its config file describes it.
 #[derive(Debug, Clone)]
@@ -309,7 +309,7 @@ fn http_get(addr: &str, path: &str) -> Result<Vec<u8>> {
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
     let mut reply = Vec::new();
-    s.take(HTTP_REPLY_MAX).read_to_end(&mut reply)?;
+    s.take(HTTP_REPLY_BYTES_MAX).read_to_end(&mut reply)?;
     let split = reply
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

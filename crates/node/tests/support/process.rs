@@ -2,33 +2,13 @@
 //! node configs for a 3-node cluster, running `ballast cluster ...`, pids,
 //! the admin port's `/status`, and stopping everything when a test ends
 //! (also when it fails).
-#![allow(dead_code)] // each test binary uses its own part
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-/// A port nobody listens on right now, below the kernel's ephemeral range.
-///
-/// Not port 0's choice: that is an ephemeral port, and a client that keeps
-/// reconnecting to it while its node is down can be given that very port
-/// as its own source port (a TCP self-connect on loopback), which then
-/// keeps the restarted node from binding it.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 10_000 + (std::process::id() % 200) as u16 * 100;
-    for _ in 0..20_000 {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 10_000 + (base - 10_000 + n) % 22_000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port below 32000")
-}
+use super::{eventually_blocking, free_port};
 
 /// One node's ports.
 pub struct Ports {
@@ -139,14 +119,11 @@ pub fn sigkill(pid: i32) {
         .status()
         .expect("kill");
     assert!(killed.success(), "kill -KILL {pid}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while alive(pid) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{pid} still alive 10 s after SIGKILL"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    eventually_blocking(
+        &format!("{pid} to be gone after SIGKILL"),
+        Duration::from_secs(10),
+        || !alive(pid),
+    );
 }
 
 /// True while any thread of `pid` runs. A multi-threaded process's first
