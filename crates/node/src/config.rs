@@ -312,7 +312,7 @@ impl NodeConfig {
         if self.key_bytes_max == 0 || self.value_bytes_max == 0 {
             return invalid("key_bytes_max", "key and value limits must be above 0");
         }
-        let raft_min = u64::from(ballast_raft::net::MAX_FRAME_BYTES_MIN) + (1 << 20) + 1024;
+        let raft_min = u64::from(ballast_raft::net::FRAME_BYTES_MAX_FLOOR) + (1 << 20) + 1024;
         if u64::from(self.raft_frame_bytes_max) < raft_min {
             return invalid(
                 "raft_frame_bytes_max",

@@ -23,8 +23,15 @@ fn leader_killed_and_restarted_at_once_keeps_the_history_linearizable() {
     };
     let result = run(&s, &opts, |line| eprintln!("{line}")).expect("run");
     println!("{}", result.summary);
-    let kills = result.faults.iter().filter(|f| f.what.starts_with("kill leader")).count();
+    let kills = result
+        .faults
+        .iter()
+        .filter(|f| f.what.starts_with("kill leader"))
+        .count();
     assert!(kills >= 2, "the leader was killed {kills} times");
-    assert!(result.checks.operations > 500, "too few operations to mean much");
+    assert!(
+        result.checks.operations > 500,
+        "too few operations to mean much"
+    );
     assert!(result.checks.passed(), "{}", result.summary);
 }

@@ -87,7 +87,7 @@ async fn one_node() -> One {
         inbox: SnapshotInbox {
             fs: Arc::new(StdFs),
             dir: dir.path().join("inbox"),
-            max_len: 1 << 20,
+            snapshot_bytes_max: 1 << 20,
         },
         proposer: ballast_raft::propose::Proposer::start(
             raft.clone(),

@@ -94,11 +94,11 @@ fn contents(sm: &StateMachine) -> Contents {
     out
 }
 
-fn inbox(dir: &Path, max_len: u64) -> SnapshotInbox {
+fn inbox(dir: &Path, snapshot_bytes_max: u64) -> SnapshotInbox {
     SnapshotInbox {
         fs: StdFs::shared(),
         dir: dir.to_path_buf(),
-        max_len,
+        snapshot_bytes_max,
     }
 }
 

@@ -154,7 +154,7 @@ impl Node {
         let inbox = SnapshotInbox {
             fs: fs.clone(),
             dir: inbox_dir,
-            max_len: config.snapshot_bytes_max,
+            snapshot_bytes_max: config.snapshot_bytes_max,
         };
         // Receives a crash interrupted are garbage: remove them before any
         // new receive can start.

@@ -1,7 +1,7 @@
 //! The settings of the Raft network ([`NetConfig`]), shared by clients and
 //! the server, and the shared secret peers prove they know ([`Secret`]).
 //!
-//! Limits: frames are at least [`MAX_FRAME_BYTES_MIN`] bytes (`frame_bytes_max`); a
+//! Limits: frames are at least [`FRAME_BYTES_MAX_FLOOR`] bytes (`frame_bytes_max`); a
 //! snapshot chunk leaves 1 KiB of its frame for the header; an RPC's
 //! deadline allows for [`TRANSFER_BYTES_PER_SEC_MIN`]; the server serves
 //! at most `connections_max` connections at once.
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// The smallest `frame_bytes_max` accepted: room for a snapshot chunk
 /// header and the handshake with margin.
-pub const MAX_FRAME_BYTES_MIN: u32 = 4096;
+pub const FRAME_BYTES_MAX_FLOOR: u32 = 4096;
 
 /// The slowest transfer a Raft RPC is given time for, in bytes per second:
 /// an AppendEntries carrying `n` bytes gets openraft's deadline plus
@@ -130,11 +130,11 @@ impl NetConfig {
     /// Checks the settings against each other.
     pub fn validate(&self) -> Result<(), NetError> {
         let bad = |field: &'static str, why: String| Err(NetError::Config { field, why });
-        if self.frame_bytes_max < MAX_FRAME_BYTES_MIN {
+        if self.frame_bytes_max < FRAME_BYTES_MAX_FLOOR {
             return bad(
                 "frame_bytes_max",
                 format!(
-                    "{} is below the minimum {MAX_FRAME_BYTES_MIN}",
+                    "{} is below the minimum {FRAME_BYTES_MAX_FLOOR}",
                     self.frame_bytes_max
                 ),
             );

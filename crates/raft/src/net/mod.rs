@@ -37,7 +37,7 @@ pub mod vote_gate;
 pub use crate::nonce::NonceSource;
 pub use crate::state_machine::BallastRaft;
 pub use client::{ForwardClient, Network, PeerClient};
-pub use config::{NetConfig, Secret, MAX_FRAME_BYTES_MIN, TRANSFER_BYTES_PER_SEC_MIN};
+pub use config::{NetConfig, Secret, FRAME_BYTES_MAX_FLOOR, TRANSFER_BYTES_PER_SEC_MIN};
 pub use error::NetError;
 pub use message::{ForwardError, ReadAnswer, ReadRequest, WIRE_VERSION};
 pub use server::{RpcServer, ServerHandle};

@@ -6,7 +6,7 @@
 //!
 //! Limits: header and descriptor bytes held are bounded by
 //! `STREAM_HEADER_LEN + DESCRIPTOR_BYTES_MAX`; a stream over the inbox's
-//! `max_len` is refused before anything is written; at most
+//! `snapshot_bytes_max` is refused before anything is written; at most
 //! [`CLAIM_ATTEMPTS_MAX`] staging directory names are tried.
 
 use super::data::SnapshotData;

@@ -26,14 +26,14 @@ pub struct SnapshotInbox {
     pub dir: PathBuf,
     /// The largest snapshot stream accepted, in bytes; a sender announcing
     /// more is refused before anything is written.
-    pub max_len: u64,
+    pub snapshot_bytes_max: u64,
 }
 
 impl std::fmt::Debug for SnapshotInbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SnapshotInbox")
             .field("dir", &self.dir)
-            .field("max_len", &self.max_len)
+            .field("snapshot_bytes_max", &self.snapshot_bytes_max)
             .finish()
     }
 }
@@ -52,7 +52,7 @@ pub trait SnapshotTransfer: Sized + Send + Sync + 'static {
 
     /// Starts receiving the snapshot described by `meta`, whose stream is
     /// `len` bytes. Refuses (`InvalidInput`) a stream longer than
-    /// `inbox.max_len`.
+    /// `inbox.snapshot_bytes_max`.
     fn begin_receive(
         inbox: &SnapshotInbox,
         meta: &SnapshotMeta,
@@ -72,12 +72,12 @@ pub trait SnapshotTransfer: Sized + Send + Sync + 'static {
 
 /// Refuses a stream longer than the inbox accepts.
 pub fn check_announced_len(inbox: &SnapshotInbox, len: u64) -> io::Result<()> {
-    if len > inbox.max_len {
+    if len > inbox.snapshot_bytes_max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
                 "snapshot of {len} bytes refused: this node accepts at most {} (snapshot_max_bytes)",
-                inbox.max_len
+                inbox.snapshot_bytes_max
             ),
         ));
     }
