@@ -44,7 +44,8 @@ pub enum NodeBug {
     SyncTicketBySegment,
     /// The durable preset's log append is acknowledged to openraft as soon
     /// as its entries are written to the OS, before their fsync (and the
-    /// flusher is never asked for one): a follower counts toward the
+    /// flusher is never asked for one; membership entries excepted): a
+    /// follower counts toward the
     /// commit quorum with entries a power cut then takes away. Planted for
     /// the cluster simulation and chaos's power-loss scenarios (test:
     /// `crash_reopen::the_planted_switch_acknowledges_appends_a_power_cut_loses`).

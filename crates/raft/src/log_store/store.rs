@@ -506,6 +506,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         if self.shared.policy == FsyncPolicy::Group {
             if self.shared.lock()?.planted.has(NodeBug::AckBeforeLogFsync) {
+                // Membership stays durable, so that what a power cut shows
+                // is lost writes, not a cluster that forgot its voters.
+                let entries: Vec<Entry> = entries.into_iter().collect();
+                if entries
+                    .iter()
+                    .any(|e| matches!(e.payload, openraft::EntryPayload::Membership(_)))
+                {
+                    return Ok(self.append_then_flush(entries, callback).await?);
+                }
                 let written = self.add_entries(entries);
                 let answer = match &written {
                     Ok(()) => Ok(()),
