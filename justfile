@@ -48,6 +48,11 @@ bench-cluster PRESET="durable":
 example:
     cargo run -p ballast-node --example embedded_cluster
 
+# Chaos on real processes: the standard set under one preset (just chaos balanced --duration 60s).
+chaos PRESET="durable" *ARGS:
+    cargo build --release -p ballast-node
+    cargo run --release -p ballast-chaos -- standard --preset {{PRESET}} {{ARGS}}
+
 # Deterministic simulation: just sim run --scenario all --seeds 100 (see sim/README.md).
 sim *ARGS:
     cargo run --release -p ballast-sim -- {{ARGS}}

@@ -92,9 +92,13 @@ pub fn linearizability(history: &History) -> (Vec<String>, Vec<String>) {
     let ops = history.operations();
     let show = |id: usize| {
         let o = &ops[id];
+        let client = if o.client == crate::workload::FINAL_READER {
+            "final read".to_string()
+        } else {
+            format!("client {}", o.client)
+        };
         format!(
-            "#{id} client {} {} at {:.3}s..{} -> {}",
-            o.client,
+            "#{id} {client} {} at {:.3}s..{} -> {}",
             op_text(&o.op),
             o.invoked as f64 / 1e9,
             o.completed

@@ -27,6 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The client id of the final reads after the faults.
+pub const FINAL_READER: u64 = u64::MAX;
+
 /// The workload's shape.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
