@@ -80,6 +80,8 @@ pub struct Status {
     pub applied_index: u64,
     /// SHA-256 of the applied state.
     pub state_hash: String,
+    /// The voters it knows.
+    pub voters: Vec<NodeId>,
 }
 
 /// The running cluster.
@@ -89,6 +91,8 @@ pub struct Cluster {
     /// The peer links' fault controls.
     pub links: Links,
     nodes: BTreeMap<NodeId, NodeProc>,
+    /// The highest node id ever used: a new node never reuses one.
+    last_id: NodeId,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -107,6 +111,38 @@ pub fn free_port() -> Result<u16> {
         }
     }
     bail!("no free port in 20000..32000")
+}
+
+/// Writes node `id`'s config (bootstrapping from `members`, or joining
+/// later when it is empty) and starts its proxy.
+fn prepare(
+    spec: &Spec,
+    runtime: &tokio::runtime::Runtime,
+    links: &Links,
+    id: NodeId,
+    p: Ports,
+    members: &str,
+) -> Result<NodeProc> {
+    let config = spec.dir.join(format!("node{id}.toml"));
+    let text = format!(
+        "id = {id}\ndata_dir = \"data/node{id}\"\nclient_addr = \"127.0.0.1:{}\"\n\
+         raft_addr = \"127.0.0.1:{}\"\nadmin_addr = \"127.0.0.1:{}\"\npreset = \"{}\"\n{members}",
+        p.client, p.raft, p.admin, spec.preset
+    );
+    std::fs::write(&config, text).with_context(|| format!("write {}", config.display()))?;
+    runtime.block_on(links.start_proxy(
+        id,
+        &format!("127.0.0.1:{}", p.proxy),
+        format!("127.0.0.1:{}", p.raft),
+    ))?;
+    Ok(NodeProc {
+        id,
+        ports: p,
+        config,
+        log: spec.dir.join(format!("node{id}.log")),
+        child: None,
+        paused: false,
+    })
 }
 
 impl Cluster {
@@ -141,31 +177,11 @@ impl Cluster {
         }
         let mut nodes = BTreeMap::new();
         for (&id, p) in &ports {
-            let config = spec.dir.join(format!("node{id}.toml"));
-            let text = format!(
-                "id = {id}\ndata_dir = \"data/node{id}\"\nclient_addr = \"127.0.0.1:{}\"\n\
-                 raft_addr = \"127.0.0.1:{}\"\nadmin_addr = \"127.0.0.1:{}\"\npreset = \"{}\"\n{members}",
-                p.client, p.raft, p.admin, spec.preset
-            );
-            std::fs::write(&config, text).with_context(|| format!("write {}", config.display()))?;
-            runtime.block_on(links.start_proxy(
-                id,
-                &format!("127.0.0.1:{}", p.proxy),
-                format!("127.0.0.1:{}", p.raft),
-            ))?;
-            nodes.insert(
-                id,
-                NodeProc {
-                    id,
-                    ports: *p,
-                    config,
-                    log: spec.dir.join(format!("node{id}.log")),
-                    child: None,
-                    paused: false,
-                },
-            );
+            let node = prepare(&spec, &runtime, &links, id, *p, &members)?;
+            nodes.insert(id, node);
         }
         let mut cluster = Cluster {
+            last_id: spec.nodes,
             spec,
             links,
             nodes,
@@ -192,6 +208,39 @@ impl Cluster {
             bail!(why);
         }
         Ok(cluster)
+    }
+
+    /// Starts a new, empty node (no initial members: it waits to be added
+    /// with `POST /membership/learner`); returns its id.
+    pub fn add_node(&mut self) -> Result<NodeId> {
+        self.last_id += 1;
+        let id = self.last_id;
+        let p = Ports {
+            client: free_port()?,
+            admin: free_port()?,
+            raft: free_port()?,
+            proxy: free_port()?,
+        };
+        let node = prepare(&self.spec, &self.runtime, &self.links, id, p, "")?;
+        self.nodes.insert(id, node);
+        self.launch(id)?;
+        Ok(id)
+    }
+
+    /// Kills node `id` and forgets it (after it left the membership).
+    pub fn forget_node(&mut self, id: NodeId) {
+        self.kill(id);
+        self.nodes.remove(&id);
+    }
+
+    /// `POST path` on node `id`'s admin port: the status code and body.
+    pub fn admin_post(&self, id: NodeId, path: &str) -> Option<(u16, String)> {
+        http(
+            self.nodes[&id].ports.admin,
+            "POST",
+            path,
+            Duration::from_secs(30),
+        )
     }
 
     /// Node ids, ascending.
@@ -323,6 +372,10 @@ impl Cluster {
             leader: v["leader"]["id"].as_u64(),
             applied_index: v["applied_index"].as_u64()?,
             state_hash: v["state_hash"].as_str().unwrap_or("").to_string(),
+            voters: v["voters"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -398,19 +451,27 @@ impl Drop for Cluster {
 
 /// GET `path` on 127.0.0.1:`port`; the body of a 200 answer.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
+    match http(port, "GET", path, Duration::from_secs(1))? {
+        (200, body) => Some(body),
+        _ => None,
+    }
+}
+
+/// One HTTP/1.1 request with no body; the status code and body.
+fn http(port: u16, method: &str, path: &str, timeout: Duration) -> Option<(u16, String)> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
 }
 
 /// Lines of the node logs that show a panic.

@@ -55,6 +55,9 @@ pub enum Fault {
     Flapping { ms: u64 },
     /// Every peer link delayed by `delay_ms`, for `ms`.
     SlowNetwork { delay_ms: u64, ms: u64 },
+    /// A new, empty node added as a learner (caught up), promoted to voter,
+    /// and removed again after `ms`.
+    MembershipChurn { ms: u64 },
 }
 
 const ALL: &[&str] = &["durable", "balanced", "throughput"];
@@ -140,6 +143,13 @@ pub const STANDARD: &[Scenario] = &[
             delay_ms: 100,
             ms: 5_000,
         },
+        power_loss: false,
+        presets: ALL,
+    },
+    Scenario {
+        name: "membership-churn",
+        about: "add an empty node as learner, promote it, remove it",
+        fault: Fault::MembershipChurn { ms: 1_500 },
         power_loss: false,
         presets: ALL,
     },
@@ -329,6 +339,7 @@ impl Driver<'_> {
                 }
                 Ok(())
             }),
+            Fault::MembershipChurn { ms } => self.churn(ms),
             Fault::SlowNetwork { delay_ms, ms } => {
                 self.record(format!("links delayed {delay_ms} ms"), |d| {
                     d.cluster.links.delay_all(delay_ms);
@@ -338,6 +349,52 @@ impl Driver<'_> {
                 })
             }
         }
+    }
+
+    /// `POST path` on whichever node leads, until it answers one of `done`
+    /// (a retry after an answer was lost may find the change made), for
+    /// 30 s at most.
+    fn on_leader(&mut self, path: &str, done: &[u16]) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(leader) = self.cluster.wait_for_leader(Duration::from_secs(5)) {
+                match self.cluster.admin_post(leader, path) {
+                    Some((code, _)) if done.contains(&code) => return Ok(()),
+                    Some((code, body)) => last = format!("{code} {body}"),
+                    None => last = "no answer".into(),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        anyhow::bail!("POST {path}: {last}")
+    }
+
+    fn churn(&mut self, ms: u64) -> Result<()> {
+        let id = self.cluster.add_node()?;
+        let p = self.cluster.ports(id);
+        let steps = self.record(format!("add {id}, promote, remove"), |d| {
+            d.on_leader(
+                &format!(
+                    "/membership/learner?id={id}&raft_addr=127.0.0.1%3A{}&client_addr=127.0.0.1%3A{}",
+                    p.proxy, p.client
+                ),
+                &[200, 409],
+            )?;
+            d.on_leader(&format!("/membership/promote?id={id}"), &[200, 409])?;
+            std::thread::sleep(Duration::from_millis(ms));
+            d.on_leader(&format!("/membership/remove?id={id}"), &[200, 404])
+        });
+        // A node left in the membership stays and is checked with the rest;
+        // one that is out is stopped and forgotten.
+        let leader = self.cluster.wait_for_leader(Duration::from_secs(10)).ok();
+        let member = leader
+            .and_then(|l| self.cluster.status(l))
+            .is_some_and(|s| s.voters.contains(&id));
+        if !member {
+            self.cluster.forget_node(id);
+        }
+        steps
     }
 
     /// Heals every link, resumes every node, starts every stopped one.
