@@ -217,7 +217,7 @@ const ITER_BATCH_ENTRIES_MAX: usize = 64;
 
 /// Iterates a memtable. It holds entries by value (cheap handle clones), so
 /// it needs no borrow of the skiplist: each refill searches once from the
-/// last entry and copies out the next [`ITER_BATCH_ENTRIES_MAX`] entries, so a full
+/// last entry and copies out the next `ITER_BATCH_ENTRIES_MAX` entries, so a full
 /// scan costs one O(log n) search per batch rather than per entry.
 #[derive(Debug)]
 pub struct MemTableIterator {

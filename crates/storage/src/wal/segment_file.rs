@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 const ZERO_CHUNK_BYTES_MAX: usize = 1 << 20;
 
 /// A segment file made ready ahead of its use by [`prepare_segment`], off
-/// whatever guards the [`Wal`]: created under a temporary name, header
+/// whatever guards the [`Wal`](super::Wal): created under a temporary name, header
 /// written, zero-filled if preallocating, fsynced. A roll renames it into
 /// place instead of creating a segment while appends wait.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ impl PreparedSegment {
     }
 
     /// Removes its file (best effort: a leftover is ignored by recovery and
-    /// removed by the next [`Wal::open`]).
+    /// removed by the next [`Wal::open`](super::Wal::open)).
     pub fn discard(self, fs: &dyn FileSystem) {
         drop(self.file);
         let _ = fs.remove_file(&self.tmp_path);

@@ -338,7 +338,7 @@ impl Wal {
         Ok(())
     }
 
-    /// The segment number a [`prepare_segment`] should make ready now, if
+    /// The segment number a [`prepare_segment`](super::prepare_segment) should make ready now, if
     /// none is installed for it: the one after the current segment, once
     /// the current one is half full. (Half a segment of appends is ample
     /// time to prepare the next, and an idle or short-lived log never
