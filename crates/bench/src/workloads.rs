@@ -493,7 +493,10 @@ pub fn reopen(ctx: &Setup<'_>, db: Arc<Db>) -> Result<Arc<Db>> {
             String::new()
         },
         match r.truncated_tail {
-            Some((seg, off, bytes)) => format!("segment {seg} at {off}, {bytes} bytes dropped"),
+            Some(t) => format!(
+                "segment {} at {}, {} bytes dropped",
+                t.segment, t.offset, t.bytes_dropped
+            ),
             None => "none".to_string(),
         },
         r.orphans_removed

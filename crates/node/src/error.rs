@@ -6,7 +6,7 @@
 //! [`Error::to_reply`] to turn one into a reply and
 //! [`Error::closes_connection`] to decide whether to hang up after it.
 
-use crate::resp::Reply;
+use crate::resp::encoder::Reply;
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -31,8 +31,10 @@ pub struct WriteBatch {
     /// for expiring puts).
     rep: Vec<u8>,
     count: u32,
-    max_key_len: usize,
-    max_value_len: usize,
+    /// The longest key seen so far (observed, not a limit).
+    longest_key_bytes: usize,
+    /// The longest value seen so far (observed, not a limit).
+    longest_value_bytes: usize,
     /// Opaque marker recorded with the memtable that receives this batch and
     /// persisted with its flush (replicated mode: the Raft log id of the
     /// entry that carried the batch). Not written to the WAL.
@@ -76,7 +78,7 @@ impl WriteBatch {
         put_varint64(&mut self.rep, key.len() as u64);
         self.rep.extend_from_slice(key);
         self.count += 1;
-        self.max_key_len = self.max_key_len.max(key.len());
+        self.longest_key_bytes = self.longest_key_bytes.max(key.len());
         self
     }
 
@@ -91,8 +93,8 @@ impl WriteBatch {
         }
         self.rep.extend_from_slice(value);
         self.count += 1;
-        self.max_key_len = self.max_key_len.max(key.len());
-        self.max_value_len = self.max_value_len.max(value.len());
+        self.longest_key_bytes = self.longest_key_bytes.max(key.len());
+        self.longest_value_bytes = self.longest_value_bytes.max(value.len());
     }
 
     /// Attaches an applied marker (see [`crate::Db::applied_marker`]). A batch
@@ -122,17 +124,19 @@ impl WriteBatch {
         self.rep.len()
     }
 
-    /// Longest key and longest value in the batch.
-    pub fn max_lens(&self) -> (usize, usize) {
-        (self.max_key_len, self.max_value_len)
+    /// Length in bytes of the longest key and of the longest value in the
+    /// batch (observed, not limits: the limits are `Options::key_bytes_max`
+    /// and `value_bytes_max`).
+    pub fn longest_key_and_value_bytes(&self) -> (usize, usize) {
+        (self.longest_key_bytes, self.longest_value_bytes)
     }
 
     /// Removes everything.
     pub fn clear(&mut self) {
         self.rep.clear();
         self.count = 0;
-        self.max_key_len = 0;
-        self.max_value_len = 0;
+        self.longest_key_bytes = 0;
+        self.longest_value_bytes = 0;
         self.applied_marker = None;
     }
 
@@ -141,8 +145,8 @@ impl WriteBatch {
     pub fn append(&mut self, other: &WriteBatch) -> &mut Self {
         self.rep.extend_from_slice(&other.rep);
         self.count += other.count;
-        self.max_key_len = self.max_key_len.max(other.max_key_len);
-        self.max_value_len = self.max_value_len.max(other.max_value_len);
+        self.longest_key_bytes = self.longest_key_bytes.max(other.longest_key_bytes);
+        self.longest_value_bytes = self.longest_value_bytes.max(other.longest_value_bytes);
         self
     }
 
@@ -192,8 +196,8 @@ impl WriteBatch {
                 put_varint64(&mut self.rep, e.value.len() as u64);
                 self.rep.extend_from_slice(e.value);
                 self.count += 1;
-                self.max_key_len = self.max_key_len.max(e.key.len());
-                self.max_value_len = self.max_value_len.max(e.value.len());
+                self.longest_key_bytes = self.longest_key_bytes.max(e.key.len());
+                self.longest_value_bytes = self.longest_value_bytes.max(e.value.len());
             }
         }
     }
@@ -320,7 +324,7 @@ mod tests {
         b.set_applied_marker(b"m");
         a.append(&b);
         assert_eq!(a.len(), 3);
-        assert_eq!(a.max_lens(), (1, 300));
+        assert_eq!(a.longest_key_and_value_bytes(), (1, 300));
         assert_eq!(a.applied_marker(), None);
         let keys: Vec<&[u8]> = a.iter().map(|e| e.key).collect();
         assert_eq!(keys, [&b"a"[..], b"b", b"c"]);

@@ -13,11 +13,13 @@
 //! point leaves either the old content or the new one after reopen (see
 //! FORMAT.md, "Install").
 
-use crate::db::{lock, table_path, Db, Inner};
+use crate::db::Db;
+use crate::engine::{Engine, Memtables};
 use crate::error::{Error, Result};
+use crate::filename::{self, table_path};
 use crate::fs::{self, IoOp, OpenMode};
 use crate::key::SeqNo;
-use crate::manifest::{log_and_apply, Memtables};
+use crate::lock::lock;
 use crate::memtable::MemTable;
 use crate::options::LEVELS;
 use crate::table::Table;
@@ -81,21 +83,21 @@ impl Db {
     /// # });
     /// ```
     pub async fn checkpoint(&self, dir: &Path) -> Result<Checkpoint> {
-        let inner = &self.inner;
-        flush_current(inner).await?;
+        let engine = &self.engine;
+        flush_current(engine).await?;
         // The tables and the marker from one manifest state: every edit
         // changes both under the version-set lock.
         let (version, applied_marker, flushed_seq) = {
-            let vs = inner.versions.lock().await;
-            let version = lock(&inner.state).version.clone();
+            let vs = engine.versions.lock().await;
+            let version = lock(&engine.writer_view).version.clone();
             (version, vs.applied_marker(), vs.flushed_seq())
         };
         // Holding `version` keeps its tables from being deleted until they
         // are linked, whatever compaction does meanwhile.
-        let fs = &*inner.fs;
+        let fs = &*engine.fs;
         fs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let existing = fs.list_dir(dir).map_err(|e| Error::io(dir, e))?;
-        if let Some(name) = existing.iter().find(|n| n.ends_with(".sst")) {
+        if let Some(name) = existing.iter().find(|n| filename::is_table_file_name(n)) {
             return Err(Error::io(
                 dir,
                 std::io::Error::new(
@@ -106,7 +108,7 @@ impl Db {
         }
         let tables = version.descs();
         for t in &tables {
-            let from = table_path(&inner.dir, t.number);
+            let from = table_path(&engine.dir, t.number);
             let to = table_path(dir, t.number);
             fs::pause(fs, IoOp::Metadata).await;
             fs.hard_link(&from, &to).map_err(|e| Error::io(&to, e))?;
@@ -154,23 +156,23 @@ impl Db {
     /// the engine no longer knows which state is durable and stops
     /// accepting writes (reopen it).
     pub async fn install(&self, checkpoint: &Checkpoint) -> Result<()> {
-        let inner = &self.inner;
-        inner.check_writable()?;
-        inner
-            .lead_exclusively(install_as_leader(inner, checkpoint))
+        let engine = &self.engine;
+        engine.check_writable()?;
+        engine
+            .lead_exclusively(install_as_leader(engine, checkpoint))
             .await?;
-        inner.compaction_wanted.notify_one();
+        engine.compaction_wanted.notify_one();
         Ok(())
     }
 }
 
 /// Freezes the active memtable (if it holds anything) and waits until it,
 /// and every memtable frozen before it, is in a table.
-async fn flush_current(inner: &Arc<Inner>) -> Result<()> {
-    inner.check_writable()?;
-    inner.commit_rotate().await?;
-    let frozen: Vec<Arc<MemTable>> = lock(&inner.state).imms.iter().cloned().collect();
-    inner
+async fn flush_current(engine: &Arc<Engine>) -> Result<()> {
+    engine.check_writable()?;
+    engine.commit_rotate().await?;
+    let frozen: Vec<Arc<MemTable>> = lock(&engine.writer_view).imms.iter().cloned().collect();
+    engine
         .wait_for_flush(|st| {
             !st.imms
                 .iter()
@@ -180,16 +182,16 @@ async fn flush_current(inner: &Arc<Inner>) -> Result<()> {
 }
 
 /// The install proper; runs as the exclusive write leader.
-async fn install_as_leader(inner: &Arc<Inner>, cp: &Checkpoint) -> Result<()> {
+async fn install_as_leader(engine: &Arc<Engine>, cp: &Checkpoint) -> Result<()> {
     // No compaction or flush may run across the switch.
-    let _compacting = inner.compaction_lock.lock().await;
-    let _flushing = inner.flush_lock.lock().await;
-    let fs = &*inner.fs;
+    let _compacting = engine.compaction_lock.lock().await;
+    let _flushing = engine.flush_lock.lock().await;
+    let fs = &*engine.fs;
 
     // Bring the tables in under fresh numbers; any failure here leaves the
     // engine as it was (the links made so far are removed).
     let mut linked: Vec<PathBuf> = Vec::with_capacity(cp.tables.len());
-    let brought = bring_in(inner, cp, &mut linked).await;
+    let brought = bring_in(engine, cp, &mut linked).await;
     let added = match brought {
         Ok(added) => added,
         Err(e) => {
@@ -200,7 +202,7 @@ async fn install_as_leader(inner: &Arc<Inner>, cp: &Checkpoint) -> Result<()> {
         }
     };
 
-    let old = lock(&inner.state).version.clone();
+    let old = lock(&engine.writer_view).version.clone();
     let candidate = Version::default().apply(&[], added.clone());
     if let Err(why) = candidate.check_invariants() {
         for p in &linked {
@@ -215,9 +217,9 @@ async fn install_as_leader(inner: &Arc<Inner>, cp: &Checkpoint) -> Result<()> {
 
     // From here on the switch is under way: a failure leaves the disk in
     // the old or the new state, and the engine cannot tell which.
-    let switched = switch(inner, cp, &old, added).await;
+    let switched = switch(engine, cp, &old, added).await;
     if let Err(e) = &switched {
-        inner.stop_writes("snapshot install", e);
+        engine.stop_writes("snapshot install", e);
         return switched;
     }
     for level in &old.levels {
@@ -226,7 +228,7 @@ async fn install_as_leader(inner: &Arc<Inner>, cp: &Checkpoint) -> Result<()> {
         }
     }
     drop(old);
-    inner.collect_garbage();
+    engine.collect_garbage();
     tracing::info!(
         from = %cp.dir.display(),
         tables = cp.tables.len(),
@@ -239,11 +241,11 @@ async fn install_as_leader(inner: &Arc<Inner>, cp: &Checkpoint) -> Result<()> {
 /// Links (or copies) every table of `cp` into the engine's directory under
 /// a fresh number and opens it; `linked` collects the new paths.
 async fn bring_in(
-    inner: &Arc<Inner>,
+    engine: &Arc<Engine>,
     cp: &Checkpoint,
     linked: &mut Vec<PathBuf>,
 ) -> Result<Vec<Arc<FileMeta>>> {
-    let fs = &*inner.fs;
+    let fs = &*engine.fs;
     let mut added = Vec::with_capacity(cp.tables.len());
     for t in &cp.tables {
         let from = cp.table_path(t);
@@ -254,8 +256,8 @@ async fn bring_in(
                 format!("level {} out of range", t.level),
             ));
         }
-        let number = inner.next_file_number.fetch_add(1, Ordering::SeqCst);
-        let to = table_path(&inner.dir, number);
+        let number = engine.next_file_number.fetch_add(1, Ordering::SeqCst);
+        let to = table_path(&engine.dir, number);
         fs::pause(fs, IoOp::Metadata).await;
         fs.hard_link(&from, &to).map_err(|e| Error::io(&to, e))?;
         linked.push(to.clone());
@@ -270,12 +272,12 @@ async fn bring_in(
                 format!("table has {len} bytes, the checkpoint says {}", t.size),
             ));
         }
-        let table = Table::open(file, to, number, t.size, inner.cache.clone())?;
+        let table = Table::open(file, to, number, t.size, engine.cache.clone())?;
         let desc = FileDesc {
             number,
             ..t.clone()
         };
-        added.push(FileMeta::new(desc, table, inner.graveyard.clone()));
+        added.push(FileMeta::new(desc, table, engine.graveyard.clone()));
     }
     Ok(added)
 }
@@ -285,18 +287,18 @@ async fn bring_in(
 /// tables), and drops the memtables with the old tables, for readers in
 /// one step.
 async fn switch(
-    inner: &Arc<Inner>,
+    engine: &Arc<Engine>,
     cp: &Checkpoint,
     old: &Version,
     added: Vec<Arc<FileMeta>>,
 ) -> Result<()> {
-    let last = inner.last_seq.load(Ordering::Acquire).max(cp.max_seq);
-    inner.last_seq.store(last, Ordering::Release);
-    inner.visible_seq.store(last, Ordering::Release);
+    let last = engine.last_seq.load(Ordering::Acquire).max(cp.max_seq);
+    engine.last_seq.store(last, Ordering::Release);
+    engine.visible_seq.store(last, Ordering::Release);
     // With a WAL, the old memtables' segments must never be replayed over
     // the new tables: start a new segment and record it as the first one
     // needed (flushed_seq alone would skip the old groups too).
-    let segment = inner.roll_wal_for_install()?;
+    let segment = engine.roll_wal_for_install()?;
     let edit = VersionEdit {
         deleted: old
             .levels
@@ -306,17 +308,13 @@ async fn switch(
             .collect(),
         added: added.iter().map(|f| f.desc.clone()).collect(),
         flushed_seq: Some(last),
-        wal_min_segment: inner.opts.wal.then_some(segment),
+        wal_min_segment: engine.opts.wal.then_some(segment),
         // An empty marker records "none" (a fold over edits cannot unset).
         applied_marker: Some(cp.applied_marker.clone().unwrap_or_default()),
         ..VersionEdit::default()
     };
-    log_and_apply(
-        inner,
-        edit,
-        added,
-        Memtables::Replace(MemTable::new(segment)),
-    )
-    .await?;
-    inner.remove_wal_below(segment)
+    engine
+        .log_and_apply(edit, added, Memtables::Replace(MemTable::new(segment)))
+        .await?;
+    engine.remove_wal_below(segment)
 }

@@ -6,12 +6,13 @@
 //! values shadowed for every reader, tombstones at the bottom of their key's
 //! history, and expired entries.
 
-use crate::db::{lock, table_path, Inner};
+use crate::engine::{Engine, Memtables};
 use crate::error::{Error, Result};
+use crate::filename::table_path;
 use crate::fs::{self, IoOp, OpenMode};
 use crate::iter::InternalIterator;
 use crate::key::{parse_internal_key, SeqNo, ValueKind};
-use crate::manifest::{log_and_apply, Memtables};
+use crate::lock::lock;
 use crate::merge::MergingIterator;
 use crate::options::LEVELS;
 use crate::stats::add;
@@ -19,6 +20,14 @@ use crate::table::{Table, TableBuilder, TableOptions};
 use crate::version::{FileDesc, FileMeta, Version, VersionEdit};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tracing::Instrument;
+
+/// What a flush or compaction wrote: tables and their bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TablesWritten {
+    pub files: u64,
+    pub bytes: u64,
+}
 
 /// What to do with one entry on its way to a new table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,11 +109,11 @@ impl<'a> EntryFilter<'a> {
     }
 }
 
-fn table_options(inner: &Inner) -> TableOptions {
+fn table_options(engine: &Engine) -> TableOptions {
     TableOptions {
-        block_bytes: inner.opts.block_bytes as usize,
-        compression: inner.opts.compression,
-        bloom_bits_per_key: inner.opts.bloom_bits_per_key as u32,
+        block_bytes: engine.opts.block_bytes as usize,
+        compression: engine.opts.compression,
+        bloom_bits_per_key: engine.opts.bloom_bits_per_key as u32,
         restart_interval: 16,
     }
 }
@@ -114,7 +123,7 @@ fn table_options(inner: &Inner) -> TableOptions {
 /// versions of one user key). Each table is fsynced; the caller records
 /// them in the manifest (which fsyncs the directory first).
 pub(crate) async fn write_tables(
-    inner: &Arc<Inner>,
+    engine: &Arc<Engine>,
     level: u32,
     iter: &mut dyn InternalIterator,
     filter: &mut EntryFilter<'_>,
@@ -128,27 +137,27 @@ pub(crate) async fn write_tables(
     while iter.valid() {
         let ikey = iter.key();
         let p = parse_internal_key(ikey).ok_or_else(|| {
-            Error::corruption(&inner.dir, 0, "unparsable internal key during compaction")
+            Error::corruption(&engine.dir, 0, "unparsable internal key during compaction")
         })?;
         let decision = filter.decide(p.user_key, p.seq, p.kind, iter.value());
         if decision != Decision::Drop {
             if let (Some(split), Some((_, _, b))) = (split_bytes, builder.as_ref()) {
                 if b.estimated_size() >= split && last_user_key != p.user_key {
                     let (number, path, b) = builder.take().ok_or(Error::Closed)?;
-                    outputs.push(finish_table(inner, level, number, path, b).await?);
+                    outputs.push(finish_table(engine, level, number, path, b).await?);
                 }
             }
             if builder.is_none() {
-                let number = inner.next_file_number.fetch_add(1, Ordering::SeqCst);
-                let path = table_path(&inner.dir, number);
-                let file = inner
+                let number = engine.next_file_number.fetch_add(1, Ordering::SeqCst);
+                let path = table_path(&engine.dir, number);
+                let file = engine
                     .fs
                     .open(&path, OpenMode::CreateNew)
                     .map_err(|e| Error::io(&path, e))?;
                 builder = Some((
                     number,
                     path.clone(),
-                    TableBuilder::new(file, path, table_options(inner)),
+                    TableBuilder::new(file, path, table_options(engine)),
                 ));
             }
             let (_, _, b) = builder.as_mut().ok_or(Error::Closed)?;
@@ -172,29 +181,29 @@ pub(crate) async fn write_tables(
     }
     if let Some((number, path, b)) = builder.take() {
         if b.entries() > 0 {
-            outputs.push(finish_table(inner, level, number, path, b).await?);
+            outputs.push(finish_table(engine, level, number, path, b).await?);
         } else {
             drop(b);
-            let _ = inner.fs.remove_file(&path);
+            let _ = engine.fs.remove_file(&path);
         }
     }
     Ok(outputs)
 }
 
 async fn finish_table(
-    inner: &Arc<Inner>,
+    engine: &Arc<Engine>,
     level: u32,
     number: u64,
     path: std::path::PathBuf,
     builder: TableBuilder,
 ) -> Result<Arc<FileMeta>> {
-    fs::pause(&*inner.fs, IoOp::Sync).await;
+    fs::pause(&*engine.fs, IoOp::Sync).await;
     let summary = builder.finish()?;
-    let file = inner
+    let file = engine
         .fs
         .open(&path, OpenMode::Read)
         .map_err(|e| Error::io(&path, e))?;
-    let table = Table::open(file, path, number, summary.file_size, inner.cache.clone())?;
+    let table = Table::open(file, path, number, summary.file_size, engine.cache.clone())?;
     let desc = FileDesc {
         level,
         number,
@@ -204,7 +213,7 @@ async fn finish_table(
         smallest_seq: summary.smallest_seq,
         largest_seq: summary.largest_seq,
     };
-    Ok(FileMeta::new(desc, table, inner.graveyard.clone()))
+    Ok(FileMeta::new(desc, table, engine.graveyard.clone()))
 }
 
 /// One planned compaction.
@@ -216,18 +225,18 @@ struct Compaction {
     version: Arc<Version>,
 }
 
-fn level_target_bytes(inner: &Inner, level: usize) -> u64 {
-    let mut t = inner.opts.level_base_bytes;
+fn level_target_bytes(engine: &Engine, level: usize) -> u64 {
+    let mut t = engine.opts.level_base_bytes;
     for _ in 1..level {
-        t = t.saturating_mul(inner.opts.level_size_multiplier);
+        t = t.saturating_mul(engine.opts.level_size_multiplier);
     }
     t
 }
 
-fn pick(inner: &Inner, force_l0: bool) -> Option<Compaction> {
-    let version = lock(&inner.state).version.clone();
+fn pick(engine: &Engine, force_l0: bool) -> Option<Compaction> {
+    let version = lock(&engine.writer_view).version.clone();
     let l0 = &version.levels[0];
-    if !l0.is_empty() && (force_l0 || l0.len() as u64 >= inner.opts.l0_compaction_trigger) {
+    if !l0.is_empty() && (force_l0 || l0.len() as u64 >= engine.opts.l0_compaction_trigger) {
         let inputs: Vec<_> = l0.clone();
         let lo = inputs
             .iter()
@@ -247,14 +256,14 @@ fn pick(inner: &Inner, force_l0: bool) -> Option<Compaction> {
     }
     let mut best: Option<(f64, usize)> = None;
     for level in 1..LEVELS - 1 {
-        let score = version.level_bytes(level) as f64 / level_target_bytes(inner, level) as f64;
+        let score = version.level_bytes(level) as f64 / level_target_bytes(engine, level) as f64;
         if score >= 1.0 && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, level));
         }
     }
     let (_, level) = best?;
     let files = &version.levels[level];
-    let pointer = lock(&inner.compact_pointers)[level].clone();
+    let pointer = lock(&engine.compact_pointers)[level].clone();
     let f = files
         .iter()
         .find(|f| pointer.is_empty() || f.desc.smallest_user() > pointer.as_slice())
@@ -270,29 +279,29 @@ fn pick(inner: &Inner, force_l0: bool) -> Option<Compaction> {
 }
 
 /// Runs compactions while any is due, whenever woken.
-pub(crate) async fn compaction_worker(inner: Arc<Inner>) {
+pub(crate) async fn compaction_worker(engine: Arc<Engine>) {
     loop {
-        if inner.shutdown.load(Ordering::SeqCst) {
+        if engine.shutdown.load(Ordering::SeqCst) {
             return;
         }
-        while !inner.shutdown.load(Ordering::SeqCst) && inner.stopped_error().is_none() {
-            match run_one(&inner, false).await {
+        while !engine.shutdown.load(Ordering::SeqCst) && engine.stopped_error().is_none() {
+            match run_one(&engine, false).await {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
-                    inner.stop_writes("compaction", &e);
+                    engine.stop_writes("compaction", &e);
                     break;
                 }
             }
         }
-        inner.compaction_wanted.notified().await;
+        engine.compaction_wanted.notified().await;
     }
 }
 
 /// Compacts L0 away and every level down to its target.
-pub(crate) async fn compact_all(inner: &Arc<Inner>) -> Result<()> {
-    while run_one(inner, true).await? {
-        if let Some(e) = inner.stopped_error() {
+pub(crate) async fn compact_all(engine: &Arc<Engine>) -> Result<()> {
+    while run_one(engine, true).await? {
+        if let Some(e) = engine.stopped_error() {
             return Err(e);
         }
     }
@@ -300,18 +309,54 @@ pub(crate) async fn compact_all(inner: &Arc<Inner>) -> Result<()> {
 }
 
 /// Picks and runs one compaction; false if none was due.
-async fn run_one(inner: &Arc<Inner>, force_l0: bool) -> Result<bool> {
-    let _running = inner.compaction_lock.lock().await;
-    let Some(c) = pick(inner, force_l0) else {
+async fn run_one(engine: &Arc<Engine>, force_l0: bool) -> Result<bool> {
+    let _running = engine.compaction_lock.lock().await;
+    let Some(c) = pick(engine, force_l0) else {
         return Ok(false);
     };
-    run(inner, c).await?;
+    run(engine, c).await?;
     Ok(true)
 }
 
-async fn run(inner: &Arc<Inner>, c: Compaction) -> Result<()> {
-    let out_level = c.level + 1;
+/// Runs compaction `c` in a `compaction` span that records, when it is
+/// done, the tables and bytes written and how long it took.
+async fn run(engine: &Arc<Engine>, c: Compaction) -> Result<()> {
     let bytes_in: u64 = c.inputs.iter().chain(&c.next).map(|f| f.desc.size).sum();
+    let span = tracing::debug_span!(
+        "compaction",
+        level = c.level,
+        files_in = c.inputs.len() + c.next.len(),
+        bytes_in,
+        files_out = tracing::field::Empty,
+        bytes_out = tracing::field::Empty,
+        duration_us = tracing::field::Empty,
+    );
+    in_span_recording_output(span, merge_into_next_level(engine, c, bytes_in)).await
+}
+
+/// Runs `work` (a flush or a compaction) in `span`, then records on the
+/// span's `files_out`, `bytes_out` and `duration_us` fields what it wrote
+/// and how long it took (`tokio::time`, so simulated under the simulator).
+pub(crate) async fn in_span_recording_output(
+    span: tracing::Span,
+    work: impl std::future::Future<Output = Result<TablesWritten>>,
+) -> Result<()> {
+    let started = tokio::time::Instant::now();
+    let out = work.instrument(span.clone()).await?;
+    span.record("files_out", out.files);
+    span.record("bytes_out", out.bytes);
+    span.record("duration_us", started.elapsed().as_micros() as u64);
+    Ok(())
+}
+
+/// Merges the inputs of `c` into the next level (or moves a lone file
+/// down); returns the tables and bytes written.
+async fn merge_into_next_level(
+    engine: &Arc<Engine>,
+    c: Compaction,
+    bytes_in: u64,
+) -> Result<TablesWritten> {
+    let out_level = c.level + 1;
     let mut edit = VersionEdit::default();
     for f in c.inputs.iter().chain(&c.next) {
         edit.deleted.push((f.desc.level, f.desc.number));
@@ -322,7 +367,7 @@ async fn run(inner: &Arc<Inner>, c: Compaction) -> Result<()> {
         .map(|f| f.desc.largest_user().to_vec())
         .max()
     {
-        lock(&inner.compact_pointers)[c.level] = last;
+        lock(&engine.compact_pointers)[c.level] = last;
     }
     let added = if c.level > 0 && c.inputs.len() == 1 && c.next.is_empty() {
         // Trivial move: nothing to merge with, so the file changes level only.
@@ -332,7 +377,7 @@ async fn run(inner: &Arc<Inner>, c: Compaction) -> Result<()> {
         vec![FileMeta::new(
             desc,
             f.table.clone(),
-            inner.graveyard.clone(),
+            engine.graveyard.clone(),
         )]
     } else {
         let children: Vec<Box<dyn InternalIterator>> = c
@@ -349,35 +394,39 @@ async fn run(inner: &Arc<Inner>, c: Compaction) -> Result<()> {
                 .all(|l| l.iter().all(|f| !f.desc.overlaps(ukey, ukey)))
         };
         let mut filter = EntryFilter::new(
-            inner.oldest_snapshot(),
-            // The horizon in replicated mode: see `Inner::expiry_drop_ms`.
-            inner.expiry_drop_ms(),
+            engine.oldest_snapshot(),
+            // The horizon in replicated mode: see `Engine::expiry_drop_ms`.
+            engine.expiry_drop_ms(),
             Some(Box::new(is_base)),
         );
         write_tables(
-            inner,
+            engine,
             out_level as u32,
             &mut merged,
             &mut filter,
-            Some(inner.opts.table_target_bytes),
+            Some(engine.opts.table_target_bytes),
         )
         .await?
     };
     let bytes_out: u64 = added.iter().map(|f| f.desc.size).sum();
+    let files_out = added.len() as u64;
     edit.added = added.iter().map(|f| f.desc.clone()).collect();
     let moved = c.level > 0 && c.inputs.len() == 1 && c.next.is_empty();
-    log_and_apply(inner, edit, added, Memtables::Keep).await?;
+    engine.log_and_apply(edit, added, Memtables::Keep).await?;
     if !moved {
         for f in c.inputs.iter().chain(&c.next) {
             f.mark_obsolete();
         }
     }
-    add(&inner.stats.compactions, 1);
-    add(&inner.stats.compaction_bytes_in, bytes_in);
-    add(&inner.stats.compaction_bytes_out, bytes_out);
+    add(&engine.stats.compactions, 1);
+    add(&engine.stats.compaction_bytes_in, bytes_in);
+    add(&engine.stats.compaction_bytes_out, bytes_out);
     tracing::debug!(level = c.level, bytes_in, bytes_out, "compaction done");
     drop(c);
-    inner.collect_garbage();
-    inner.state_changed.notify_waiters();
-    Ok(())
+    engine.collect_garbage();
+    engine.state_changed.notify_waiters();
+    Ok(TablesWritten {
+        files: files_out,
+        bytes: bytes_out,
+    })
 }

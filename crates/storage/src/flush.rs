@@ -1,41 +1,44 @@
 //! Memtable flush: the oldest frozen memtable becomes an L0 SSTable, the
-//! manifest records it, and the WAL segments it covered are deleted.
+//! manifest records it, and the WAL segments it covered are deleted. Each
+//! flush runs in a `flush` span recording its size in and out and its
+//! duration.
 
-use crate::compaction::{write_tables, EntryFilter};
-use crate::db::{lock, Inner};
+use crate::compaction::{in_span_recording_output, write_tables, EntryFilter, TablesWritten};
+use crate::engine::{Engine, Memtables};
 use crate::error::Result;
-use crate::manifest::{log_and_apply, Memtables};
+use crate::lock::lock;
+use crate::memtable::MemTable;
 use crate::stats::add;
 use crate::version::VersionEdit;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Flushes frozen memtables whenever woken, oldest first.
-pub(crate) async fn flush_worker(inner: Arc<Inner>) {
+pub(crate) async fn flush_worker(engine: Arc<Engine>) {
     loop {
-        if inner.shutdown.load(Ordering::SeqCst) {
+        if engine.shutdown.load(Ordering::SeqCst) {
             return;
         }
-        while !inner.shutdown.load(Ordering::SeqCst) && inner.stopped_error().is_none() {
-            if lock(&inner.state).imms.is_empty() {
+        while !engine.shutdown.load(Ordering::SeqCst) && engine.stopped_error().is_none() {
+            if lock(&engine.writer_view).imms.is_empty() {
                 break;
             }
-            if let Err(e) = flush_oldest(&inner).await {
-                inner.stop_writes("memtable flush", &e);
+            if let Err(e) = flush_oldest(&engine).await {
+                engine.stop_writes("memtable flush", &e);
                 break;
             }
         }
-        inner.flush_wanted.notified().await;
+        engine.flush_wanted.notified().await;
     }
 }
 
 /// Flushes the oldest frozen memtable to an L0 table.
-pub(crate) async fn flush_oldest(inner: &Arc<Inner>) -> Result<()> {
+pub(crate) async fn flush_oldest(engine: &Arc<Engine>) -> Result<()> {
     // A snapshot install holds this lock to replace the memtables, so a
     // flush never records a memtable the install already dropped.
-    let _flushing = inner.flush_lock.lock().await;
+    let _flushing = engine.flush_lock.lock().await;
     let (imm, next_segment) = {
-        let st = lock(&inner.state);
+        let st = lock(&engine.writer_view);
         let Some(imm) = st.imms.front().cloned() else {
             return Ok(());
         };
@@ -45,44 +48,70 @@ pub(crate) async fn flush_oldest(inner: &Arc<Inner>) -> Result<()> {
             .map_or(st.mem.first_wal_segment, |m| m.first_wal_segment);
         (imm, next)
     };
+    let span = tracing::debug_span!(
+        "flush",
+        entries_in = imm.len(),
+        bytes_in = imm.approx_bytes(),
+        files_out = tracing::field::Empty,
+        bytes_out = tracing::field::Empty,
+        duration_us = tracing::field::Empty,
+    );
+    in_span_recording_output(span, write_and_record(engine, imm, next_segment)).await
+}
+
+/// Writes `imm` to L0 tables, records them (and the WAL segments no longer
+/// needed, from `next_segment` on) in the manifest, and deletes those
+/// segments; returns the tables and bytes written.
+async fn write_and_record(
+    engine: &Arc<Engine>,
+    imm: Arc<MemTable>,
+    next_segment: u64,
+) -> Result<TablesWritten> {
     if crate::planted::active(crate::planted::PlantedBug::TruncateWalBeforeFlushDurable)
-        && inner.opts.wal
+        && engine.opts.wal
     {
-        if let Some(w) = lock(&inner.wal).as_mut() {
+        if let Some(w) = lock(&engine.wal).as_mut() {
             w.remove_segments_below(next_segment)?;
         }
     }
     let mut added = Vec::new();
     if !imm.is_empty() {
-        let mut filter = EntryFilter::new(inner.oldest_snapshot(), inner.expiry_drop_ms(), None);
+        let mut filter = EntryFilter::new(engine.oldest_snapshot(), engine.expiry_drop_ms(), None);
         let mut iter = imm.iter();
-        let outputs = write_tables(inner, 0, &mut iter, &mut filter, None).await?;
+        let outputs = write_tables(engine, 0, &mut iter, &mut filter, None).await?;
         for f in &outputs {
-            add(&inner.stats.flush_bytes, f.desc.size);
+            add(&engine.stats.flush_bytes, f.desc.size);
         }
         added = outputs;
     }
-    if let Some(barrier) = &inner.opts.flush_barrier {
+    let files_out = added.len() as u64;
+    let bytes_out: u64 = added.iter().map(|f| f.desc.size).sum();
+    if let Some(barrier) = &engine.opts.flush_barrier {
         barrier
             .before_flush()
             .await
-            .map_err(|e| crate::error::Error::io(&inner.dir, e))?;
+            .map_err(|e| crate::error::Error::io(&engine.dir, e))?;
     }
     let edit = VersionEdit {
         added: added.iter().map(|f| f.desc.clone()).collect(),
         flushed_seq: (imm.max_seq() > 0).then(|| imm.max_seq()),
-        wal_min_segment: inner.opts.wal.then_some(next_segment),
+        wal_min_segment: engine.opts.wal.then_some(next_segment),
         applied_marker: imm.applied_marker(),
         ..VersionEdit::default()
     };
-    log_and_apply(inner, edit, added, Memtables::PopFlushed).await?;
-    add(&inner.stats.flushes, 1);
-    if inner.opts.wal {
-        let mut g = lock(&inner.wal);
+    engine
+        .log_and_apply(edit, added, Memtables::PopFlushed)
+        .await?;
+    add(&engine.stats.flushes, 1);
+    if engine.opts.wal {
+        let mut g = lock(&engine.wal);
         if let Some(w) = g.as_mut() {
             w.remove_segments_below(next_segment)?;
         }
     }
-    inner.compaction_wanted.notify_one();
-    Ok(())
+    engine.compaction_wanted.notify_one();
+    Ok(TablesWritten {
+        files: files_out,
+        bytes: bytes_out,
+    })
 }

@@ -7,9 +7,13 @@
 //! [`MANIFEST_BYTES_MAX`] is replaced the same way. An edit takes effect
 //! only after its record is fsynced (and, when it adds tables, after the
 //! directory holding them is fsynced).
+//!
+//! This module makes an edit durable (encode, write, fsync) and keeps the
+//! values the manifest records; installing the new version for readers is
+//! the engine's ([`crate::engine::Engine::log_and_apply`]).
 
-use crate::db::{lock, table_path, Inner};
 use crate::error::{Error, Result};
+use crate::filename::{self, current_path, current_temp_path, manifest_file_name, table_path};
 use crate::fs::{self, DynFs, FileSystem, IoOp, OpenMode};
 use crate::key::SeqNo;
 use crate::table::{BlockCache, Table};
@@ -18,7 +22,6 @@ use crate::wal::{read_log, LogFile};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// Magic bytes at the start of every manifest file.
@@ -37,10 +40,6 @@ pub(crate) struct Recovered {
     pub applied_marker: Option<Vec<u8>>,
 }
 
-fn manifest_name(number: u64) -> String {
-    format!("MANIFEST-{number:06}")
-}
-
 /// Reads CURRENT and the manifest it names, and opens every live table.
 pub(crate) fn recover(
     fs: &dyn FileSystem,
@@ -48,7 +47,7 @@ pub(crate) fn recover(
     cache: &Arc<BlockCache>,
     graveyard: &Arc<Mutex<Vec<u64>>>,
 ) -> Result<Recovered> {
-    let current = dir.join("CURRENT");
+    let current = current_path(dir);
     if !fs.exists(&current).map_err(|e| Error::io(&current, e))? {
         // A new engine (or one whose first open died before CURRENT was
         // switched in, when nothing else was written yet).
@@ -62,9 +61,7 @@ pub(crate) fn recover(
     let name = std::str::from_utf8(&text)
         .ok()
         .and_then(|t| t.strip_suffix('\n'))
-        .filter(|n| {
-            n.starts_with("MANIFEST-") && n.len() > 9 && n[9..].bytes().all(|b| b.is_ascii_digit())
-        })
+        .filter(|n| filename::is_valid_manifest_name(n))
         .ok_or_else(|| Error::corruption(&current, 0, "CURRENT does not name a manifest"))?
         .to_string();
     let path = dir.join(&name);
@@ -179,9 +176,71 @@ impl VersionSet {
         self.flushed_seq
     }
 
+    /// Makes `edit` durable: the directory entries of the tables it adds
+    /// first, then its record (written and fsynced), then the engine-wide
+    /// values it carries are folded into this set.
+    pub(crate) async fn log_edit(&mut self, edit: &VersionEdit) -> Result<()> {
+        if !edit.added.is_empty() {
+            // New tables' directory entries must be durable before the manifest
+            // refers to them.
+            fs::pause(&*self.fs, IoOp::SyncDir).await;
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io(&self.dir, e))?;
+        }
+        let record = edit.encode();
+        debug_assert_decodes_to(&record, edit);
+        self.log.add_record(&record)?;
+        self.log.write_pending()?;
+        fs::pause(&*self.fs, IoOp::Sync).await;
+        self.log.sync()?;
+        if let Some(s) = edit.flushed_seq {
+            self.flushed_seq = self.flushed_seq.max(s);
+        }
+        if let Some(s) = edit.wal_min_segment {
+            self.wal_min_segment = self.wal_min_segment.max(s);
+        }
+        if edit.applied_marker.is_some() {
+            self.applied_marker = edit.applied_marker.clone();
+        }
+        Ok(())
+    }
+
+    /// True once the manifest has grown past [`MANIFEST_BYTES_MAX`].
+    pub(crate) fn wants_new_manifest(&self) -> bool {
+        self.log.len() > MANIFEST_BYTES_MAX
+    }
+
+    /// Replaces the manifest with a new one, `number`, holding `version`
+    /// and this set's values, and removes the old one.
+    pub(crate) async fn start_new_manifest(
+        &mut self,
+        number: u64,
+        next_file_number: u64,
+        last_seq: SeqNo,
+        version: &Version,
+    ) -> Result<()> {
+        let r = Recovered {
+            version: Version::default(),
+            next_file_number,
+            last_seq,
+            flushed_seq: self.flushed_seq,
+            wal_min_segment: self.wal_min_segment,
+            applied_marker: self.applied_marker.clone(),
+        };
+        let first = snapshot_edit(&r, version, r.next_file_number);
+        let old = self.dir.join(self.manifest_name());
+        self.log = start_manifest(&self.fs, &self.dir, number, &first).await?;
+        self.number = number;
+        if let Err(e) = self.fs.remove_file(&old) {
+            tracing::warn!(path = %old.display(), error = %e, "could not remove the old manifest");
+        }
+        Ok(())
+    }
+
     /// The file name of the live manifest.
     pub(crate) fn manifest_name(&self) -> String {
-        manifest_name(self.number)
+        manifest_file_name(self.number)
     }
 }
 
@@ -206,15 +265,17 @@ async fn start_manifest(
     number: u64,
     first: &VersionEdit,
 ) -> Result<LogFile> {
-    let path = dir.join(manifest_name(number));
+    let path = dir.join(manifest_file_name(number));
     let mut log = LogFile::create(fs.clone(), &path, MANIFEST_MAGIC, number, 0)?;
-    log.add_record(&first.encode())?;
+    let record = first.encode();
+    debug_assert_decodes_to(&record, first);
+    log.add_record(&record)?;
     log.write_pending()?;
     fs::pause(&**fs, IoOp::Sync).await;
     log.sync()?;
-    let tmp = dir.join("CURRENT.tmp");
-    let current = dir.join("CURRENT");
-    let contents = format!("{}\n", manifest_name(number));
+    let tmp = current_temp_path(dir);
+    let current = current_path(dir);
+    let contents = format!("{}\n", manifest_file_name(number));
     if crate::planted::active(crate::planted::PlantedBug::SkipManifestDirSync) {
         let f = fs
             .open(&tmp, OpenMode::CreateTruncate)
@@ -234,85 +295,14 @@ async fn start_manifest(
     Ok(log)
 }
 
-/// What an edit does to the memtables when it takes effect.
-pub(crate) enum Memtables {
-    /// Nothing (compaction).
-    Keep,
-    /// The oldest frozen memtable is now in a table (flush).
-    PopFlushed,
-    /// Every memtable goes; `0` becomes the active one (snapshot install:
-    /// the new tables replace everything).
-    Replace(Arc<crate::memtable::MemTable>),
-}
-
-/// Records `edit` durably in the manifest, then installs the new version
-/// (and changes the memtables as `mems` says) for readers, in one step.
-pub(crate) async fn log_and_apply(
-    inner: &Arc<Inner>,
-    mut edit: VersionEdit,
-    added: Vec<Arc<FileMeta>>,
-    mems: Memtables,
-) -> Result<()> {
-    let mut vs = inner.versions.lock().await;
-    edit.next_file_number = Some(inner.next_file_number.load(Ordering::SeqCst));
-    edit.last_seq = Some(inner.visible_seq.load(Ordering::Acquire));
-    if !edit.added.is_empty() {
-        // New tables' directory entries must be durable before the manifest
-        // refers to them.
-        fs::pause(&*vs.fs, IoOp::SyncDir).await;
-        vs.fs.sync_dir(&vs.dir).map_err(|e| Error::io(&vs.dir, e))?;
-    }
-    vs.log.add_record(&edit.encode())?;
-    vs.log.write_pending()?;
-    fs::pause(&*vs.fs, IoOp::Sync).await;
-    vs.log.sync()?;
-    if let Some(s) = edit.flushed_seq {
-        vs.flushed_seq = vs.flushed_seq.max(s);
-    }
-    if let Some(s) = edit.wal_min_segment {
-        vs.wal_min_segment = vs.wal_min_segment.max(s);
-    }
-    if edit.applied_marker.is_some() {
-        vs.applied_marker = edit.applied_marker.clone();
-    }
-    let version = {
-        let mut st = lock(&inner.state);
-        st.version = Arc::new(st.version.apply(&edit.deleted, added));
-        match mems {
-            Memtables::Keep => {}
-            Memtables::PopFlushed => {
-                st.imms.pop_front();
-            }
-            Memtables::Replace(mem) => {
-                st.mem = mem;
-                st.imms.clear();
-            }
-        }
+/// The write side of the pair with `recover`'s decode: a record must read
+/// back as the edit it was encoded from (debug builds only).
+fn debug_assert_decodes_to(record: &[u8], edit: &VersionEdit) {
+    if cfg!(debug_assertions) {
+        let decoded = VersionEdit::decode(record, Path::new("<encoded edit>"), 0);
         debug_assert!(
-            st.version.check_invariants().is_ok(),
-            "{:?}",
-            st.version.check_invariants()
+            decoded.as_ref().is_ok_and(|d| d == edit),
+            "a manifest edit does not decode to itself: {decoded:?} vs {edit:?}"
         );
-        inner.install_super_version(&st);
-        st.version.clone()
-    };
-    if vs.log.len() > MANIFEST_BYTES_MAX {
-        let number = inner.next_file_number.fetch_add(1, Ordering::SeqCst);
-        let r = Recovered {
-            version: Version::default(),
-            next_file_number: inner.next_file_number.load(Ordering::SeqCst),
-            last_seq: inner.visible_seq.load(Ordering::Acquire),
-            flushed_seq: vs.flushed_seq,
-            wal_min_segment: vs.wal_min_segment,
-            applied_marker: vs.applied_marker.clone(),
-        };
-        let first = snapshot_edit(&r, &version, r.next_file_number);
-        let old = vs.dir.join(vs.manifest_name());
-        vs.log = start_manifest(&vs.fs, &vs.dir, number, &first).await?;
-        vs.number = number;
-        if let Err(e) = vs.fs.remove_file(&old) {
-            tracing::warn!(path = %old.display(), error = %e, "could not remove the old manifest");
-        }
     }
-    Ok(())
 }

@@ -133,6 +133,21 @@ impl MemTable {
         self.max_seq.fetch_max(seq, AtomicOrdering::Relaxed);
     }
 
+    /// Inserts `entries` in key order, draining the vector. Every entry has
+    /// its own sequence number and readers see none of them before the
+    /// caller publishes the new visible sequence, so insertion order is
+    /// free; sorted insertion keeps consecutive skiplist searches on warm
+    /// cache lines, several times cheaper than random order for large
+    /// groups and for recovery.
+    pub(crate) fn insert_sorted(&self, entries: &mut Vec<(MemKey, SeqNo)>) {
+        if entries.len() > 8 {
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        for (k, seq) in entries.drain(..) {
+            self.insert(k, seq);
+        }
+    }
+
     /// The first entry at or after `lookup` (an internal key), if its user
     /// key is the same as the lookup's.
     pub fn get(&self, lookup: &[u8]) -> Option<MemKey> {
@@ -198,11 +213,11 @@ impl MemTable {
 }
 
 /// Entries an iterator copies out of the skiplist per search.
-const ITER_BATCH: usize = 64;
+const ITER_BATCH_ENTRIES_MAX: usize = 64;
 
 /// Iterates a memtable. It holds entries by value (cheap handle clones), so
 /// it needs no borrow of the skiplist: each refill searches once from the
-/// last entry and copies out the next [`ITER_BATCH`] entries, so a full
+/// last entry and copies out the next `ITER_BATCH_ENTRIES_MAX` entries, so a full
 /// scan costs one O(log n) search per batch rather than per entry.
 #[derive(Debug)]
 pub struct MemTableIterator {
@@ -216,7 +231,7 @@ impl MemTableIterator {
         self.ahead.clear();
         let range = self.mem.map.range((from, Bound::Unbounded));
         self.ahead
-            .extend(range.take(ITER_BATCH).map(|e| e.key().clone()));
+            .extend(range.take(ITER_BATCH_ENTRIES_MAX).map(|e| e.key().clone()));
     }
 }
 

@@ -2,11 +2,12 @@
 //! tables and one concatenating iterator per deeper level, filtered to the
 //! newest visible version of each user key.
 
-use crate::db::{Inner, Snapshot, SuperVersion};
+use crate::engine::{Engine, ReadView};
 use crate::error::Result;
 use crate::iter::InternalIterator;
 use crate::key::{compare_internal, lookup_key, parse_internal_key, SeqNo, ValueKind};
 use crate::merge::MergingIterator;
+use crate::read::Snapshot;
 use crate::table::TableIterator;
 use crate::version::FileMeta;
 use bytes::Bytes;
@@ -96,17 +97,17 @@ impl InternalIterator for LevelIterator {
     }
 }
 
-/// All internal entries visible through `sv`, merged.
-pub(crate) fn merged(sv: &SuperVersion) -> MergingIterator {
+/// All internal entries visible through `view`, merged.
+pub(crate) fn merged(view: &ReadView) -> MergingIterator {
     let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
-    children.push(Box::new(sv.mem.iter()));
-    for m in &sv.imms {
+    children.push(Box::new(view.mem.iter()));
+    for m in &view.imms {
         children.push(Box::new(m.iter()));
     }
-    for f in &sv.version.levels[0] {
+    for f in &view.version.levels[0] {
         children.push(Box::new(f.table.iter()));
     }
-    for level in &sv.version.levels[1..] {
+    for level in &view.version.levels[1..] {
         if !level.is_empty() {
             children.push(Box::new(LevelIterator::new(level.clone())));
         }
@@ -118,9 +119,9 @@ pub(crate) fn merged(sv: &SuperVersion) -> MergingIterator {
 /// snapshot. Items are owned copies; errors (a corrupt block, an I/O error)
 /// are yielded once and end the iteration.
 pub struct ScanIter {
-    inner: Arc<Inner>,
+    engine: Arc<Engine>,
     _snapshot: Snapshot,
-    _sv: Arc<SuperVersion>,
+    _view: Arc<ReadView>,
     iter: MergingIterator,
     seq: SeqNo,
     start: Bound<Vec<u8>>,
@@ -150,17 +151,17 @@ fn owned<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<Vec<u8>> {
 
 impl ScanIter {
     pub(crate) fn new<K: AsRef<[u8]>>(
-        inner: Arc<Inner>,
+        engine: Arc<Engine>,
         snapshot: Snapshot,
         range: impl RangeBounds<K>,
     ) -> Result<ScanIter> {
-        let sv = inner.super_version();
-        let iter = merged(&sv);
+        let view = engine.read_view();
+        let iter = merged(&view);
         Ok(ScanIter {
             seq: snapshot.seq(),
-            inner,
+            engine,
             _snapshot: snapshot,
-            _sv: sv,
+            _view: view,
             iter,
             start: owned(range.start_bound()),
             end: owned(range.end_bound()),
@@ -204,12 +205,12 @@ impl ScanIter {
         if !self.positioned {
             self.position()?;
         }
-        let now_ms = self.as_of_ms.unwrap_or_else(|| self.inner.read_now_ms());
+        let now_ms = self.as_of_ms.unwrap_or_else(|| self.engine.read_now_ms());
         while self.iter.valid() {
             let ikey = self.iter.key();
             let p = parse_internal_key(ikey).ok_or_else(|| {
                 crate::error::Error::corruption(
-                    &self.inner.dir,
+                    &self.engine.dir,
                     0,
                     "unparsable internal key in scan",
                 )

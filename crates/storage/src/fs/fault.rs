@@ -2,7 +2,7 @@
 //! engine's error handling: failed fsyncs, failed writes, and a full disk.
 //! (Power loss and torn writes are the simulation's job: see `sim/`.)
 
-use super::{DynFile, DynFs, FileHandle, FileSystem, IoOp, OpenMode};
+use super::seam::{DynFile, DynFs, FileHandle, FileSystem, IoOp, OpenMode};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,6 +1,6 @@
 //! The production file system: std::fs with positional I/O.
 
-use super::{DynFile, FileHandle, FileSystem, OpenMode};
+use super::seam::{DynFile, DynFs, FileHandle, FileSystem, OpenMode};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -13,7 +13,7 @@ pub struct StdFs;
 
 impl StdFs {
     /// A shareable handle.
-    pub fn shared() -> super::DynFs {
+    pub fn shared() -> DynFs {
         Arc::new(StdFs)
     }
 }

@@ -21,7 +21,7 @@
 //! bounded by what the engine leaves unsynced: the WAL between fsyncs, a
 //! table until its fsync.
 
-use super::{DynFile, DynFs, FileHandle, FileSystem, IoOp, OpenMode};
+use super::seam::{DynFile, DynFs, FileHandle, FileSystem, IoOp, OpenMode};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};

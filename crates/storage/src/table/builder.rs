@@ -217,7 +217,15 @@ impl TableBuilder {
             properties,
             version: FORMAT_VERSION,
         };
-        self.out.extend_from_slice(&footer.encode());
+        let encoded = footer.encode();
+        // The write side of the pair with `Table::open`: the footer reads
+        // back as written (debug builds only).
+        debug_assert_eq!(
+            Footer::decode(&encoded, &self.path, 0).ok(),
+            Some(footer),
+            "a table footer does not decode to itself"
+        );
+        self.out.extend_from_slice(&encoded);
         self.write_out()?;
         self.file
             .sync_data()

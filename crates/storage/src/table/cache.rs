@@ -50,7 +50,10 @@ impl Weighter<CacheKey, Arc<Block>> for BlockWeighter {
 /// (file number, block offset).
 pub type CacheKey = (u64, u64);
 
-type Inner = Cache<
+/// The map behind [`BlockCache`]: quick_cache, weighted by block size,
+/// with the deterministic key hasher above. `None` in the cache when its
+/// capacity is 0.
+type BlockMap = Cache<
     CacheKey,
     Arc<Block>,
     BlockWeighter,
@@ -60,7 +63,7 @@ type Inner = Cache<
 
 /// Caches decoded blocks for all tables of an engine.
 pub struct BlockCache {
-    inner: Option<Inner>,
+    map: Option<BlockMap>,
     capacity: u64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -88,7 +91,7 @@ impl BlockCache {
     /// A cache holding up to `capacity_bytes` of decoded blocks; 0 disables
     /// caching (every lookup misses, nothing is kept).
     pub fn new(capacity_bytes: u64) -> Arc<BlockCache> {
-        let inner = (capacity_bytes > 0).then(|| {
+        let map = (capacity_bytes > 0).then(|| {
             let shards = if capacity_bytes >= SHARDED_FROM {
                 SHARDS
             } else {
@@ -106,7 +109,7 @@ impl BlockCache {
             // Both required fields are set just above, so build cannot fail;
             // fall back to disabling the cache rather than panicking.
             builder.build().ok().map(|opts| {
-                Inner::with_options(
+                BlockMap::with_options(
                     opts,
                     BlockWeighter,
                     BuildHasherDefault::default(),
@@ -115,7 +118,7 @@ impl BlockCache {
             })
         });
         Arc::new(BlockCache {
-            inner: inner.flatten(),
+            map: map.flatten(),
             capacity: capacity_bytes,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -126,7 +129,7 @@ impl BlockCache {
     #[inline]
     pub fn get(&self, file_number: u64, offset: u64) -> Option<Arc<Block>> {
         let found = self
-            .inner
+            .map
             .as_ref()
             .and_then(|c| c.get(&(file_number, offset)));
         if found.is_some() {
@@ -139,7 +142,7 @@ impl BlockCache {
 
     /// Caches a block (a block heavier than the cache is not kept).
     pub fn insert(&self, file_number: u64, offset: u64, block: Arc<Block>) {
-        if let Some(c) = &self.inner {
+        if let Some(c) = &self.map {
             c.insert((file_number, offset), block);
         }
     }
@@ -147,7 +150,7 @@ impl BlockCache {
     /// Drops every cached block of `file_number` (optional: blocks of
     /// deleted files also age out on their own). Costs a pass over the cache.
     pub fn erase_file(&self, file_number: u64) {
-        if let Some(c) = &self.inner {
+        if let Some(c) = &self.map {
             c.retain(|&(f, _), _| f != file_number);
         }
     }
@@ -164,7 +167,7 @@ impl BlockCache {
 
     /// Decoded bytes currently cached.
     pub fn usage_bytes(&self) -> u64 {
-        self.inner.as_ref().map_or(0, |c| c.weight())
+        self.map.as_ref().map_or(0, |c| c.weight())
     }
 
     /// The configured capacity.

@@ -28,7 +28,7 @@ pub const BLOCK_TYPE_NONE: u8 = 0;
 pub const BLOCK_TYPE_SNAPPY: u8 = 1;
 
 /// Largest decoded block accepted (offsets inside a decoded block are u32).
-const MAX_DECODED_BLOCK: usize = u32::MAX as usize;
+const DECODED_BLOCK_BYTES_MAX: usize = u32::MAX as usize;
 
 /// Where a block lives in the file: `size` counts the stored (possibly
 /// compressed) bytes, without the 5-byte trailer that follows them.
@@ -202,7 +202,7 @@ pub(crate) fn read_block(file: &dyn FileHandle, path: &Path, handle: BlockHandle
     let corrupt = |reason: String| Error::corruption(path, handle.offset, reason);
     let size = usize::try_from(handle.size)
         .ok()
-        .filter(|&s| s <= MAX_DECODED_BLOCK)
+        .filter(|&s| s <= DECODED_BLOCK_BYTES_MAX)
         .ok_or_else(|| corrupt(format!("block size {} is implausible", handle.size)))?;
     let mut buf = vec![0u8; size + BLOCK_TRAILER_LEN];
     read_exact(file, path, handle.offset, &mut buf)?;
@@ -224,7 +224,7 @@ pub(crate) fn read_block(file: &dyn FileHandle, path: &Path, handle: BlockHandle
             let input = &buf[..size];
             let len = snap::raw::decompress_len(input)
                 .map_err(|e| corrupt(format!("snappy header: {e}")))?;
-            if len > MAX_DECODED_BLOCK {
+            if len > DECODED_BLOCK_BYTES_MAX {
                 return Err(corrupt(format!("snappy block claims {len} bytes")));
             }
             let mut out = vec![0u8; len];

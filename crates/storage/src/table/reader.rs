@@ -213,11 +213,6 @@ impl Table {
         Ok(Some((block.key_bytes(j), block.value_bytes(j))))
     }
 
-    #[cfg(test)]
-    pub(crate) fn index_seek_for_bench(&self, lookup: &[u8]) -> usize {
-        self.index.seek(lookup)
-    }
-
     /// A two-level iterator over the whole table (blocks it reads are cached).
     pub fn iter(self: &Arc<Self>) -> TableIterator {
         TableIterator {

@@ -25,7 +25,7 @@ pub const FILE_HEADER_LEN: usize = 24;
 pub const RECORD_HEADER_LEN: usize = 9;
 
 /// Largest stored payload: the length field is a u32.
-pub const MAX_PAYLOAD_LEN: usize = u32::MAX as usize;
+pub const PAYLOAD_BYTES_MAX: usize = u32::MAX as usize;
 
 /// Record kind: a complete record (the only kind written by version 1).
 pub const KIND_FULL: u8 = 1;
@@ -100,10 +100,10 @@ pub fn salted_hasher(salt: u64) -> Hasher {
 /// Appends one record to `dst`: header then `stored` (the payload as stored,
 /// already compressed if `compressed`). `salted` comes from
 /// [`salted_hasher`]. Allocates nothing beyond `dst`'s growth. The caller
-/// guarantees `stored.len() <= MAX_PAYLOAD_LEN`.
+/// guarantees `stored.len() <= PAYLOAD_BYTES_MAX`.
 #[inline]
 pub fn encode_record(dst: &mut Vec<u8>, salted: &Hasher, stored: &[u8], compressed: bool) {
-    debug_assert!(stored.len() <= MAX_PAYLOAD_LEN);
+    debug_assert!(stored.len() <= PAYLOAD_BYTES_MAX);
     let ty = KIND_FULL | if compressed { FLAG_SNAPPY } else { 0 };
     let mut tail = [0u8; 5];
     tail[..4].copy_from_slice(&(stored.len() as u32).to_le_bytes());
@@ -113,9 +113,17 @@ pub fn encode_record(dst: &mut Vec<u8>, salted: &Hasher, stored: &[u8], compress
     h.update(stored);
     let crc = h.finalize();
     dst.reserve(RECORD_HEADER_LEN + stored.len());
+    let start = dst.len();
     dst.extend_from_slice(&crc.to_le_bytes());
     dst.extend_from_slice(&tail);
     dst.extend_from_slice(stored);
+    // The write side of the pair with `scan_records`: the record just
+    // encoded reads back (checksum and all) with its encoded length.
+    debug_assert_eq!(
+        check_record(&dst[start..], salted).map(|(len, _)| RECORD_HEADER_LEN + len),
+        Some(dst.len() - start),
+        "a WAL record does not decode to the length it was encoded with"
+    );
 }
 
 /// Snappy compression with a reusable scratch buffer and encoder, so that
@@ -282,6 +290,9 @@ pub fn scan_records<'a>(
             ));
         }
         let enc_len = RECORD_HEADER_LEN + len;
+        // The read side of the pair with `encode_record`: the decoded
+        // record (header and stored payload) lies inside `buf`.
+        debug_assert!(off + enc_len <= buf.len());
         f(RawRecord {
             offset: off as u64,
             len: enc_len as u64,
@@ -358,7 +369,7 @@ pub fn decompress(path: &Path, offset: u64, stored: &[u8]) -> Result<Vec<u8>> {
         )
     };
     let n = snap::raw::decompress_len(stored).map_err(bad)?;
-    if n > MAX_PAYLOAD_LEN {
+    if n > PAYLOAD_BYTES_MAX {
         return Err(Error::corruption(
             path,
             offset,

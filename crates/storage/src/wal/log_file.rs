@@ -1,9 +1,9 @@
 //! A single-file log with the WAL's record format and torn-tail rules, for
 //! the manifest and other small append-only files.
 
+use super::appender::{check_payload_len, Appender, Poison};
 use super::format::{self, Compressor, FileHeader, ScanEnd, FILE_HEADER_LEN};
 use super::reader::TornTail;
-use super::writer::{check_payload_len, Appender, Poison};
 use crate::error::{Error, Result};
 use crate::fs::{self, DynFs, OpenMode};
 use bytes::Bytes;

@@ -3,7 +3,7 @@
 //! `truncate_after`).
 
 use super::format::{self, DecodedFile, FileHeader, ScanEnd, WAL_MAGIC};
-use super::{list_segments, segment_path, RecordPos};
+use super::segment::{list_segments, segment_path, RecordPos};
 use crate::error::{Error, Result};
 use crate::fs::{FileHandle, FileSystem, OpenMode};
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Segments decoded ahead of the consumer in parallel recovery.
-const PARALLEL_SEGMENTS: usize = 3;
+const READ_AHEAD_SEGMENTS_MAX: usize = 3;
 
 /// A torn tail found by recovery: the last segment holding data ends in an
 /// incomplete record (or the last segment's header was never written).
@@ -158,7 +158,7 @@ pub fn replay_with(
             let mut next = 0;
             let mut source = || {
                 let head = in_flight.pop_front();
-                while in_flight.len() < PARALLEL_SEGMENTS && next < segs.len() {
+                while in_flight.len() < READ_AHEAD_SEGMENTS_MAX && next < segs.len() {
                     let n = segs[next];
                     in_flight.push_back(s.spawn(move || load_segment(fs, dir, n)));
                     next += 1;
@@ -379,7 +379,7 @@ pub(crate) fn read_record_in(
 ) -> Result<Vec<u8>> {
     let len = usize::try_from(pos.len)
         .ok()
-        .filter(|&l| l <= format::RECORD_HEADER_LEN + format::MAX_PAYLOAD_LEN)
+        .filter(|&l| l <= format::RECORD_HEADER_LEN + format::PAYLOAD_BYTES_MAX)
         .ok_or_else(|| Error::corruption(path, pos.offset, "record length out of range"))?;
     let mut buf = vec![0u8; len];
     match file.read_exact_at(&mut buf, pos.offset) {

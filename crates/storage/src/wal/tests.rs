@@ -120,6 +120,32 @@ fn opts(segment_bytes: u64, preallocate: bool, compression: u64) -> WalOptions {
     }
 }
 
+/// A WAL (no preallocation, no compression) in a fresh directory on a
+/// [`FaultFs`]: the temporary directory (keep it alive), the WAL's
+/// directory, the file system, its fault switches and the writer.
+fn wal_on_fault_fs(
+    segment_bytes: u64,
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    DynFs,
+    Arc<crate::fs::FaultSwitches>,
+    Wal,
+) {
+    let (fs, sw) = FaultFs::new(StdFs::shared());
+    let fs: DynFs = fs;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(
+        fs.clone(),
+        &dir,
+        opts(segment_bytes, false, 0),
+        &Default::default(),
+    )
+    .unwrap();
+    (tmp, dir, fs, sw, wal)
+}
+
 /// Deterministic payloads: odd ones compressible text, even ones noise.
 fn payload(i: usize, len: usize) -> Vec<u8> {
     if i % 2 == 1 {
@@ -267,9 +293,9 @@ fn empty_payloads_round_trip() {
 
 #[test]
 fn oversized_payload_is_refused() {
-    let err = super::writer::check_payload_len(u32::MAX as usize + 1).unwrap_err();
+    let err = super::appender::check_payload_len(u32::MAX as usize + 1).unwrap_err();
     assert!(matches!(err, Error::BatchTooLarge { .. }), "{err:?}");
-    assert!(super::writer::check_payload_len(u32::MAX as usize).is_ok());
+    assert!(super::appender::check_payload_len(u32::MAX as usize).is_ok());
 }
 
 #[test]
@@ -293,17 +319,7 @@ fn writer_never_appends_into_an_existing_segment() {
 
 #[test]
 fn roll_seals_the_old_segment_and_from_segment_skips_it() {
-    let (fs, sw) = FaultFs::new(StdFs::shared());
-    let fs: DynFs = fs;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("wal");
-    let mut wal = Wal::open(
-        fs.clone(),
-        &dir,
-        opts(1 << 20, false, 0),
-        &Default::default(),
-    )
-    .unwrap();
+    let (_tmp, dir, fs, sw, mut wal) = wal_on_fault_fs(1 << 20);
     assert_eq!(wal.roll().unwrap(), 1, "an empty segment is kept");
     wal.add_record(b"one").unwrap();
     let syncs = sw.syncs.load(Ordering::SeqCst);
@@ -557,10 +573,7 @@ fn record_copied_into_another_segment_does_not_validate() {
 
 #[test]
 fn failed_fsync_poisons_the_writer() {
-    let (fs, sw) = FaultFs::new(StdFs::shared());
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("wal");
-    let mut wal = Wal::open(fs, &dir, opts(1 << 20, false, 0), &Default::default()).unwrap();
+    let (_tmp, _, _, sw, mut wal) = wal_on_fault_fs(1 << 20);
     wal.add_record(b"durable").unwrap();
     wal.sync().unwrap();
     wal.add_record(b"doomed").unwrap();
@@ -578,10 +591,7 @@ fn failed_fsync_poisons_the_writer() {
 
 #[test]
 fn failed_write_poisons_the_writer() {
-    let (fs, sw) = FaultFs::new(StdFs::shared());
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("wal");
-    let mut wal = Wal::open(fs, &dir, opts(1 << 20, false, 0), &Default::default()).unwrap();
+    let (_tmp, _, _, sw, mut wal) = wal_on_fault_fs(1 << 20);
     wal.add_record(b"x").unwrap();
     sw.fail_write.store(true, Ordering::SeqCst);
     assert!(wal.write_pending().is_err());
@@ -596,10 +606,7 @@ fn failed_write_poisons_the_writer() {
 
 #[test]
 fn failed_seal_during_roll_poisons_the_writer() {
-    let (fs, sw) = FaultFs::new(StdFs::shared());
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("wal");
-    let mut wal = Wal::open(fs, &dir, opts(256, false, 0), &Default::default()).unwrap();
+    let (_tmp, _, _, sw, mut wal) = wal_on_fault_fs(256);
     wal.add_record(&[7; 150]).unwrap();
     sw.fail_sync.store(true, Ordering::SeqCst);
     assert!(wal.add_record(&[8; 150]).is_err(), "roll must fail");
@@ -610,16 +617,7 @@ fn failed_seal_during_roll_poisons_the_writer() {
 #[test]
 fn disk_full_is_reported_as_disk_full_and_poisons() {
     // While appending.
-    let (fs, sw) = FaultFs::new(StdFs::shared());
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("wal");
-    let mut wal = Wal::open(
-        fs.clone(),
-        &dir,
-        opts(1 << 20, false, 0),
-        &Default::default(),
-    )
-    .unwrap();
+    let (tmp, dir, fs, sw, mut wal) = wal_on_fault_fs(1 << 20);
     sw.space_left_bytes.store(1000, Ordering::SeqCst);
     for i in 0..20 {
         wal.add_record(&payload(i, 100)).unwrap();
@@ -917,50 +915,6 @@ proptest! {
         let after = recover(&*fs, &dir, 0, parallel).unwrap();
         prop_assert_eq!(after.records.len(), got.len() + 1);
         prop_assert_eq!(&after.records[got.len()].1[..], b"tail");
-    }
-}
-
-// ----------------------------------------------------------- performance
-
-/// Throughput of encoding and of recovery; run with
-/// `cargo test --release -p ballast-storage --lib wal::tests::throughput -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn throughput() {
-    let fs: DynFs = Arc::new(MemFs::default());
-    let dir = PathBuf::from("/wal");
-    let rec = payload(3, 130);
-    let n = 2_000_000;
-    let mut wal = Wal::open(
-        fs.clone(),
-        &dir,
-        opts(64 << 20, false, 0),
-        &Default::default(),
-    )
-    .unwrap();
-    let t = std::time::Instant::now();
-    for i in 0..n {
-        wal.add_record(&rec).unwrap();
-        if i % 1000 == 999 {
-            wal.write_pending().unwrap();
-        }
-    }
-    wal.sync().unwrap();
-    let e = t.elapsed();
-    println!(
-        "encode: {:.2} M records/s",
-        n as f64 / e.as_secs_f64() / 1e6
-    );
-    for parallel in [false, true] {
-        let t = std::time::Instant::now();
-        let r = replay(&*fs, &dir, 0, parallel, |_, _| Ok(())).unwrap();
-        let e = t.elapsed();
-        let bytes = (r.bytes + r.records * RECORD_HEADER_LEN as u64) as f64;
-        println!(
-            "recover (parallel {parallel}): {:.0} MB/s, {:.2} M records/s",
-            bytes / e.as_secs_f64() / 1e6,
-            r.records as f64 / e.as_secs_f64() / 1e6
-        );
     }
 }
 

@@ -1,45 +1,17 @@
-//! The segment writer.
+//! The segment writer, [`Wal`]: appends records, rolls to the next segment
+//! (sealing the last one first), runs the three steps of an fsync outside
+//! the caller's guard ([`SyncTicket`]), truncates for the Raft log, and
+//! removes old segments. Limits and layout in `FORMAT-wal.md` ("Writing").
 
-use super::format::{self, Compressor, FILE_HEADER_LEN, RECORD_HEADER_LEN, WAL_MAGIC};
+use super::appender::{check_payload_len, Appender, Poison};
+use super::format::{self, Compressor, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use super::reader::{self, RecoveryReport};
-use super::{list_segments, segment_path, RecordPos, WalOptions};
+use super::segment::{list_segments, segment_path, RecordPos, WalOptions};
+use super::segment_file::{create_segment, remove_prepared_leftovers, PreparedSegment};
 use crate::error::{Error, Result};
-use crate::fs::{self, DynFile, DynFs, FileSystem, IoOp, OpenMode};
-use crc32fast::Hasher;
+use crate::fs::{self, DynFile, DynFs};
 use std::fmt;
 use std::path::{Path, PathBuf};
-
-/// Zero-fill writes are at most this large.
-const ZERO_CHUNK: usize = 1 << 20;
-
-/// The first failed durability step, after which nothing more is written.
-#[derive(Debug, Default)]
-pub(crate) struct Poison(Option<(&'static str, String)>);
-
-impl Poison {
-    /// Fails with [`Error::WritesStopped`] once poisoned.
-    pub(crate) fn check(&self) -> Result<()> {
-        match &self.0 {
-            None => Ok(()),
-            Some((op, reason)) => Err(Error::WritesStopped {
-                op,
-                reason: reason.clone(),
-            }),
-        }
-    }
-
-    /// Records the failure of `op` and passes the error on.
-    pub(crate) fn fail(&mut self, op: &'static str, err: Error) -> Error {
-        if self.0.is_none() {
-            self.0 = Some((op, err.to_string()));
-        }
-        err
-    }
-
-    pub(crate) fn is_poisoned(&self) -> bool {
-        self.0.is_some()
-    }
-}
 
 /// An fsync to run outside the WAL's guard: see [`Wal::begin_sync`].
 ///
@@ -97,202 +69,12 @@ impl SyncTicket {
     }
 }
 
-/// A segment file made ready ahead of its use by [`prepare_segment`], off
-/// whatever guards the [`Wal`]: created under a temporary name, header
-/// written, zero-filled if preallocating, fsynced. A roll renames it into
-/// place instead of creating a segment while appends wait.
-#[derive(Debug)]
-pub struct PreparedSegment {
-    number: u64,
-    tmp_path: PathBuf,
-    file: DynFile,
-}
-
-impl PreparedSegment {
-    /// The segment number it was prepared for (its header and CRC salt).
-    pub fn number(&self) -> u64 {
-        self.number
-    }
-
-    /// Removes its file (best effort: a leftover is ignored by recovery and
-    /// removed by the next [`Wal::open`]).
-    pub fn discard(self, fs: &dyn FileSystem) {
-        drop(self.file);
-        let _ = fs.remove_file(&self.tmp_path);
-    }
-}
-
-/// Suffix of a prepared segment's temporary file name: `{number:020}.{tag}.prep`.
-/// Such names are not segment names, so recovery, truncation and purge
-/// never see them.
-pub const PREPARED_SUFFIX: &str = ".prep";
-
-/// Prepares segment `number` in `dir` under a temporary name unique by
-/// `tag` (see [`PreparedSegment`]). Does the slow part of a roll (zero
-/// fill, fsync) and none of the ordering-sensitive part, so it can run
-/// while the current segment fills. The temporary name needs no directory
-/// fsync: the roll's seal fsyncs the directory after the rename.
-pub async fn prepare_segment(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    number: u64,
-    tag: u64,
-    options: &WalOptions,
-) -> Result<PreparedSegment> {
-    let tmp_path = dir.join(format!("{number:020}.{tag}{PREPARED_SUFFIX}"));
-    fs::pause(fs, IoOp::Metadata).await;
-    let file = fs
-        .open(&tmp_path, OpenMode::CreateNew)
-        .map_err(|e| Error::io(&tmp_path, e))?;
-    if let Err(e) = fill_in_steps(fs, &*file, number, options).await {
-        drop(file);
-        let _ = fs.remove_file(&tmp_path);
-        return Err(Error::io(&tmp_path, e));
-    }
-    Ok(PreparedSegment {
-        number,
-        tmp_path,
-        file,
-    })
-}
-
-/// Zero-fill bytes between two fdatasyncs of a segment being prepared, so
-/// that no single fsync holds a runtime thread for long.
-const PREPARE_SYNC_BYTES: u64 = 16 << 20;
-
-/// [`write_header_and_fill`] in steps that yield to other tasks: the zero
-/// fill of a 128 MiB segment would otherwise hold a runtime thread for the
-/// whole write and fsync.
-async fn fill_in_steps(
-    fs: &dyn FileSystem,
-    file: &dyn crate::fs::FileHandle,
-    number: u64,
-    options: &WalOptions,
-) -> std::io::Result<()> {
-    let header = format::encode_file_header(&WAL_MAGIC, number);
-    fs::pause(fs, IoOp::Write).await;
-    file.write_all_at(&header, 0)?;
-    if options.preallocate {
-        let total = options.segment_bytes;
-        let mut at = FILE_HEADER_LEN as u64;
-        let chunk = (total.saturating_sub(at)).min(ZERO_CHUNK as u64) as usize;
-        let zeros = vec![0u8; chunk];
-        let mut unsynced = 0u64;
-        while at < total {
-            let n = (total - at).min(chunk as u64) as usize;
-            fs::pause(fs, IoOp::Write).await;
-            file.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-            unsynced += n as u64;
-            if unsynced >= PREPARE_SYNC_BYTES {
-                fs::pause(fs, IoOp::Sync).await;
-                file.sync_data()?;
-                unsynced = 0;
-            }
-            tokio::task::yield_now().await;
-        }
-    }
-    fs::pause(fs, IoOp::Sync).await;
-    file.sync_data()
-}
-
 /// A roll to a prepared segment whose seal (see [`TicketKind::Seal`]) has
 /// not run yet.
 #[derive(Debug)]
 struct PendingSeal {
     prev: Option<(DynFile, PathBuf)>,
     generation: u64,
-}
-
-/// One open file being appended to: where the next byte goes, the bytes not
-/// yet handed to the OS, and how far the file is durable.
-#[derive(Debug)]
-pub(crate) struct Appender {
-    pub(crate) path: PathBuf,
-    pub(crate) file: DynFile,
-    /// The CRC salt (segment number) already absorbed.
-    pub(crate) salted: Hasher,
-    /// Bytes handed to the OS; `pending` is written at this offset.
-    pub(crate) written: u64,
-    /// Encoded records not yet written.
-    pub(crate) pending: Vec<u8>,
-    /// Bytes made durable by the last successful fsync.
-    pub(crate) synced: u64,
-    /// Records in the file (written or pending).
-    pub(crate) records: u64,
-    /// fdatasyncs this appender performed.
-    pub(crate) syncs: u64,
-}
-
-impl Appender {
-    pub(crate) fn new(path: PathBuf, file: DynFile, salt: u64, end: u64) -> Self {
-        Appender {
-            path,
-            file,
-            salted: format::salted_hasher(salt),
-            written: end,
-            pending: Vec::new(),
-            synced: end,
-            records: 0,
-            syncs: 0,
-        }
-    }
-
-    /// Offset the next record will get.
-    pub(crate) fn end(&self) -> u64 {
-        self.written + self.pending.len() as u64
-    }
-
-    /// Encodes a record (stored form already chosen) into `pending`.
-    #[inline]
-    pub(crate) fn push(&mut self, stored: &[u8], compressed: bool) -> (u64, u64) {
-        let offset = self.end();
-        format::encode_record(&mut self.pending, &self.salted, stored, compressed);
-        self.records += 1;
-        (offset, (RECORD_HEADER_LEN + stored.len()) as u64)
-    }
-
-    /// One positional write of `pending`.
-    pub(crate) fn write_pending(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        self.file
-            .write_all_at(&self.pending, self.written)
-            .map_err(|e| Error::io(&self.path, e))?;
-        self.written += self.pending.len() as u64;
-        self.pending.clear();
-        Ok(())
-    }
-
-    /// Writes `pending`, then fdatasyncs unless everything is durable already.
-    pub(crate) fn sync(&mut self) -> Result<()> {
-        self.write_pending()?;
-        if self.synced == self.written {
-            return Ok(());
-        }
-        if crate::planted::active(crate::planted::PlantedBug::SkipWalFsync) {
-            self.synced = self.written;
-            return Ok(());
-        }
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io(&self.path, e))?;
-        self.synced = self.written;
-        self.syncs += 1;
-        Ok(())
-    }
-}
-
-/// Checks the payload size limit.
-pub(crate) fn check_payload_len(len: usize) -> Result<()> {
-    if len > format::MAX_PAYLOAD_LEN {
-        return Err(Error::BatchTooLarge {
-            len,
-            max: format::MAX_PAYLOAD_LEN,
-        });
-    }
-    Ok(())
 }
 
 /// The WAL writer. See the [module docs](super) for the protocol.
@@ -556,7 +338,7 @@ impl Wal {
         Ok(())
     }
 
-    /// The segment number a [`prepare_segment`] should make ready now, if
+    /// The segment number a [`prepare_segment`](super::prepare_segment) should make ready now, if
     /// none is installed for it: the one after the current segment, once
     /// the current one is half full. (Half a segment of appends is ample
     /// time to prepare the next, and an idle or short-lived log never
@@ -812,71 +594,4 @@ impl Wal {
     pub fn options(&self) -> &WalOptions {
         &self.options
     }
-}
-
-/// Creates segment `number`: header, optional zero fill, fsync, directory
-/// fsync. On failure the partial file is removed (best effort), so that a
-/// full disk gets its space back.
-fn create_segment(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    number: u64,
-    options: &WalOptions,
-) -> Result<Appender> {
-    let path = segment_path(dir, number);
-    let file = fs
-        .open(&path, OpenMode::CreateNew)
-        .map_err(|e| Error::io(&path, e))?;
-    if let Err(e) = write_header_and_fill(&*file, number, options) {
-        drop(file);
-        let _ = fs.remove_file(&path);
-        let _ = fs.sync_dir(dir);
-        return Err(Error::io(&path, e));
-    }
-    if !crate::planted::active(crate::planted::PlantedBug::SkipSegmentDirSync) {
-        fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    Ok(Appender::new(path, file, number, FILE_HEADER_LEN as u64))
-}
-
-/// Header, optional zero fill, fdatasync: a new segment's content before
-/// any record.
-fn write_header_and_fill(
-    file: &dyn crate::fs::FileHandle,
-    number: u64,
-    options: &WalOptions,
-) -> std::io::Result<()> {
-    let header = format::encode_file_header(&WAL_MAGIC, number);
-    file.write_all_at(&header, 0)?;
-    if options.preallocate {
-        let mut at = FILE_HEADER_LEN as u64;
-        let total = options.segment_bytes;
-        let chunk = (total.saturating_sub(at)).min(ZERO_CHUNK as u64) as usize;
-        let zeros = vec![0u8; chunk];
-        while at < total {
-            let n = (total - at).min(chunk as u64) as usize;
-            file.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-        }
-    }
-    file.sync_data()
-}
-
-/// Removes prepared segments a previous writer left behind (a crash, or a
-/// store closed while one was being prepared). Their names were never
-/// segment names, so nothing refers to them.
-fn remove_prepared_leftovers(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
-    let names = fs.list_dir(dir).map_err(|e| Error::io(dir, e))?;
-    for name in names.iter().filter(|n| n.ends_with(PREPARED_SUFFIX)) {
-        let path = dir.join(name);
-        match fs.remove_file(&path) {
-            // The preparer of a store closed just before may discard its
-            // own file meanwhile.
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(&path, e));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
