@@ -136,7 +136,7 @@ async fn a_checkpoint_links_the_tables_and_outlives_compaction() {
     let now = live_tables(&db_dir);
     for t in &cp.tables {
         assert!(
-            !now.contains(&format!("{:06}.sst", t.number)),
+            !now.contains(&ballast_storage::filename::table_file_name(t.number)),
             "table {} still live after compaction",
             t.number
         );

@@ -40,7 +40,7 @@ impl SnapshotBuilder {
                 source: e,
             })?;
             files.push(SnapshotFile {
-                name: format!("{:06}.sst", t.number),
+                name: ballast_storage::filename::table_file_name(t.number),
                 level: t.level,
                 len: t.size,
                 crc32,
