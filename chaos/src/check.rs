@@ -14,6 +14,48 @@
 use ballast_history::{History, Op, Outcome, Ret, Verdict};
 use serde::Serialize;
 
+/// A span of the history just before a cluster-wide power cut in which the
+/// preset's contract lets acknowledged writes be lost (balanced: one sync
+/// interval plus one fsync; throughput: everything since the last restart).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LossWindow {
+    /// Start, nanoseconds since the workload started.
+    pub from_ns: u64,
+    /// The power cut.
+    pub to_ns: u64,
+}
+
+/// The history as the contract judges it: a write acknowledged inside a
+/// loss window may have been rolled back, so its outcome becomes unknown;
+/// a read completed inside one may have seen such a write, so it is left
+/// out. Everything else is checked as it happened. Returns the new history
+/// and how many operations were relaxed.
+pub fn allow_losses(history: &History, windows: &[LossWindow]) -> (History, usize) {
+    let mut out = History::new();
+    let mut relaxed = 0;
+    for o in history.operations() {
+        let id = out.invoke(o.client, o.key.clone(), o.op.clone(), o.invoked);
+        let inside = o
+            .completed
+            .is_some_and(|c| windows.iter().any(|w| (w.from_ns..=w.to_ns).contains(&c)));
+        let outcome = match (&o.outcome, inside) {
+            (Outcome::Ok(_), true) if o.op == Op::Read => {
+                relaxed += 1;
+                Outcome::Failed
+            }
+            (Outcome::Ok(_), true) => {
+                relaxed += 1;
+                Outcome::Unknown
+            }
+            (other, _) => other.clone(),
+        };
+        if let Some(c) = o.completed {
+            out.complete(id, outcome, c);
+        }
+    }
+    (out, relaxed)
+}
+
 /// Search steps per key before the checker gives up (a give-up fails the
 /// run: it is not a proof).
 pub const STEPS_MAX: u64 = 2_000_000;
@@ -41,6 +83,10 @@ pub struct Checks {
     pub panics: Vec<String>,
     /// Keys the final read could not read.
     pub unread_keys: usize,
+    /// Power cuts whose preset lets recent writes be lost.
+    pub loss_windows: usize,
+    /// Operations relaxed for those windows (see [`allow_losses`]).
+    pub relaxed: usize,
 }
 
 impl Checks {
@@ -211,5 +257,47 @@ pub fn outcome_text(o: &Outcome) -> String {
         Outcome::Ok(Ret::Incr(None)) => "ERR not an integer".into(),
         Outcome::Failed => "refused".into(),
         Outcome::Unknown => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write acknowledged at 100, a power cut at 150, and a final read
+    /// at 200 that does not see it.
+    fn lost_write() -> History {
+        let mut h = History::new();
+        let w = h.invoke(1, "k", Op::Write(b"v".to_vec()), 90);
+        h.complete(w, Outcome::Ok(Ret::Written), 100);
+        let r = h.invoke(1, "k", Op::Read, 120);
+        h.complete(r, Outcome::Ok(Ret::Read(Some(b"v".to_vec()))), 130);
+        let f = h.invoke(2, "k", Op::Read, 200);
+        h.complete(f, Outcome::Ok(Ret::Read(None)), 210);
+        h
+    }
+
+    #[test]
+    fn a_lost_write_fails_unless_a_loss_window_covers_it() {
+        let (violations, _) = linearizability(&lost_write());
+        assert_eq!(violations.len(), 1, "the lost write was not seen");
+
+        let window = LossWindow {
+            from_ns: 95,
+            to_ns: 150,
+        };
+        let (judged, relaxed) = allow_losses(&lost_write(), &[window]);
+        assert_eq!(relaxed, 2, "the write and the read inside the window");
+        let (violations, _) = linearizability(&judged);
+        assert!(violations.is_empty(), "{violations:?}");
+
+        // A window that ends before the write was acknowledged allows nothing.
+        let early = LossWindow {
+            from_ns: 0,
+            to_ns: 99,
+        };
+        let (judged, relaxed) = allow_losses(&lost_write(), &[early]);
+        assert_eq!(relaxed, 0);
+        assert_eq!(linearizability(&judged).0.len(), 1);
     }
 }

@@ -71,6 +71,13 @@ impl RunReport<'_> {
             if c.converged { "yes" } else { "NO" },
             c.panics.len()
         );
+        if c.loss_windows > 0 {
+            let _ = writeln!(
+                s,
+                "  the preset may lose recent writes at a power cut: {} windows, {} operations judged as unknown",
+                c.loss_windows, c.relaxed
+            );
+        }
         for f in c.failures() {
             let _ = writeln!(s, "  {f}");
         }

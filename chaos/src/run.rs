@@ -7,10 +7,10 @@
 //! node logs searched for panics, and the report written. The cluster is
 //! killed when the run ends, whatever happened.
 
-use crate::check::{self, Checks};
+use crate::check::{self, Checks, LossWindow};
 use crate::cluster::{self, Cluster, Spec};
 use crate::report::RunReport;
-use crate::scenario::{Driver, FaultEvent, Scenario};
+use crate::scenario::{Driver, Fault, FaultEvent, Scenario};
 use crate::workload::{self, Recorder, Shape};
 use anyhow::Result;
 use ballast_history::{History, Outcome};
@@ -105,7 +105,9 @@ pub fn run(
     let unread_keys =
         workload::final_reads(&format!("127.0.0.1:{}", cluster.ports(leader).client), &rec);
     let history = rec.history();
-    let (violations, gave_up) = check::linearizability(&history);
+    let windows = loss_windows(scenario, &opts.preset, &faults);
+    let (judged, relaxed) = check::allow_losses(&history, &windows);
+    let (violations, gave_up) = check::linearizability(&judged);
     let checks = Checks {
         keys: rec.keys().len(),
         operations: history.len(),
@@ -133,6 +135,8 @@ pub fn run(
         },
         panics: cluster::panics_in(&cluster.logs()),
         unread_keys,
+        loss_windows: windows.len(),
+        relaxed,
     };
     drop(cluster);
     let report = RunReport {
@@ -154,4 +158,36 @@ pub fn run(
         history,
         faults,
     })
+}
+
+/// How long before a cluster-wide power cut the balanced preset may lose
+/// acknowledged writes: its default `sync_interval_ms` (5 ms) plus one
+/// fsync, allowed 200 ms on a loaded disk.
+pub const BALANCED_LOSS_NS: u64 = 205_000_000;
+
+/// The spans in which the preset's contract lets a cluster-wide power cut
+/// lose acknowledged writes (none for durable, none for other faults).
+pub fn loss_windows(scenario: &Scenario, preset: &str, faults: &[FaultEvent]) -> Vec<LossWindow> {
+    if !scenario.power_loss
+        || !matches!(scenario.fault, Fault::KillAll { .. })
+        || preset == "durable"
+    {
+        return Vec::new();
+    }
+    let mut since_restart = 0;
+    faults
+        .iter()
+        .map(|f| {
+            let from_ns = if preset == "balanced" {
+                f.start_ns.saturating_sub(BALANCED_LOSS_NS)
+            } else {
+                since_restart
+            };
+            since_restart = f.end_ns;
+            LossWindow {
+                from_ns,
+                to_ns: f.start_ns,
+            }
+        })
+        .collect()
 }
