@@ -16,7 +16,7 @@ use serde::Serialize;
 
 /// A span of the history just before a cluster-wide power cut in which the
 /// preset's contract lets acknowledged writes be lost (balanced: one sync
-/// interval plus one fsync; throughput: everything since the last restart).
+/// interval plus one fsync).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct LossWindow {
     /// Start, nanoseconds since the workload started.
