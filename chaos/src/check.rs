@@ -21,7 +21,8 @@ use serde::Serialize;
 pub struct LossWindow {
     /// Start, nanoseconds since the workload started.
     pub from_ns: u64,
-    /// The power cut.
+    /// The restart after the power cut (operations that completed before
+    /// it came before the cut).
     pub to_ns: u64,
 }
 
@@ -87,6 +88,9 @@ pub struct Checks {
     pub loss_windows: usize,
     /// Operations relaxed for those windows (see [`allow_losses`]).
     pub relaxed: usize,
+    /// Power cuts the history was judged across, epoch by epoch (see
+    /// [`linearizability_across_cuts`]).
+    pub rollback_cuts: usize,
 }
 
 impl Checks {
@@ -183,6 +187,104 @@ pub fn linearizability(history: &History) -> (Vec<String>, Vec<String>) {
                 ));
             }
             Verdict::GaveUp { steps } => gave_up.push(format!("{key} after {steps} steps")),
+        }
+    }
+    (violations, gave_up)
+}
+
+/// Candidate start states tried per epoch, at most (the most recent first).
+pub const EPOCH_STARTS_MAX: usize = 64;
+
+/// Throughput's contract across cluster-wide power cuts, per key: the
+/// history is cut into epochs at the cuts (`cuts_ns`: the restarts; an
+/// operation invoked before one belongs to the epoch before it); each
+/// epoch must be
+/// linearizable as it happened, starting from a state that operations of
+/// earlier epochs could have left (the key absent, or a value some earlier
+/// write, CAS or INCR may have stored). That is "the cut rolls back to an
+/// earlier state, then all is normal", without a time bound; it does not
+/// check that the rollback is one prefix across keys. Returns violations
+/// and give-ups as [`linearizability`] does.
+pub fn linearizability_across_cuts(
+    history: &History,
+    cuts_ns: &[u64],
+) -> (Vec<String>, Vec<String>) {
+    use std::collections::BTreeMap;
+    let mut by_key: BTreeMap<&[u8], Vec<&ballast_history::Operation>> = BTreeMap::new();
+    for o in history.operations() {
+        by_key.entry(&o.key).or_default().push(o);
+    }
+    let epoch_of = |at: u64| cuts_ns.iter().filter(|&&c| c <= at).count();
+    let mut violations = Vec::new();
+    let mut gave_up = Vec::new();
+    for (key, ops) in by_key {
+        let name = String::from_utf8_lossy(key).into_owned();
+        // States earlier epochs may have left, most recent last.
+        let mut left: Vec<Option<Vec<u8>>> = vec![None];
+        for epoch in 0..=cuts_ns.len() {
+            let these: Vec<&ballast_history::Operation> = ops
+                .iter()
+                .copied()
+                .filter(|o| epoch_of(o.invoked) == epoch)
+                .collect();
+            if these.is_empty() {
+                continue;
+            }
+            let mut tried = 0;
+            let mut passed = false;
+            let mut out_of_steps = false;
+            let mut seen = std::collections::BTreeSet::new();
+            for start in left.iter().rev() {
+                if !seen.insert(start.clone()) {
+                    continue;
+                }
+                if tried == EPOCH_STARTS_MAX {
+                    break;
+                }
+                tried += 1;
+                match ballast_history::check_from(&these, start, STEPS_MAX / 8) {
+                    Verdict::Linearizable => {
+                        passed = true;
+                        break;
+                    }
+                    Verdict::GaveUp { .. } => out_of_steps = true,
+                    Verdict::NotLinearizable { .. } => {}
+                }
+            }
+            if !passed {
+                let what = format!("key {name} epoch {epoch}: no state left by earlier operations explains its {} operations ({tried} starts tried)", these.len());
+                if out_of_steps {
+                    gave_up.push(what);
+                } else {
+                    violations.push(what);
+                }
+            }
+            for o in &these {
+                match (&o.op, &o.outcome) {
+                    (_, Outcome::Failed) => {}
+                    (Op::Write(v), _) => left.push(Some(v.clone())),
+                    (Op::Cas { new, .. }, _) => left.push(Some(new.clone())),
+                    (Op::Delete, _) => left.push(None),
+                    (Op::Incr(_), Outcome::Ok(Ret::Incr(Some(n)))) => {
+                        left.push(Some(n.to_string().into_bytes()))
+                    }
+                    (Op::Incr(d), Outcome::Unknown) => {
+                        // It may have added to whatever integer was there.
+                        let more: Vec<Option<Vec<u8>>> = left
+                            .iter()
+                            .filter_map(|s| {
+                                let n: i64 = match s {
+                                    None => 0,
+                                    Some(v) => std::str::from_utf8(v).ok()?.parse().ok()?,
+                                };
+                                Some(Some(n.checked_add(*d)?.to_string().into_bytes()))
+                            })
+                            .collect();
+                        left.extend(more);
+                    }
+                    _ => {}
+                }
+            }
         }
     }
     (violations, gave_up)
@@ -299,5 +401,37 @@ mod tests {
         let (judged, relaxed) = allow_losses(&lost_write(), &[early]);
         assert_eq!(relaxed, 0);
         assert_eq!(linearizability(&judged).0.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    use super::*;
+
+    #[test]
+    fn a_rollback_to_an_earlier_value_passes_and_an_invented_value_fails() {
+        // SET a, SET b, power cut at 100, then a read of a: a rollback.
+        let mut h = History::new();
+        for (at, v) in [(10, "a"), (20, "b")] {
+            let id = h.invoke(1, "k", Op::Write(v.as_bytes().to_vec()), at);
+            h.complete(id, Outcome::Ok(Ret::Written), at + 1);
+        }
+        let r = h.invoke(2, "k", Op::Read, 200);
+        h.complete(r, Outcome::Ok(Ret::Read(Some(b"a".to_vec()))), 201);
+        assert_eq!(
+            linearizability(&h).0.len(),
+            1,
+            "as one history it is a lost write"
+        );
+        let (violations, gave_up) = linearizability_across_cuts(&h, &[100]);
+        assert!(
+            violations.is_empty() && gave_up.is_empty(),
+            "{violations:?}"
+        );
+
+        let r = h.invoke(2, "k", Op::Read, 300);
+        h.complete(r, Outcome::Ok(Ret::Read(Some(b"z".to_vec()))), 301);
+        let (violations, _) = linearizability_across_cuts(&h, &[100]);
+        assert_eq!(violations.len(), 1, "a value nobody wrote");
     }
 }

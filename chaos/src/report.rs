@@ -78,6 +78,13 @@ impl RunReport<'_> {
                 c.loss_windows, c.relaxed
             );
         }
+        if c.rollback_cuts > 0 {
+            let _ = writeln!(
+                s,
+                "  the preset may roll back to an earlier state at a power cut: judged per epoch between {} cuts",
+                c.rollback_cuts
+            );
+        }
         for f in c.failures() {
             let _ = writeln!(s, "  {f}");
         }

@@ -32,4 +32,4 @@ pub mod wgl;
 
 pub use history::{History, OpId, Operation, Outcome};
 pub use model::{Op, Register, Ret, Value};
-pub use wgl::{KeyVerdict, Report, Verdict};
+pub use wgl::{check_from, KeyVerdict, Report, Verdict};

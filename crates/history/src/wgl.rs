@@ -178,8 +178,15 @@ impl Bits {
     }
 }
 
-/// Checks one key's operations (all on the same key).
+/// Checks one key's operations (all on the same key), the key absent at
+/// the start.
 pub fn check(ops: &[&Operation], steps_max: u64) -> Verdict {
+    check_from(ops, &None, steps_max)
+}
+
+/// Checks one key's operations starting from `initial` (for a history cut
+/// into epochs, where each epoch starts from a state an earlier one left).
+pub fn check_from(ops: &[&Operation], initial: &Register, steps_max: u64) -> Verdict {
     let items: Vec<Item> = ops
         .iter()
         .filter_map(|o| match &o.outcome {
@@ -242,7 +249,7 @@ pub fn check(ops: &[&Operation], steps_max: u64) -> Verdict {
     let mut linearized = Bits::new(items.len());
     let mut seen: HashSet<(Bits, Register)> = HashSet::new();
     let mut stack: Vec<(usize, Register)> = Vec::new();
-    let mut state: Register = None;
+    let mut state: Register = initial.clone();
     let mut deepest: (Vec<OpId>, OpId) = (Vec::new(), NONE);
     let mut node = list.next[HEAD];
     let mut steps = 0u64;

@@ -544,3 +544,31 @@ fn brute_force_mix_has_both_answers() {
     }
     assert!(yes > 100 && no > 100, "passing {yes}, failing {no}");
 }
+
+#[test]
+fn a_history_can_start_from_a_given_state() {
+    use ballast_history::check_from;
+    let mut h = History::new();
+    op(
+        &mut h,
+        1,
+        0,
+        1,
+        Op::Read,
+        Outcome::Ok(Ret::Read(Some(v("a")))),
+    );
+    op(&mut h, 1, 2, 3, Op::Incr(1), Outcome::Ok(Ret::Incr(None)));
+    let ops: Vec<_> = h.operations().iter().collect();
+    assert!(matches!(
+        check_from(&ops, &None, STEPS),
+        Verdict::NotLinearizable { .. }
+    ));
+    assert_eq!(
+        check_from(&ops, &Some(v("a")), STEPS),
+        Verdict::Linearizable
+    );
+    assert!(matches!(
+        check_from(&ops, &Some(v("b")), STEPS),
+        Verdict::NotLinearizable { .. }
+    ));
+}
