@@ -131,12 +131,7 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::List => {
             for s in STANDARD {
-                println!(
-                    "{:<22} {:<36} presets: {}",
-                    s.name,
-                    s.about,
-                    s.presets.join(", ")
-                );
+                println!("{:<22} {:<64} {}", s.name, s.about, s.presets.join(", "));
             }
             Ok(())
         }
