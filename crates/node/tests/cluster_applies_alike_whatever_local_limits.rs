@@ -105,14 +105,9 @@ async fn write_big_values(planted: Planted) -> BTreeMap<NodeId, (Vec<Option<Byte
     assert!(err.to_string().contains("value_bytes_max"), "{err}");
 
     let target = n1.status().applied_index;
+    cluster.all_applied(target).await;
     let mut out = BTreeMap::new();
     for (id, node) in &cluster.nodes {
-        eventually(
-            &format!("node {id} applies everything"),
-            DEADLINE,
-            || async { (node.status().applied_index >= target).then_some(()) },
-        )
-        .await;
         let keys: Vec<Bytes> = (0..WRITES).map(|i| Bytes::from(key(i))).collect();
         let values = node
             .get_many(keys, Consistency::Stale)

@@ -106,32 +106,12 @@ async fn hashes_after_restart_and_snapshot(planted: Planted) -> BTreeMap<NodeId,
     for round in 2..8 {
         deadline = deadline.max(write_round(cluster.node(leader), round).await);
     }
-    eventually(
-        "the leader purges past the stopped follower",
-        DEADLINE,
-        || async {
-            let m = cluster
-                .node(leader)
-                .raft()
-                .metrics()
-                .borrow_watched()
-                .clone();
-            m.purged.filter(|p| p.index > behind + 1).map(|_| ())
-        },
-    )
-    .await;
+    cluster.purged_past(leader, behind).await;
     cluster.restart(snapshotter).await;
     // Entries after the snapshot, so every node has applied some itself.
     deadline = deadline.max(write_round(cluster.node(leader), 8).await);
     let target = cluster.node(leader).status().applied_index;
-    for (id, node) in &cluster.nodes {
-        eventually(
-            &format!("node {id} applies everything"),
-            DEADLINE,
-            || async { (node.status().applied_index >= target).then_some(()) },
-        )
-        .await;
-    }
+    cluster.all_applied(target).await;
     let m = cluster
         .node(snapshotter)
         .raft()

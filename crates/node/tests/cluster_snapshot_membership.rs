@@ -43,20 +43,7 @@ async fn a_follower_behind_the_purged_log_catches_up_by_snapshot() {
     }
     // The leader must have purged past f's log, so the log alone cannot
     // bring f back.
-    let purged = eventually(
-        "the leader to purge its log past the follower",
-        DEADLINE,
-        || async {
-            let m = cluster
-                .node(leader)
-                .raft()
-                .metrics()
-                .borrow_watched()
-                .clone();
-            m.purged.filter(|p| p.index > behind + 1).map(|p| p.index)
-        },
-    )
-    .await;
+    let purged = cluster.purged_past(leader, behind).await;
     println!("follower {f} stopped at index {behind}; leader purged up to {purged}");
     cluster.restart(f).await;
     let t = Instant::now();

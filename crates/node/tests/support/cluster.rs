@@ -200,6 +200,33 @@ pub async fn converges(node: &Node, range: std::ops::Range<usize>) {
 }
 
 impl Cluster {
+    /// Waits until every running node has applied `target` or more.
+    pub async fn all_applied(&self, target: Option<u64>) {
+        for (id, node) in &self.nodes {
+            eventually(
+                &format!("node {id} applies everything"),
+                DEADLINE,
+                || async { (node.status().applied_index >= target).then_some(()) },
+            )
+            .await;
+        }
+    }
+
+    /// Waits until `leader` has purged its log past index `behind + 1`
+    /// (so a node that stopped at `behind` needs a snapshot); returns the
+    /// purged index.
+    pub async fn purged_past(&self, leader: NodeId, behind: u64) -> u64 {
+        eventually(
+            "the leader to purge its log past the follower",
+            DEADLINE,
+            || async {
+                let m = self.node(leader).raft().metrics().borrow_watched().clone();
+                m.purged.filter(|p| p.index > behind + 1).map(|p| p.index)
+            },
+        )
+        .await
+    }
+
     /// Waits until every running node has applied the same index and
     /// reports the same state hash (every live key, value and deadline),
     /// and returns the hash.
