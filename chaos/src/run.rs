@@ -84,7 +84,7 @@ pub fn run(
             timeline: Vec::new(),
             on_fault: Box::new(|what: &str| {
                 let t = rec2.now() as f64 / 1e9;
-                let n = rec2.history().len();
+                let n = rec2.len();
                 progress(&format!("{:>6.1}s  {n:>6} ops  {what}", t));
             }),
         };

@@ -93,6 +93,16 @@ impl Recorder {
         self.stop.store(true, Ordering::SeqCst);
     }
 
+    /// Operations recorded so far.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True before the first request.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// A copy of the history so far.
     pub fn history(&self) -> History {
         self.lock().clone()
