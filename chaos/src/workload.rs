@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The client id of the final reads after the faults.
-pub const FINAL_READER: u64 = u64::MAX;
+pub use ballast_history::judge::FINAL_READER;
 
 /// The workload's shape.
 #[derive(Debug, Clone, Copy)]

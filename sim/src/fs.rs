@@ -148,6 +148,9 @@ pub struct SimIo {
     last_tag: Tag,
     /// Files written since their last fsync.
     pub dirty: BTreeSet<PathBuf>,
+    /// Every file opened, to re-point handles a rename moves (see
+    /// [`TurmoilFs::rename`]).
+    open_files: Vec<std::sync::Weak<TurmoilFile>>,
 }
 
 fn now() -> Duration {
@@ -168,6 +171,7 @@ impl SimIo {
             pause: None,
             last_tag: Tag::Other,
             dirty: BTreeSet::new(),
+            open_files: Vec::new(),
         }))
     }
 
@@ -238,20 +242,48 @@ impl FileSystem for TurmoilFs {
         if mode == OpenMode::CreateTruncate {
             io.dirty.insert(path.to_path_buf());
         }
-        Ok(Arc::new(TurmoilFile {
-            file,
-            path: path.to_path_buf(),
+        let file = Arc::new(TurmoilFile {
+            file: Mutex::new(file),
+            path: Mutex::new(path.to_path_buf()),
+            writable: mode != OpenMode::Read,
             io: self.io.clone(),
-        }))
+        });
+        io.open_files.retain(|f| f.strong_count() > 0);
+        io.open_files.push(Arc::downgrade(&file));
+        Ok(file)
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         tfs::create_dir_all(path)
     }
 
+    /// Renames, and re-points open handles of `from` at `to`: turmoil's
+    /// handles name their file by path, so without this a handle opened
+    /// before the rename would fail ("No such file") where a POSIX file
+    /// descriptor keeps working (the Raft log renames a prepared segment it
+    /// already holds open).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        lock(&self.io).touch(to);
-        tfs::rename(from, to)
+        let mut io = lock(&self.io);
+        io.touch(to);
+        tfs::rename(from, to)?;
+        let moved: Vec<Arc<TurmoilFile>> = io
+            .open_files
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|f| *lock_path(&f.path) == from)
+            .collect();
+        if io.dirty.remove(from) {
+            io.dirty.insert(to.to_path_buf());
+        }
+        drop(io);
+        for f in moved {
+            let mut o = tfs::OpenOptions::new();
+            o.read(true).write(f.writable);
+            let reopened = o.open(to)?;
+            *f.file.lock().unwrap_or_else(|e| e.into_inner()) = reopened;
+            *lock_path(&f.path) = to.to_path_buf();
+        }
+        Ok(())
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -289,7 +321,16 @@ impl FileSystem for TurmoilFs {
         tfs::sync_dir(dir)
     }
 
+    /// Removes an empty directory. turmoil keys the operations it keeps
+    /// pending until a directory fsync by path: a file removal left
+    /// pending in a directory that is then removed and created again would
+    /// be applied by the new directory's first fsync, deleting a new file
+    /// of the same name (the Raft log's snapshot inbox reuses `recv-000001`
+    /// this way). A POSIX unlink is immediate, so the directory is synced
+    /// first; that makes those removals durable a little early, a kinder
+    /// disk only for files that were being deleted anyway.
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        tfs::sync_dir(path)?;
         tfs::remove_dir(path)
     }
 
@@ -317,9 +358,24 @@ impl FileSystem for TurmoilFs {
 /// An open file on the simulated disk.
 #[derive(Debug)]
 pub struct TurmoilFile {
-    file: tfs::File,
-    path: PathBuf,
+    file: Mutex<tfs::File>,
+    path: Mutex<PathBuf>,
+    writable: bool,
     io: Arc<Mutex<SimIo>>,
+}
+
+fn lock_path(p: &Mutex<PathBuf>) -> MutexGuard<'_, PathBuf> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl TurmoilFile {
+    fn file(&self) -> MutexGuard<'_, tfs::File> {
+        self.file.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn path(&self) -> PathBuf {
+        lock_path(&self.path).clone()
+    }
 }
 
 impl FileHandle for TurmoilFile {
@@ -331,7 +387,7 @@ impl FileHandle for TurmoilFile {
             io.fault();
             return Err(injected("read"));
         }
-        let n = self.file.read_at(buf, offset)?;
+        let n = self.file().read_at(buf, offset)?;
         let p = io.injectors.corrupt_read;
         if n > 0 && io.roll(p) {
             let at = io.rng.gen_range(0..n);
@@ -345,7 +401,7 @@ impl FileHandle for TurmoilFile {
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut io = lock(&self.io);
-        io.touch(&self.path);
+        io.touch(&self.path());
         let p = io.injectors.write_error;
         if io.roll(p) {
             io.fired.write_errors += 1;
@@ -353,7 +409,7 @@ impl FileHandle for TurmoilFile {
             return Err(injected("write"));
         }
         if let (true, Some(space)) = (io.armed, io.injectors.space_bytes) {
-            let len = self.file.metadata()?.len();
+            let len = self.file().metadata()?.len();
             let growth = (offset + buf.len() as u64).saturating_sub(len);
             if io.space_used + growth > space {
                 io.fired.disk_full += 1;
@@ -365,9 +421,9 @@ impl FileHandle for TurmoilFile {
             }
             io.space_used += growth;
         }
-        io.dirty.insert(self.path.clone());
+        io.dirty.insert(self.path());
         drop(io);
-        self.file.write_all_at(buf, offset)
+        self.file().write_all_at(buf, offset)
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -378,17 +434,17 @@ impl FileHandle for TurmoilFile {
             io.fault();
             return Err(injected("fsync"));
         }
-        io.dirty.remove(&self.path);
+        io.dirty.remove(&self.path());
         drop(io);
-        self.file.sync_data()
+        self.file().sync_data()
     }
 
     fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        Ok(self.file().metadata()?.len())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        lock(&self.io).dirty.insert(self.path.clone());
-        self.file.set_len(len)
+        lock(&self.io).dirty.insert(self.path());
+        self.file().set_len(len)
     }
 }

@@ -1,6 +1,9 @@
-//! ballast-sim: deterministic simulation of the ballast storage engine on
-//! turmoil's simulated disk.
+//! ballast-sim: deterministic simulation of ballast on turmoil: the storage
+//! engine alone on a simulated disk, and the replicated 3-node cluster on
+//! simulated hosts, disks and network.
 //!
+//! - [`cluster`]: the 3-node cluster (the production node on simulated
+//!   hosts and network), its fault schedules and oracles.
 //! - [`fs`]: the engine's file seam on `turmoil::fs::shim`, with seeded
 //!   latencies and switchable fault injectors.
 //! - [`scenario`]: fault kinds, the workload of concurrent clients, the crash
@@ -12,6 +15,7 @@
 //! See `sim/README.md`.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod engine;
 pub mod fs;
 pub mod matrix;

@@ -46,6 +46,35 @@ enum Cmd {
         #[arg(long)]
         start: Option<u64>,
     },
+    /// Cluster scenarios: runs N seeds (or replays one) of the 3-node
+    /// cluster under a fault kind.
+    Cluster {
+        /// `cluster-{preset}-{fault}` (either part may be `all`), or `all`.
+        #[arg(long, default_value = "all")]
+        scenario: String,
+        /// A planted node bug to switch on (see `cluster-planted`).
+        #[arg(long)]
+        bug: Option<String>,
+        /// Seeds per scenario.
+        #[arg(long, default_value_t = 5)]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Replay this one seed with its trace.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run fresh seeds for this many seconds instead (the nightly sweep).
+        #[arg(long)]
+        sweep_secs: Option<u64>,
+    },
+    /// Hunts every planted node bug in its cluster scenario and reports the
+    /// seeds it took to catch.
+    ClusterPlanted {
+        /// Give up on a bug after this many seeds.
+        #[arg(long, default_value_t = 2000)]
+        max_seeds: u64,
+    },
     /// Runs every planted bug against its scenario and reports the seeds it
     /// took to catch.
     Planted {
@@ -203,6 +232,39 @@ fn main() -> Result<()> {
             }
             println!("{m}");
             if failures > 0 {
+                std::process::exit(1);
+            }
+        }
+        Cmd::Cluster {
+            scenario,
+            bug,
+            seeds,
+            start,
+            seed,
+            sweep_secs,
+        } => {
+            use ballast_sim::cluster::cli;
+            let list = cli::scenarios(&scenario, bug.as_deref()).map_err(anyhow::Error::msg)?;
+            let ok = match (seed, sweep_secs) {
+                (Some(seed), _) => {
+                    tracing_subscriber::fmt()
+                        .with_env_filter(
+                            tracing_subscriber::EnvFilter::try_from_default_env()
+                                .unwrap_or_else(|_| "ballast_sim=info".into()),
+                        )
+                        .without_time()
+                        .init();
+                    cli::replay(&list, seed)
+                }
+                (None, Some(secs)) => cli::sweep(&list, start, Some(secs)),
+                (None, None) => cli::run_seeds(&list, start, seeds),
+            };
+            if !ok {
+                std::process::exit(1);
+            }
+        }
+        Cmd::ClusterPlanted { max_seeds } => {
+            if !ballast_sim::cluster::cli::planted(max_seeds) {
                 std::process::exit(1);
             }
         }

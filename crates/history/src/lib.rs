@@ -16,6 +16,8 @@
 //! - [`history`]: recording operations and their outcomes.
 //! - [`wgl`]: the Wing-Gong-Lowe search with memoisation of (operations
 //!   linearized, register state), per key, with a step budget.
+//! - [`judge`]: reports for people, and the relaxations a preset's
+//!   contract allows after a power cut.
 //! - [`brute`]: the same question answered by trying every order, for small
 //!   histories only; the tests check the two agree.
 //!
@@ -27,6 +29,7 @@
 
 pub mod brute;
 pub mod history;
+pub mod judge;
 pub mod model;
 pub mod wgl;
 

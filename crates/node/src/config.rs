@@ -20,11 +20,11 @@
 //! call [`NodeConfig::validate`] afterwards ([`crate::Node::start`] does it
 //! again anyway).
 
+use ballast_raft::net::{TokioTransport, Transport};
 use ballast_raft::NodeId;
 use ballast_storage::Preset;
 use serde::Deserialize;
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 /// A configuration value is wrong.
@@ -262,6 +262,14 @@ impl NodeConfig {
 
     /// Checks every field and their relations; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_for(&TokioTransport)
+    }
+
+    /// [`NodeConfig::validate`], for a node on `transport`, which says
+    /// which addresses stay on this machine (a simulated network's hosts
+    /// are not TCP loopback addresses).
+    pub fn validate_for(&self, transport: &dyn Transport) -> Result<(), ConfigError> {
+        let is_loopback = |addr: &str| transport.is_loopback(addr);
         if self.id == 0 {
             return invalid("id", "must be at least 1");
         }
@@ -279,7 +287,7 @@ impl NodeConfig {
                 .iter()
                 .map(|m| ("initial_members.raft_addr", &m.raft_addr)),
         )
-        .find(|(_, a)| !is_loopback(a));
+        .find(|(_, a)| !is_loopback(a.as_str()));
         if let Some((field, addr)) = needs_secret {
             if self.secret.as_deref().is_none_or(str::is_empty) {
                 return invalid(
@@ -433,24 +441,6 @@ impl NodeConfig {
             o.fsync = ballast_storage::FsyncPolicy::Interval { sync_interval_ms };
         }
         o
-    }
-}
-
-/// Whether `addr` (`host:port`) is a loopback address; a host name other
-/// than `localhost` counts as not loopback.
-fn is_loopback(addr: &str) -> bool {
-    if let Ok(sa) = addr.parse::<SocketAddr>() {
-        return sa.ip().is_loopback();
-    }
-    match addr.rsplit_once(':') {
-        Some((host, _)) => {
-            host == "localhost"
-                || host
-                    .trim_matches(|c| c == '[' || c == ']')
-                    .parse::<IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-        None => false,
     }
 }
 

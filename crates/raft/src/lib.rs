@@ -55,6 +55,7 @@ pub mod net;
 pub mod nonce;
 pub mod planted;
 pub mod propose;
+pub mod runtime;
 pub mod snapshot;
 pub mod state_machine;
 pub mod typ;

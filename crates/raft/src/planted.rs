@@ -65,11 +65,23 @@ pub enum NodeBug {
     /// hole 7; takes effect once the node shares the state machine's
     /// `AppliedIndex` with the store).
     TruncateBelowApplied,
+    /// A linearizable read is served from this node's own state machine,
+    /// without openraft's read index and without forwarding to the leader:
+    /// a follower behind the leader, or a deposed leader that has not
+    /// heard of its successor, answers stale values. Planted for the
+    /// cluster simulation.
+    ReadWithoutReadIndex,
+    /// The engine's flush barrier is not installed: the state machine's
+    /// engine may write applied entries into a table before the Raft log
+    /// entries they came from are durable, so under a relaxed preset a
+    /// power loss leaves a state machine ahead of its own log. Planted for
+    /// the cluster simulation.
+    FlushBarrierSkipped,
 }
 
 impl NodeBug {
     /// Every switch.
-    pub const ALL: [NodeBug; 9] = [
+    pub const ALL: [NodeBug; 11] = [
         NodeBug::LeaderRestoreUnpersistedCommit,
         NodeBug::SkipRequestValidation,
         NodeBug::ExpireByLocalClock,
@@ -79,6 +91,8 @@ impl NodeBug {
         NodeBug::WipedNodeRebootstraps,
         NodeBug::UncleanNodeVotes,
         NodeBug::TruncateBelowApplied,
+        NodeBug::ReadWithoutReadIndex,
+        NodeBug::FlushBarrierSkipped,
     ];
 
     /// The switch's name in flags, reports and `BALLAST_PLANTED_BUGS`.
@@ -93,6 +107,8 @@ impl NodeBug {
             NodeBug::WipedNodeRebootstraps => "wiped-node-rebootstraps",
             NodeBug::UncleanNodeVotes => "unclean-node-votes",
             NodeBug::TruncateBelowApplied => "truncate-below-applied",
+            NodeBug::ReadWithoutReadIndex => "read-without-read-index",
+            NodeBug::FlushBarrierSkipped => "flush-barrier-skipped",
         }
     }
 

@@ -12,9 +12,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The runtime openraft runs on. Tokio today; the simulation swaps in a
-/// runtime with a seeded RNG through this one alias.
-pub type Runtime = openraft_rt_tokio::TokioRuntime;
+/// The runtime openraft runs on: tokio, whose random numbers the
+/// simulation seeds per host ([`crate::runtime`]).
+pub type Runtime = crate::runtime::BallastRuntime;
 
 openraft::declare_raft_types!(
     /// ballast's Raft types. Node ids are `u64`; leader ids are the default

@@ -137,7 +137,17 @@ impl Node {
         req: ReadRequest,
         consistency: Consistency,
     ) -> Result<ReadAnswer, ApiError> {
+        let planted_local = self
+            .shared
+            .config
+            .planted
+            .has(ballast_raft::planted::NodeBug::ReadWithoutReadIndex);
         match consistency {
+            Consistency::Linearizable if planted_local => {
+                self.recovered().await?;
+                read::execute(&self.shared.db, &req)
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))
+            }
             Consistency::Linearizable => {
                 self.recovered().await?;
                 match self.route(Call::Read(req)).await? {

@@ -35,10 +35,10 @@ impl Node {
         Node::start_with(config, NodeEnv::production()).await
     }
 
-    /// [`Node::start`] in the environment `env` (its file system, nonces
-    /// and cut links).
+    /// [`Node::start`] in the environment `env` (its file system, clock,
+    /// nonces, network, background mode and cut links).
     pub async fn start_with(config: NodeConfig, env: NodeEnv) -> Result<Node, NodeError> {
-        config.validate()?;
+        config.validate_for(&*env.transport)?;
         let id = config.id;
         let fs = env.fs.clone();
         let dir = config.data_dir.clone();
@@ -52,6 +52,8 @@ impl Node {
         }
         let mut engine_options = config.engine_options();
         engine_options.fs = fs.clone();
+        engine_options.clock = env.clock.clone();
+        engine_options.background = env.background;
         let mut log_wal = WalOptions::from_options(&engine_options);
         if let Some(bytes) = config.raft_log_segment_bytes {
             log_wal.segment_bytes = bytes;
@@ -94,7 +96,9 @@ impl Node {
             VoteGate::open()
         };
         let clock = engine_options.clock.clone();
-        engine_options.flush_barrier = Some(Arc::new(log_syncer.clone()));
+        if !config.planted.has(NodeBug::FlushBarrierSkipped) {
+            engine_options.flush_barrier = Some(Arc::new(log_syncer.clone()));
+        }
         let mut sm = StateMachine::open(&dir.join("engine"), engine_options).await?;
         sm.set_planted(config.planted);
         // The log store refuses to truncate below what was applied.
@@ -106,6 +110,7 @@ impl Node {
         let identity = Identity::open(fs.clone(), &dir, id, &*env.nonces, config.planted)?;
         let mut net = NetConfig::new(env.nonces.clone());
         net.links = env.links.clone();
+        net.transport = env.transport.clone();
         net.frame_bytes_max = config.raft_frame_bytes_max;
         net.call_timeout = Duration::from_millis(config.request_timeout_ms);
         net.secret = config.secret.as_deref().map(Secret::new);

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ballast_raft::net::transport::BoxConnection;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -170,7 +170,7 @@ impl Drop for OpenGuard {
 /// Serves one connection until it closes.
 pub(crate) async fn run<A: KvApi>(
     shared: Arc<Shared<A>>,
-    stream: TcpStream,
+    stream: BoxConnection,
     id: u64,
     stop: watch::Receiver<bool>,
 ) {
@@ -204,7 +204,7 @@ pub(crate) async fn run<A: KvApi>(
 }
 
 impl<A: KvApi> Connection<A> {
-    async fn serve(mut self, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+    async fn serve(mut self, stream: BoxConnection, mut stop: watch::Receiver<bool>) {
         let (mut reader, mut writer) = stream.into_split();
         let stall = Duration::from_millis(self.shared.config.stall_timeout_ms);
         let idle = Duration::from_millis(self.shared.config.idle_timeout_ms);

@@ -81,7 +81,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use ballast_raft::net::transport::{BoxConnection, BoxListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -120,14 +120,16 @@ impl<A: KvApi> RespServer<A> {
         self.shared.metrics.clone()
     }
 
-    /// Accepts and serves connections on `listener` until `shutdown`
-    /// completes, then winds down as the module docs describe. Returns
-    /// when every connection is closed.
+    /// Accepts and serves connections on `listener` (a
+    /// `tokio::net::TcpListener`, or any transport's listener) until
+    /// `shutdown` completes, then winds down as the module docs describe.
+    /// Returns when every connection is closed.
     pub async fn serve(
         &self,
-        listener: TcpListener,
+        listener: impl Into<BoxListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
+        let listener: BoxListener = listener.into();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
         let mut next_id: u64 = 1;
@@ -192,6 +194,6 @@ impl<A: KvApi> RespServer<A> {
 /// Tells a connection over the limit why, without waiting on it: a fresh
 /// socket's send buffer always has room for one short line, and a client
 /// that cannot take it loses nothing it asked for.
-fn refuse(stream: TcpStream) {
+fn refuse(stream: BoxConnection) {
     let _ = stream.try_write(MAX_CLIENTS_REPLY);
 }

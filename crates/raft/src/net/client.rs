@@ -7,6 +7,7 @@
 use super::config::NetConfig;
 use super::error::{with_deadline, NetError};
 use super::message::{ForwardError, ReadAnswer, ReadRequest, RpcReply, RpcRequest};
+use super::transport::{is_idle_and_open, BoxConnection};
 use super::{auth, frame};
 use crate::identity::{Id16, PeerIdentity};
 use crate::snapshot::{Snapshot, SnapshotData, SnapshotTransfer};
@@ -25,12 +26,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::BufReader;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// One authenticated connection to a peer.
 pub struct Conn {
-    io: BufReader<TcpStream>,
+    io: BufReader<BoxConnection>,
     peer: String,
     frame_bytes_max: u32,
     links: Option<super::links::Links>,
@@ -48,7 +48,9 @@ impl Conn {
     pub async fn connect(addr: &str, cfg: &NetConfig) -> Result<Conn, NetError> {
         check_link(cfg.links.as_ref(), addr)?;
         with_deadline("connect", cfg.connect_timeout, async {
-            let stream = TcpStream::connect(addr)
+            let stream = cfg
+                .transport
+                .connect(addr)
                 .await
                 .map_err(|e| NetError::io(addr, e))?;
             // Raft RPCs are small and latency-bound.
@@ -76,7 +78,9 @@ impl Conn {
         cfg: &NetConfig,
     ) -> Result<(Option<PeerIdentity>, Option<Id16>), NetError> {
         with_deadline("probe", cfg.connect_timeout, async {
-            let stream = TcpStream::connect(addr)
+            let stream = cfg
+                .transport
+                .connect(addr)
                 .await
                 .map_err(|e| NetError::io(addr, e))?;
             let mut io = BufReader::new(stream);
@@ -90,16 +94,12 @@ impl Conn {
     /// before a pooled connection is reused, so that a request is not sent
     /// into a connection the peer has closed (it would fail as "outcome
     /// unknown" although the peer never read it).
-    fn is_dead(&self) -> bool {
+    fn is_dead(&mut self) -> bool {
         if !self.io.buffer().is_empty() {
             return true;
         }
-        let mut byte = [0u8; 1];
-        match self.io.get_ref().try_read(&mut byte) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-            // End of stream (peer closed), stray bytes or an error.
-            _ => true,
-        }
+        // End of stream (peer closed), stray bytes or an error.
+        !is_idle_and_open(&mut **self.io.get_mut())
     }
 
     /// Sends `req` and reads its reply.
@@ -508,7 +508,7 @@ impl ForwardClient {
         // closing on the other end: sending on it would make a write's
         // outcome unknown for nothing.
         let fresh = self.cfg.idle_timeout / 2;
-        while let Some((c, since)) = conns.pop() {
+        while let Some((mut c, since)) = conns.pop() {
             if since.elapsed() < fresh && !c.is_dead() {
                 return Some(c);
             }

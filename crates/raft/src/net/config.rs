@@ -8,6 +8,7 @@
 
 use super::error::NetError;
 use super::links;
+use super::transport::{DynTransport, TokioTransport};
 use crate::identity::Identity;
 use crate::nonce::NonceSource;
 use std::fmt;
@@ -88,6 +89,9 @@ pub struct NetConfig {
     /// handshake; `None` (tools and tests of the network alone) skips the
     /// identity checks.
     pub identity: Option<Identity>,
+    /// How to listen and connect ([`super::transport`]): TCP in
+    /// production.
+    pub transport: DynTransport,
 }
 
 impl fmt::Debug for NetConfig {
@@ -101,6 +105,7 @@ impl fmt::Debug for NetConfig {
             .field("connections_max", &self.connections_max)
             .field("secret", &self.secret)
             .field("identity", &self.identity)
+            .field("transport", &self.transport)
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +129,7 @@ impl NetConfig {
             links: None,
             transfer_bytes_per_sec_min: TRANSFER_BYTES_PER_SEC_MIN,
             identity: None,
+            transport: TokioTransport::shared(),
         }
     }
 

@@ -1,4 +1,4 @@
-//! The Raft network: peers talk over TCP with length-prefixed frames whose
+//! The Raft network: peers talk over TCP (through the [`transport`] seam) with length-prefixed frames whose
 //! payload is bincode 2.x (serde). Byte layout and the conversation are in
 //! `FORMAT-rpc.md` beside this crate.
 //!
@@ -17,6 +17,8 @@
 //!   (stale) reads and forwarded ones.
 //! * [`config`]: the network's settings and limits; [`error`]: why an
 //!   operation failed, and the deadline every step runs under.
+//! * [`transport`]: the network seam (listen, connect); TCP through tokio
+//!   in production, the simulated network under simulation.
 //! * [`links`] and [`vote_gate`]: the partition tests' cut links, and the
 //!   gate that keeps a node from voting while it must not.
 //!
@@ -32,6 +34,7 @@ pub mod links;
 pub mod message;
 pub mod read;
 pub mod server;
+pub mod transport;
 pub mod vote_gate;
 
 pub use crate::nonce::NonceSource;
@@ -41,4 +44,5 @@ pub use config::{NetConfig, Secret, FRAME_BYTES_MAX_FLOOR, TRANSFER_BYTES_PER_SE
 pub use error::NetError;
 pub use message::{ForwardError, ReadAnswer, ReadRequest, WIRE_VERSION};
 pub use server::{RpcServer, ServerHandle};
+pub use transport::{DynTransport, TokioTransport, Transport};
 pub use vote_gate::VoteGate;

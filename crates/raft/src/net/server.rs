@@ -13,6 +13,7 @@ use super::config::NetConfig;
 use super::error::{with_deadline, NetError};
 use super::message::ReadAnswer;
 use super::message::{ForwardError, ReadRequest, RpcReply, RpcRequest};
+use super::transport::{BoxConnection, BoxListener};
 use super::vote_gate::VoteGate;
 use super::{auth, frame, read};
 use crate::propose::Proposer;
@@ -28,7 +29,6 @@ use std::fmt::Display;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::BufReader;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -80,7 +80,10 @@ impl RpcServer {
     /// Binds `addr` and starts serving.
     pub async fn start(addr: &str, ctx: ServerContext) -> Result<ServerHandle, NetError> {
         ctx.cfg.validate()?;
-        let listener = TcpListener::bind(addr)
+        let listener = ctx
+            .cfg
+            .transport
+            .bind(addr)
             .await
             .map_err(|e| NetError::io(addr, e))?;
         let local_addr = listener.local_addr().map_err(|e| NetError::io(addr, e))?;
@@ -94,7 +97,7 @@ impl RpcServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, ctx: ServerContext, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(listener: BoxListener, ctx: ServerContext, mut stop: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(ctx.cfg.connections_max));
     let mut conns = JoinSet::new();
     loop {
@@ -139,7 +142,7 @@ struct Incoming {
 }
 
 async fn serve(
-    stream: TcpStream,
+    stream: BoxConnection,
     peer: SocketAddr,
     ctx: ServerContext,
     mut stop: watch::Receiver<bool>,
@@ -196,7 +199,7 @@ async fn serve(
 }
 
 async fn send_reply(
-    io: &mut BufReader<TcpStream>,
+    io: &mut BufReader<BoxConnection>,
     reply: RpcReply,
     max: u32,
     peer: impl Display,

@@ -1,0 +1,350 @@
+//! Fault schedules: for each kind, a seeded list of timed actions (several
+//! faults per run, some overlapping), and what an action targets.
+
+use super::scenario::ClusterFault;
+use crate::fs::Injectors;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use std::time::Duration;
+
+/// Which node an action hits, resolved when it is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    /// This node.
+    Node(u64),
+    /// The node the others follow at that moment.
+    Leader,
+    /// A node that is not the leader at that moment.
+    Follower,
+}
+
+/// One action of a schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Cut a node from the others (both ways, or only its outgoing side).
+    Cut {
+        /// The node.
+        who: Who,
+        /// Only its messages to the others are dropped.
+        oneway: bool,
+    },
+    /// Repair every link and release held messages.
+    Heal,
+    /// Random loss on every link: turmoil's fail and repair rates.
+    Loss(f64),
+    /// Message latency up to this many milliseconds.
+    Latency(u64),
+    /// Hold everything to and from a node (a pause).
+    Hold(Who),
+    /// A process crash: the host restarts at once but boots after `down`.
+    Crash {
+        /// The node.
+        who: Who,
+        /// How long it stays down.
+        down: Duration,
+    },
+    /// Power loss of these nodes (unsynced data dropped), restarted after
+    /// `down`. An empty list means all.
+    Power {
+        /// The nodes (empty: all).
+        who: Vec<Who>,
+        /// How long they stay down.
+        down: Duration,
+    },
+    /// Power loss of a node while it has unsynced writes (tried each step
+    /// until `deadline`, then done unconditionally).
+    PowerWhenDirty {
+        /// The node.
+        who: Who,
+        /// The latest time to do it.
+        deadline: Duration,
+    },
+    /// Arm a node's disk injectors.
+    Disk {
+        /// The node.
+        who: Who,
+        /// What fails.
+        injectors: Injectors,
+    },
+    /// Disarm every disk.
+    DiskOff,
+    /// Skew a node's clock.
+    Skew {
+        /// The node.
+        node: u64,
+        /// Milliseconds ahead (negative: behind).
+        ms: i64,
+    },
+    /// Add node 4 as a learner (via the leader).
+    AddLearner,
+    /// Make node 4 a voter beside the founders.
+    Promote,
+    /// Remove a founder that is not the leader from the voters.
+    RemoveFounder,
+}
+
+/// A timed action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// When (simulated, from the start of the run).
+    pub at: Duration,
+    /// What.
+    pub action: Action,
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The schedule of `kind` over a workload of `span`, starting after the
+/// cluster has a leader (`start`). Sorted by time.
+pub fn plan(kind: ClusterFault, rng: &mut StdRng, start: Duration, span: Duration) -> Vec<Step> {
+    let mut steps = Vec::new();
+    add(kind, rng, start, span, &mut steps);
+    steps.sort_by_key(|s| s.at);
+    steps
+}
+
+fn add(kind: ClusterFault, rng: &mut StdRng, start: Duration, span: Duration, out: &mut Vec<Step>) {
+    let span_ms = span.as_millis() as u64;
+    // A time within the first `frac` of the window.
+    let when = |rng: &mut StdRng, frac: f64| {
+        start + ms(rng.gen_range(200..((span_ms as f64 * frac) as u64).max(201)))
+    };
+    let node = |rng: &mut StdRng| Who::Node(rng.gen_range(1..=3));
+    let mut push = |at: Duration, action: Action| out.push(Step { at, action });
+    match kind {
+        ClusterFault::Partition | ClusterFault::OneWay => {
+            for _ in 0..rng.gen_range(2..=3) {
+                let at = when(rng, 0.7);
+                push(
+                    at,
+                    Action::Cut {
+                        who: node(rng),
+                        oneway: kind == ClusterFault::OneWay,
+                    },
+                );
+                push(at + ms(rng.gen_range(300..2_000)), Action::Heal);
+            }
+        }
+        ClusterFault::LeaderIsolated => {
+            for _ in 0..rng.gen_range(1..=2) {
+                let at = when(rng, 0.7);
+                push(
+                    at,
+                    Action::Cut {
+                        who: Who::Leader,
+                        oneway: false,
+                    },
+                );
+                push(at + ms(rng.gen_range(800..2_500)), Action::Heal);
+            }
+        }
+        ClusterFault::Flapping => {
+            let mut at = when(rng, 0.3);
+            for _ in 0..rng.gen_range(5..=10) {
+                push(
+                    at,
+                    Action::Cut {
+                        who: node(rng),
+                        oneway: rng.gen_bool(0.3),
+                    },
+                );
+                at += ms(rng.gen_range(50..400));
+                push(at, Action::Heal);
+                at += ms(rng.gen_range(50..300));
+            }
+        }
+        ClusterFault::MessageLoss => {
+            let at = when(rng, 0.4);
+            push(at, Action::Loss(rng.gen_range(0.01..0.08)));
+            push(at + ms(rng.gen_range(1_000..3_000)), Action::Loss(0.0));
+        }
+        ClusterFault::Delay => {
+            for _ in 0..2 {
+                let at = when(rng, 0.6);
+                push(at, Action::Latency(rng.gen_range(20..300)));
+                push(at + ms(rng.gen_range(500..1_500)), Action::Latency(0));
+            }
+            let at = when(rng, 0.7);
+            push(at, Action::Hold(node(rng)));
+            push(at + ms(rng.gen_range(100..800)), Action::Heal);
+        }
+        ClusterFault::Pause => {
+            for _ in 0..rng.gen_range(1..=2) {
+                let at = when(rng, 0.7);
+                let who = if rng.gen_bool(0.5) {
+                    Who::Leader
+                } else {
+                    node(rng)
+                };
+                push(at, Action::Hold(who));
+                push(at + ms(rng.gen_range(500..2_500)), Action::Heal);
+            }
+        }
+        ClusterFault::Crash => {
+            for _ in 0..rng.gen_range(1..=2) {
+                push(
+                    when(rng, 0.7),
+                    Action::Crash {
+                        who: node(rng),
+                        down: ms(rng.gen_range(200..2_000)),
+                    },
+                );
+            }
+        }
+        ClusterFault::LeaderRestart => {
+            for _ in 0..2 {
+                push(
+                    when(rng, 0.7),
+                    Action::Crash {
+                        who: Who::Leader,
+                        down: ms(rng.gen_range(0..900)),
+                    },
+                );
+            }
+        }
+        ClusterFault::PowerLossOne => {
+            push(
+                when(rng, 0.6),
+                Action::Power {
+                    who: vec![Who::Follower],
+                    down: ms(rng.gen_range(100..1_500)),
+                },
+            );
+            push(
+                when(rng, 0.7),
+                Action::Power {
+                    who: vec![node(rng)],
+                    down: ms(rng.gen_range(100..1_500)),
+                },
+            );
+        }
+        ClusterFault::PowerLossMinority => {
+            push(
+                when(rng, 0.7),
+                Action::Power {
+                    who: vec![Who::Leader],
+                    down: ms(rng.gen_range(100..1_500)),
+                },
+            );
+        }
+        ClusterFault::PowerLossAll => {
+            push(
+                when(rng, 0.7),
+                Action::Power {
+                    who: Vec::new(),
+                    down: ms(rng.gen_range(100..1_000)),
+                },
+            );
+        }
+        ClusterFault::TornWrite => {
+            let at = when(rng, 0.5);
+            let who = if rng.gen_bool(0.5) {
+                Who::Leader
+            } else {
+                Who::Follower
+            };
+            push(
+                at,
+                Action::PowerWhenDirty {
+                    who,
+                    deadline: at + ms(2_000),
+                },
+            );
+        }
+        ClusterFault::FsyncError => {
+            let at = when(rng, 0.5);
+            push(
+                at,
+                Action::Disk {
+                    who: node(rng),
+                    // Throughput writes its log out every 100 ms and seldom
+                    // fsyncs: high rates, so that its few fsyncs and writes meet
+                    // errors too.
+                    injectors: Injectors {
+                        sync_error: 0.3,
+                        write_error: 0.1,
+                        ..Injectors::default()
+                    },
+                },
+            );
+            push(at + ms(rng.gen_range(1_000..3_000)), Action::DiskOff);
+        }
+        ClusterFault::DiskFull => {
+            let at = when(rng, 0.5);
+            push(
+                at,
+                Action::Disk {
+                    who: node(rng),
+                    injectors: Injectors {
+                        space_bytes: Some(rng.gen_range(0..32) * 1024),
+                        ..Injectors::default()
+                    },
+                },
+            );
+            push(at + ms(rng.gen_range(1_000..3_000)), Action::DiskOff);
+        }
+        ClusterFault::CorruptRead => {
+            let at = when(rng, 0.5);
+            push(
+                at,
+                Action::Disk {
+                    who: node(rng),
+                    // Reads reach the disk seldom (the log is served from memory,
+                    // the engine from its memtable and cache): high rates.
+                    injectors: Injectors {
+                        corrupt_read: 0.3,
+                        read_error: 0.05,
+                        ..Injectors::default()
+                    },
+                },
+            );
+            push(at + ms(rng.gen_range(1_000..3_000)), Action::DiskOff);
+        }
+        ClusterFault::ClockSkew => {
+            for n in 1..=3 {
+                push(
+                    start,
+                    Action::Skew {
+                        node: n,
+                        ms: rng.gen_range(-300_000..300_000),
+                    },
+                );
+                push(
+                    when(rng, 0.8),
+                    Action::Skew {
+                        node: n,
+                        ms: rng.gen_range(-300_000..300_000),
+                    },
+                );
+            }
+        }
+        ClusterFault::Membership => {
+            let at = when(rng, 0.3);
+            push(at, Action::AddLearner);
+            push(at + ms(rng.gen_range(500..1_500)), Action::Promote);
+            push(at + ms(rng.gen_range(1_600..2_500)), Action::RemoveFounder);
+            let cut = when(rng, 0.8);
+            push(
+                cut,
+                Action::Cut {
+                    who: node(rng),
+                    oneway: false,
+                },
+            );
+            push(cut + ms(rng.gen_range(300..1_500)), Action::Heal);
+        }
+        ClusterFault::Mixed => {
+            let mut kinds: Vec<ClusterFault> = ClusterFault::ALL
+                .into_iter()
+                .filter(|k| !matches!(k, ClusterFault::Mixed | ClusterFault::Membership))
+                .collect();
+            kinds.shuffle(rng);
+            for k in kinds.into_iter().take(rng.gen_range(2..=3)) {
+                add(k, rng, start, span, out);
+            }
+        }
+    }
+}
