@@ -2,6 +2,7 @@
 //! run twice with equal trace hashes; the seeds of the bugs the simulation
 //! found, kept as regressions; and the planted bugs the oracles catch.
 
+use ballast_raft::planted::NodeBug;
 use ballast_sim::cluster::{
     self, ClusterConfig, ClusterFault, ClusterMatrix, ClusterOutcome, ClusterScenario,
 };
@@ -75,6 +76,37 @@ fn durable_seeds_keep_the_cluster_contract_under_every_fault_kind() {
 #[test]
 fn relaxed_seeds_keep_the_cluster_contract_under_every_fault_kind() {
     sweep(&[Preset::Balanced, Preset::Throughput]);
+}
+
+/// Planted node bugs, each at the first seed that catches it in its
+/// scenario (found by `ballast-sim cluster-planted`): with the switch on
+/// the history is not linearizable; the same seed without it passes.
+#[test]
+fn planted_bugs_are_caught_and_their_seeds_pass_without_them() {
+    let cases = [
+        (NodeBug::LeaderRestoreUnpersistedCommit, 11),
+        (NodeBug::AckBeforeLogFsync, 0),
+        (NodeBug::ReadWithoutReadIndex, 1),
+    ];
+    for (bug, seed) in cases {
+        let mut s = cluster::cli::scenario_for(bug).expect("a cluster scenario");
+        let caught = run_twice(s, seed);
+        assert!(
+            !caught.linearizable,
+            "{} seed {seed}: the planted {} went unnoticed: {:?}",
+            s.name(),
+            bug.name(),
+            caught.violations
+        );
+        s.bug = None;
+        let clean = run_twice(s, seed);
+        assert!(
+            clean.violations.is_empty(),
+            "{}: {:?}",
+            clean.repro(),
+            clean.violations
+        );
+    }
 }
 
 #[test]

@@ -29,6 +29,8 @@ pub struct NodeReport {
     pub leader: Option<u64>,
     /// Its last applied index.
     pub applied: Option<u64>,
+    /// Its last log index (a purged log counts its last purged index).
+    pub last_log: Option<u64>,
     /// Its voters.
     pub voters: Vec<u64>,
     /// Its learners.
@@ -48,6 +50,7 @@ impl NodeReport {
             term: s.term,
             leader: s.leader.as_ref().map(|l| l.0),
             applied: s.applied_index,
+            last_log: s.last_log_index,
             voters: s.voters.clone(),
             learners: s.learners.clone(),
             hash: s.state_hash.clone(),
@@ -186,6 +189,27 @@ impl World {
                     .borrow_mut()
                     .failures
                     .push((id, format!("Raft stopped (boot {})", r.boot)));
+            }
+        }
+        // A state machine never runs ahead of its own log: what it applied
+        // came from entries the log must still hold (or a snapshot it
+        // purged them into). Ahead means the engine kept entries a power
+        // loss took from the log.
+        if let (Some(a), Some(l)) = (r.applied, r.last_log) {
+            let reported = self
+                .0
+                .borrow()
+                .failures
+                .iter()
+                .any(|(n, w)| *n == id && w.contains(&format!("boot {}:", r.boot)));
+            if a > l && !reported {
+                self.node_failed(
+                    id,
+                    format!(
+                        "boot {}: applied index {a} is ahead of its last log index {l}",
+                        r.boot
+                    ),
+                );
             }
         }
         self.0.borrow_mut().reports.insert(id, r);
