@@ -58,11 +58,12 @@ impl Node {
         if let Some(bytes) = config.raft_log_segment_bytes {
             log_wal.segment_bytes = bytes;
         }
-        let (log_store, report) = LogStore::open_with_policy(
+        let (log_store, report) = LogStore::open_planted(
             fs.clone(),
             &dir.join("raft-log"),
             log_wal,
             engine_options.fsync,
+            config.planted,
         )
         .await?;
         log_store.set_planted(config.planted)?;
