@@ -492,11 +492,9 @@ impl Command {
             }
             b"select" => {
                 arity(rest.len() == 1)?;
-                // Redis reads the index as a C int.
-                let index = integer(&rest[0])
-                    .ok()
-                    .and_then(|index| i32::try_from(index).ok())
-                    .ok_or(Error::NotAnInteger)?;
+                // Redis reads the index as a C int, with its own error for
+                // an integer outside that range.
+                let index = i32::try_from(integer(&rest[0])?).map_err(|_| Error::NotAnInt32)?;
                 if index != 0 {
                     return Err(Error::DbIndexOutOfRange);
                 }

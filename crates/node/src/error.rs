@@ -48,6 +48,11 @@ pub enum Error {
     #[error("ERR value is not an integer or out of range")]
     NotAnInteger,
 
+    /// An argument that must fit a C int (SELECT's index) is an integer
+    /// outside that range.
+    #[error("ERR value is out of range, value must between -2147483648 and 2147483647")]
+    NotAnInt32,
+
     /// Options that cannot be combined, are unknown, or lack their value.
     #[error("ERR syntax error")]
     Syntax,
