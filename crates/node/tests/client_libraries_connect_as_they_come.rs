@@ -13,7 +13,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use support::process::{ballast, write_configs, Ports, StopOnDrop};
 
@@ -32,6 +33,39 @@ fn client_libs_dir() -> PathBuf {
 /// be started at all (not installed).
 fn run(program: &Path, args: &[&str]) -> Option<std::process::Output> {
     Command::new(program).args(args).output().ok()
+}
+
+/// How long a client script may take: client libraries retry a failed
+/// connection forever by default (node-redis does), so an unanswered
+/// handshake must end the test rather than hang it.
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs a client script to its end, or kills it at [`SCRIPT_DEADLINE`]
+/// and fails with what it printed.
+fn run_script(mut command: Command) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the script's runtime starts");
+    let deadline = Instant::now() + SCRIPT_DEADLINE;
+    while child.try_wait().expect("wait for the script").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child
+                .wait_with_output()
+                .expect("collect the script's output");
+            panic!(
+                "the client script did not finish within {SCRIPT_DEADLINE:?}; it printed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+        .wait_with_output()
+        .expect("collect the script's output")
 }
 
 /// A venv with the current redis-py, or why there can be none here.
@@ -155,11 +189,9 @@ fn redis_py_with_default_options_connects_and_serves_strings() {
     };
     let node = RealNode::up();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/redis_py.py");
-    let out = run(
-        &python,
-        &[script.to_str().expect("utf-8 path"), &node.port.to_string()],
-    )
-    .expect("python runs");
+    let mut command = Command::new(&python);
+    command.arg(&script).arg(node.port.to_string());
+    let out = run_script(command);
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the redis-py script failed");
@@ -195,12 +227,12 @@ fn node_redis_with_default_options_connects_and_pipelines() {
     };
     let node = RealNode::up();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node_redis.mjs");
-    let out = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(&script)
         .arg(node.port.to_string())
-        .env("NODE_PATH_BASE", prefix.join("node_modules"))
-        .output()
-        .expect("node runs");
+        .env("NODE_PATH_BASE", prefix.join("node_modules"));
+    let out = run_script(command);
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the node-redis script failed");
@@ -231,7 +263,7 @@ fn redis_crate_pipelines_in_resp2_and_resp3() {
     ] {
         let client = redis::Client::open(url.as_str()).expect("client");
         let mut c = client
-            .get_connection_with_timeout(std::time::Duration::from_secs(5))
+            .get_connection_with_timeout(Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("{protocol}: connect: {e}"));
         let key = format!("k-{protocol}");
         let (set, incr, got, nx, strlen, range, missing): (
