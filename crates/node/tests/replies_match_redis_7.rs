@@ -64,6 +64,17 @@ const SCRIPT: &[&[&str]] = &[
     &["DECR", "min"],
     &["INCRBY", "s", "1"],
     &["INCRBY", "max", "1.5"],
+    // Only the canonical decimal form is an integer (Redis's string2ll).
+    &["SET", "t", "+5"],
+    &["INCR", "t"],
+    &["SET", "t", "007"],
+    &["INCRBY", "t", "1"],
+    &["SET", "t", "-0"],
+    &["DECR", "t"],
+    &["SET", "t", " 5"],
+    &["DECRBY", "t", "1"],
+    &["SET", "t", "-5"],
+    &["INCR", "t"],
     // STRLEN
     &["STRLEN", "s"],
     &["STRLEN", "missing"],
