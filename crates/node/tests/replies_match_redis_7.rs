@@ -282,3 +282,78 @@ fn every_scripted_reply_matches_redis_7() {
     );
     println!("{} replies match Redis 7", ours.len());
 }
+
+/// Redis 7's command names and arities (`name arity` per line), from the
+/// live server's `COMMAND INFO` when there is one, else the recording.
+fn redis_commands(redis: Option<&RedisServer>) -> Vec<(String, i64)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/redis7_commands.txt");
+    let text = match redis {
+        Some(redis) => {
+            let mut c = redis::Client::open(format!("redis://127.0.0.1:{}/", redis.port))
+                .and_then(|client| client.get_connection())
+                .expect("connect to redis-server");
+            let infos: Vec<redis::Value> = redis::cmd("COMMAND").query(&mut c).expect("COMMAND");
+            let mut lines: Vec<String> = infos
+                .iter()
+                .map(|info| {
+                    let redis::Value::Array(fields) = info else {
+                        panic!("COMMAND entry {info:?}")
+                    };
+                    let name: String = redis::from_redis_value(&fields[0]).expect("name");
+                    let arity: i64 = redis::from_redis_value(&fields[1]).expect("arity");
+                    format!("{name} {arity}")
+                })
+                .collect();
+            lines.sort();
+            let live = lines.join("\n") + "\n";
+            if std::env::var_os("BALLAST_RECORD_REDIS").is_some() {
+                std::fs::write(&path, &live).expect("write fixture");
+            } else {
+                let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+                assert_eq!(live, recorded, "rerun with BALLAST_RECORD_REDIS=1");
+            }
+            live
+        }
+        None => std::fs::read_to_string(&path).expect("the recording of Redis's commands"),
+    };
+    text.lines()
+        .map(|line| {
+            let (name, arity) = line.split_once(' ').expect("name arity");
+            (name.to_string(), arity.parse().expect("arity"))
+        })
+        .collect()
+}
+
+/// Every Redis command name the parser knows is in the command table (so
+/// COMMAND COUNT, INFO, DOCS and /metrics list it) with Redis's arity,
+/// and every name it does not know answers Redis's unknown-command error.
+#[test]
+fn the_command_table_is_in_step_with_the_parser_and_redis() {
+    use ballast_node::server::table::{lookup, COMMANDS};
+    let redis = RedisServer::start().ok();
+    let commands = redis_commands(redis.as_ref());
+    assert!(commands.len() > 200, "Redis 7 has over 200 commands");
+    let mut served = 0;
+    for (name, arity) in &commands {
+        let parsed = ballast_node::Command::parse(&[bytes::Bytes::from(name.clone())]);
+        let known = !matches!(parsed, Err(ballast_node::Error::UnknownCommand { .. }));
+        match lookup(name.as_bytes()) {
+            Some(index) => {
+                assert!(
+                    known,
+                    "{name} is in the table but the parser does not know it"
+                );
+                assert_eq!(COMMANDS[index].arity, *arity, "{name}'s arity");
+                served += 1;
+            }
+            None => assert!(!known, "{name} is parsed but missing from the table"),
+        }
+    }
+    // Only CAS is ballast's own.
+    assert_eq!(
+        served + 1,
+        COMMANDS.len(),
+        "every table entry is a Redis command or CAS"
+    );
+    println!("{served} of Redis 7's {} commands served", commands.len());
+}
