@@ -89,3 +89,49 @@ fn client_list_follows_connections() {
         || list(&mut first).matches("id=").count() == 1,
     );
 }
+
+#[test]
+fn hello_3_authenticates_and_names_in_one_step() {
+    let node = TestNode::start(ServerConfig {
+        password: Some("s3cret".into()),
+        ..ServerConfig::default()
+    });
+    let mut raw = node.raw();
+    assert!(raw
+        .cmd(&["HELLO", "3"])
+        .starts_with("-NOAUTH HELLO must be called"));
+    assert_eq!(
+        raw.cmd(&["HELLO", "3", "AUTH", "default", "wrong"]),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(
+        raw.cmd(&["GET", "k"]),
+        "-NOAUTH Authentication required.\r\n"
+    );
+    let hello = raw.cmd(&["HELLO", "3", "AUTH", "default", "s3cret", "SETNAME", "app"]);
+    assert!(hello.starts_with("%7\r\n"), "{hello}");
+    assert_eq!(raw.cmd(&["GET", "k"]), "_\r\n", "authenticated, in RESP3");
+    assert_eq!(raw.cmd(&["CLIENT", "GETNAME"]), "$3\r\napp\r\n");
+}
+
+#[test]
+fn keys_refuses_a_reply_over_the_limit_and_says_what_to_use() {
+    let node = TestNode::start(ServerConfig {
+        reply_bytes_max: 1000,
+        ..ServerConfig::default()
+    });
+    let mut raw = node.raw();
+    for i in 0..40 {
+        assert_eq!(raw.cmd(&["SET", &format!("key:{i:04}"), "v"]), "+OK\r\n");
+    }
+    // 40 keys of 8 bytes plus 16 bytes of framing each: 960 bytes fit;
+    // 42 (1008 bytes) do not.
+    assert!(raw.cmd(&["KEYS", "key:*"]).starts_with("*40\r\n"));
+    assert_eq!(raw.cmd(&["SET", "key:0040", "v"]), "+OK\r\n");
+    assert_eq!(raw.cmd(&["SET", "key:0041", "v"]), "+OK\r\n");
+    assert_eq!(
+        raw.cmd(&["KEYS", "*"]),
+        "-ERR KEYS reply is over the limit of 1000 bytes; use SCAN with MATCH instead\r\n"
+    );
+    assert_eq!(raw.cmd(&["KEYS", "key:000?"]).lines().next(), Some("*10"));
+}
