@@ -9,6 +9,10 @@ use bytes::Bytes;
 
 use crate::error::Error;
 use crate::resp::integer::parse_i64;
+use crate::resp::Protocol;
+
+mod grammar;
+use grammar::{parse_client_query, parse_command_query, parse_hello, parse_scan, parse_set};
 
 /// Bytes of the command name and of the arguments quoted in an
 /// unknown-command error, as in Redis.
@@ -122,9 +126,11 @@ pub enum Command {
         /// The password.
         password: Bytes,
     },
-    /// `HELLO [2 [AUTH username password] [SETNAME name]]`. Only protocol
-    /// 2 is served; `HELLO 3` is refused with `NOPROTO`.
+    /// `HELLO [protover [AUTH username password] [SETNAME name]]`:
+    /// protocol 2 or 3; any other version is refused with `NOPROTO`.
     Hello {
+        /// The protocol to switch to; `None` keeps the current one.
+        protocol: Option<Protocol>,
         /// Credentials to authenticate with first.
         auth: Option<(Bytes, Bytes)>,
         /// A connection name.
@@ -132,6 +138,71 @@ pub enum Command {
     },
     /// `QUIT`: reply `+OK`, then close. Redis ignores extra arguments.
     Quit,
+    /// `SETNX key value`: SET NX answering 1 or 0.
+    SetNx {
+        /// The key.
+        key: Bytes,
+        /// The value.
+        value: Bytes,
+    },
+    /// `GETSET key value`: SET GET (drops any TTL, as in Redis).
+    GetSet {
+        /// The key.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+    },
+    /// `STRLEN key`: the value's length, 0 for a missing key.
+    Strlen {
+        /// The key.
+        key: Bytes,
+    },
+    /// `GETRANGE key start end`: a substring, Redis's index rules.
+    GetRange {
+        /// The key.
+        key: Bytes,
+        /// First byte (negative: from the end).
+        start: i64,
+        /// Last byte, inclusive (negative: from the end).
+        end: i64,
+    },
+    /// `EXPIREAT key unix-seconds` and `PEXPIREAT key unix-ms`. A time in
+    /// the past deletes the key, as in Redis.
+    ExpireAt {
+        /// The key.
+        key: Bytes,
+        /// Absolute deadline in milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
+    /// `EXPIRETIME key` and `PEXPIRETIME key`: the absolute deadline, -1
+    /// without TTL, -2 when the key is missing.
+    ExpireTime {
+        /// The key.
+        key: Bytes,
+        /// Unit of the reply.
+        unit: TimeUnit,
+    },
+    /// `KEYS pattern`: every key matching the glob (see [`crate::glob`]).
+    Keys {
+        /// The glob pattern.
+        pattern: Bytes,
+    },
+    /// `TYPE key`: `string`, or `none` for a missing key.
+    Type {
+        /// The key.
+        key: Bytes,
+    },
+    /// `TOUCH key [key ...]`: how many exist, counting repeats.
+    Touch {
+        /// At least one key.
+        keys: Vec<Bytes>,
+    },
+    /// `SELECT index`: only database 0 exists.
+    Select,
+    /// `TIME`: the node's clock as seconds and microseconds.
+    Time,
+    /// `CLIENT subcommand ...`: this connection's name and identity.
+    Client(ClientQuery),
     /// `CAS key expected new`: set `key` to `new` only if it holds
     /// `expected`; ballast's compare-and-set.
     Cas {
@@ -160,6 +231,28 @@ pub enum TimeUnit {
     Seconds,
     /// PTTL.
     Milliseconds,
+}
+
+/// What `CLIENT` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientQuery {
+    /// `CLIENT ID`.
+    Id,
+    /// `CLIENT GETNAME`.
+    GetName,
+    /// `CLIENT SETNAME name`; an empty name clears it.
+    SetName(Bytes),
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value`.
+    SetInfo {
+        /// True for LIB-NAME, false for LIB-VER.
+        lib_name: bool,
+        /// The value.
+        value: Bytes,
+    },
+    /// `CLIENT INFO`: this connection's line.
+    Info,
+    /// `CLIENT LIST`: one line per open connection.
+    List,
 }
 
 /// What `COMMAND` asks for.
@@ -262,36 +355,16 @@ impl Command {
             }
             b"expire" | b"pexpire" => {
                 arity(rest.len() >= 2)?;
-                if let Some(option) = rest.get(2) {
-                    // Redis 7's NX / XX / GT / LT are not served (yet).
-                    return Err(Error::UnsupportedOption {
-                        option: String::from_utf8_lossy(option).into_owned(),
-                    });
-                }
-                let amount = integer(&rest[1])?;
-                let ttl_ms = if name.as_slice() == b"expire" {
-                    amount
-                        .checked_mul(1000)
-                        .ok_or_else(|| Error::InvalidExpireTime {
-                            command: "expire".to_string(),
-                        })?
-                } else {
-                    amount
-                };
                 Command::Expire {
                     key: rest[0].clone(),
-                    ttl_ms,
+                    ttl_ms: expire_amount_ms(&name, rest)?,
                 }
             }
             b"ttl" | b"pttl" => {
                 arity(rest.len() == 1)?;
                 Command::Ttl {
                     key: rest[0].clone(),
-                    unit: if name.as_slice() == b"ttl" {
-                        TimeUnit::Seconds
-                    } else {
-                        TimeUnit::Milliseconds
-                    },
+                    unit: unit_of(&name),
                 }
             }
             b"persist" => {
@@ -327,6 +400,111 @@ impl Command {
             },
             b"hello" => parse_hello(rest)?,
             b"quit" => Command::Quit,
+            b"setnx" | b"getset" => {
+                arity(rest.len() == 2)?;
+                let (key, value) = (rest[0].clone(), rest[1].clone());
+                if name.as_slice() == b"setnx" {
+                    Command::SetNx { key, value }
+                } else {
+                    Command::GetSet { key, value }
+                }
+            }
+            b"setex" | b"psetex" => {
+                arity(rest.len() == 3)?;
+                let command = String::from_utf8_lossy(&name).into_owned();
+                let invalid = || Error::InvalidExpireTime {
+                    command: command.clone(),
+                };
+                let amount = integer(&rest[1])?;
+                if amount <= 0 {
+                    return Err(invalid());
+                }
+                let expire_ms = if name.as_slice() == b"setex" {
+                    amount.checked_mul(1000).ok_or_else(invalid)?
+                } else {
+                    amount
+                };
+                Command::Set {
+                    key: rest[0].clone(),
+                    value: rest[2].clone(),
+                    expire_ms: Some(expire_ms),
+                    condition: None,
+                    get: false,
+                }
+            }
+            b"decrby" => {
+                arity(rest.len() == 2)?;
+                let delta = integer(&rest[1])?;
+                Command::IncrBy {
+                    key: rest[0].clone(),
+                    // Redis refuses the one delta it cannot negate.
+                    delta: delta.checked_neg().ok_or(Error::DecrementOverflow)?,
+                }
+            }
+            b"strlen" | b"type" => {
+                arity(rest.len() == 1)?;
+                let key = rest[0].clone();
+                if name.as_slice() == b"strlen" {
+                    Command::Strlen { key }
+                } else {
+                    Command::Type { key }
+                }
+            }
+            b"getrange" => {
+                arity(rest.len() == 3)?;
+                Command::GetRange {
+                    key: rest[0].clone(),
+                    start: integer(&rest[1])?,
+                    end: integer(&rest[2])?,
+                }
+            }
+            b"unlink" => {
+                arity(!rest.is_empty())?;
+                Command::Del {
+                    keys: rest.to_vec(),
+                }
+            }
+            b"touch" => {
+                arity(!rest.is_empty())?;
+                Command::Touch {
+                    keys: rest.to_vec(),
+                }
+            }
+            b"expireat" | b"pexpireat" => {
+                arity(rest.len() >= 2)?;
+                Command::ExpireAt {
+                    key: rest[0].clone(),
+                    at_ms: expire_amount_ms(&name, rest)?,
+                }
+            }
+            b"expiretime" | b"pexpiretime" => {
+                arity(rest.len() == 1)?;
+                Command::ExpireTime {
+                    key: rest[0].clone(),
+                    unit: unit_of(&name),
+                }
+            }
+            b"keys" => {
+                arity(rest.len() == 1)?;
+                Command::Keys {
+                    pattern: rest[0].clone(),
+                }
+            }
+            b"select" => {
+                arity(rest.len() == 1)?;
+                // Redis reads the index as a C int, with its own error for
+                // an integer outside that range.
+                let index = i32::try_from(integer(&rest[0])?).map_err(|_| Error::NotAnInt32)?;
+                if index != 0 {
+                    return Err(Error::DbIndexOutOfRange);
+                }
+                Command::Select
+            }
+            b"time" => {
+                arity(rest.is_empty())?;
+                Command::Time
+            }
+            b"client" => Command::Client(parse_client_query(rest)?),
             b"cas" => {
                 arity(rest.len() == 3)?;
                 Command::Cas {
@@ -338,6 +516,35 @@ impl Command {
             _ => return Err(unknown_command(args)),
         };
         Ok(command)
+    }
+}
+
+/// The unit of a time command: the `P` forms count milliseconds.
+fn unit_of(name: &[u8]) -> TimeUnit {
+    if name.first() == Some(&b'p') {
+        TimeUnit::Milliseconds
+    } else {
+        TimeUnit::Seconds
+    }
+}
+
+/// The time argument of EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT, in
+/// milliseconds. Redis 7's NX / XX / GT / LT are not served (yet): any
+/// third argument is refused.
+fn expire_amount_ms(name: &[u8], rest: &[Bytes]) -> Result<i64, Error> {
+    if let Some(option) = rest.get(2) {
+        return Err(Error::UnsupportedOption {
+            option: String::from_utf8_lossy(option).into_owned(),
+        });
+    }
+    let amount = integer(&rest[1])?;
+    match unit_of(name) {
+        TimeUnit::Milliseconds => Ok(amount),
+        TimeUnit::Seconds => amount
+            .checked_mul(1000)
+            .ok_or_else(|| Error::InvalidExpireTime {
+                command: String::from_utf8_lossy(name).into_owned(),
+            }),
     }
 }
 
@@ -375,165 +582,4 @@ fn unknown_command(args: &[Bytes]) -> Error {
 
 fn truncated(bytes: &[u8], bytes_max: usize) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(bytes_max)]).into_owned()
-}
-
-/// Redis's SET option grammar: options in any order, repeats allowed,
-/// NX with XX and EX with PX refused; every option is read before the
-/// expire time is parsed, so a syntax error wins over a bad integer.
-fn parse_set(rest: &[Bytes]) -> Result<Command, Error> {
-    let mut condition = None;
-    let mut get = false;
-    let mut expire: Option<(TimeUnit, &Bytes)> = None;
-    let mut index = 2;
-    while index < rest.len() {
-        let option = rest[index].to_ascii_uppercase();
-        let next = rest.get(index + 1);
-        match (option.as_slice(), next) {
-            (b"NX", _) if condition != Some(SetCondition::IfPresent) => {
-                condition = Some(SetCondition::IfAbsent)
-            }
-            (b"XX", _) if condition != Some(SetCondition::IfAbsent) => {
-                condition = Some(SetCondition::IfPresent)
-            }
-            (b"GET", _) => get = true,
-            (b"EX", Some(value)) if !matches!(expire, Some((TimeUnit::Milliseconds, _))) => {
-                expire = Some((TimeUnit::Seconds, value));
-                index += 1;
-            }
-            (b"PX", Some(value)) if !matches!(expire, Some((TimeUnit::Seconds, _))) => {
-                expire = Some((TimeUnit::Milliseconds, value));
-                index += 1;
-            }
-            _ => return Err(Error::Syntax),
-        }
-        index += 1;
-    }
-    let expire_ms = match expire {
-        None => None,
-        Some((unit, value)) => {
-            let invalid = || Error::InvalidExpireTime {
-                command: "set".to_string(),
-            };
-            let amount = integer(value)?;
-            if amount <= 0 {
-                return Err(invalid());
-            }
-            Some(match unit {
-                TimeUnit::Seconds => amount.checked_mul(1000).ok_or_else(invalid)?,
-                TimeUnit::Milliseconds => amount,
-            })
-        }
-    };
-    Ok(Command::Set {
-        key: rest[0].clone(),
-        value: rest[1].clone(),
-        expire_ms,
-        condition,
-        get,
-    })
-}
-
-/// Redis's SCAN grammar: the cursor first (`ERR invalid cursor`), then
-/// option pairs; a COUNT below 1 is a syntax error.
-fn parse_scan(rest: &[Bytes]) -> Result<Command, Error> {
-    let cursor = std::str::from_utf8(&rest[0])
-        .ok()
-        .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
-        .and_then(|text| text.parse::<u64>().ok())
-        .ok_or(Error::InvalidCursor)?;
-    let mut pattern = None;
-    let mut count = None;
-    let mut type_name = None;
-    let mut options = rest[1..].iter();
-    while let Some(option) = options.next() {
-        let option = option.to_ascii_uppercase();
-        let Some(value) = options.next() else {
-            return Err(Error::Syntax);
-        };
-        match option.as_slice() {
-            b"MATCH" => pattern = Some(value.clone()),
-            b"COUNT" => {
-                let value = integer(value)?;
-                if value < 1 {
-                    return Err(Error::Syntax);
-                }
-                count = Some(value.unsigned_abs());
-            }
-            b"TYPE" => type_name = Some(value.clone()),
-            _ => return Err(Error::Syntax),
-        }
-    }
-    Ok(Command::Scan {
-        cursor,
-        pattern: pattern.filter(|pattern| !crate::glob::matches_every_key(pattern)),
-        count,
-        type_name,
-    })
-}
-
-fn parse_command_query(rest: &[Bytes]) -> Result<CommandQuery, Error> {
-    let Some((subcommand, names)) = rest.split_first() else {
-        return Ok(CommandQuery::All);
-    };
-    let lower = subcommand.to_ascii_lowercase();
-    let exact = |query: CommandQuery| {
-        if names.is_empty() {
-            Ok(query)
-        } else {
-            Err(wrong_arity(&format!(
-                "command|{}",
-                String::from_utf8_lossy(&lower)
-            )))
-        }
-    };
-    match lower.as_slice() {
-        b"count" => exact(CommandQuery::Count),
-        b"list" => exact(CommandQuery::List),
-        b"help" => exact(CommandQuery::Help),
-        b"docs" => Ok(CommandQuery::Docs(names.to_vec())),
-        b"info" => Ok(CommandQuery::Info(names.to_vec())),
-        _ => Err(Error::UnknownSubcommand {
-            command: "COMMAND".to_string(),
-            subcommand: truncated(subcommand, UNKNOWN_COMMAND_QUOTE_BYTES_MAX),
-        }),
-    }
-}
-
-/// Redis's HELLO grammar: the protocol version is checked before the
-/// options, so `HELLO 3 AUTH ...` is refused with NOPROTO.
-fn parse_hello(rest: &[Bytes]) -> Result<Command, Error> {
-    let Some((version, options)) = rest.split_first() else {
-        return Ok(Command::Hello {
-            auth: None,
-            client_name: None,
-        });
-    };
-    let version = parse_i64(version).ok_or(Error::InvalidProtocolVersion)?;
-    if version != 2 {
-        // 3 is valid RESP but not served: ballast speaks RESP2 only.
-        return Err(Error::NoProto);
-    }
-    let mut auth = None;
-    let mut client_name = None;
-    let mut index = 0;
-    while index < options.len() {
-        let option = options[index].to_ascii_uppercase();
-        let more = options.len() - index - 1;
-        match option.as_slice() {
-            b"AUTH" if more >= 2 => {
-                auth = Some((options[index + 1].clone(), options[index + 2].clone()));
-                index += 3;
-            }
-            b"SETNAME" if more >= 1 => {
-                client_name = Some(options[index + 1].clone());
-                index += 2;
-            }
-            _ => {
-                return Err(Error::HelloOption {
-                    option: truncated(&options[index], UNKNOWN_COMMAND_QUOTE_BYTES_MAX),
-                })
-            }
-        }
-    }
-    Ok(Command::Hello { auth, client_name })
 }

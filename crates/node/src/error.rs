@@ -48,6 +48,11 @@ pub enum Error {
     #[error("ERR value is not an integer or out of range")]
     NotAnInteger,
 
+    /// An argument that must fit a C int (SELECT's index) is an integer
+    /// outside that range.
+    #[error("ERR value is out of range, value must between -2147483648 and 2147483647")]
+    NotAnInt32,
+
     /// Options that cannot be combined, are unknown, or lack their value.
     #[error("ERR syntax error")]
     Syntax,
@@ -74,9 +79,8 @@ pub enum Error {
     #[error("ERR Protocol version is not an integer or out of range")]
     InvalidProtocolVersion,
 
-    /// HELLO asked for a protocol other than RESP2. The client should
-    /// retry with `HELLO 2` or without HELLO; redis-cli and most client
-    /// libraries fall back to RESP2 on this error.
+    /// HELLO asked for a protocol other than RESP2 or RESP3. The client
+    /// should retry with `HELLO 3`, `HELLO 2` or without HELLO.
     #[error("NOPROTO unsupported protocol version")]
     NoProto,
 
@@ -84,6 +88,31 @@ pub enum Error {
     #[error("ERR Syntax error in HELLO option '{option}'")]
     HelloOption {
         /// The option as the client sent it.
+        option: String,
+    },
+
+    /// `DECRBY key -9223372036854775808`: the decrement has no negation
+    /// in 64 bits. Decrement by a smaller amount.
+    #[error("ERR decrement would overflow")]
+    DecrementOverflow,
+
+    /// `SELECT` of a database other than 0: ballast has one keyspace.
+    /// Use `SELECT 0` or leave the database alone.
+    #[error("ERR DB index is out of range")]
+    DbIndexOutOfRange,
+
+    /// A client or library name with a space or control character: such
+    /// names would break CLIENT LIST's one line per client.
+    #[error("ERR {what} cannot contain spaces, newlines or special characters.")]
+    InvalidClientName {
+        /// `Client names`, `lib-name` or `lib-ver`, as Redis words it.
+        what: &'static str,
+    },
+
+    /// `CLIENT SETINFO` of an attribute other than LIB-NAME or LIB-VER.
+    #[error("ERR Unrecognized option '{option}'")]
+    UnrecognizedOption {
+        /// The attribute as the client sent it.
         option: String,
     },
 

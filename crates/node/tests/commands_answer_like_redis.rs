@@ -442,10 +442,12 @@ fn auth_forms() {
 }
 
 #[test]
-fn hello_speaks_resp2_only() {
+fn hello_speaks_resp2_and_resp3() {
+    use ballast_node::resp::Protocol;
     assert_eq!(
         parse("HELLO").unwrap(),
         Command::Hello {
+            protocol: None,
             auth: None,
             client_name: None
         }
@@ -453,18 +455,20 @@ fn hello_speaks_resp2_only() {
     assert_eq!(
         parse("HELLO 2").unwrap(),
         Command::Hello {
+            protocol: Some(Protocol::Resp2),
             auth: None,
             client_name: None
         }
     );
     assert_eq!(
-        parse("hello 2 auth alice pw setname app").unwrap(),
+        parse("hello 3 auth alice pw setname app").unwrap(),
         Command::Hello {
+            protocol: Some(Protocol::Resp3),
             auth: Some((b("alice"), b("pw"))),
             client_name: Some(b("app"))
         }
     );
-    for line in ["HELLO 3", "HELLO 1", "HELLO 3 AUTH a b", "HELLO 4"] {
+    for line in ["HELLO 1", "HELLO 4 AUTH a b", "HELLO 0", "HELLO -3"] {
         assert_eq!(
             error(line),
             "NOPROTO unsupported protocol version",
@@ -476,7 +480,7 @@ fn hello_speaks_resp2_only() {
         "ERR Protocol version is not an integer or out of range"
     );
     assert_eq!(
-        error("HELLO 2 AUTH a"),
+        error("HELLO 3 AUTH a"),
         "ERR Syntax error in HELLO option 'AUTH'"
     );
     assert_eq!(

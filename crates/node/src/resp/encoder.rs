@@ -1,8 +1,34 @@
 //! Replies to clients, and the request encoding clients use.
+//!
+//! One [`Reply`] value serves both protocols: [`encode_as`] writes it in
+//! the protocol the connection chose with `HELLO` (RESP2 unless the client
+//! asked for 3). The RESP3-only types fall back to what Redis 7 sends a
+//! RESP2 client for them: a map becomes a flat array of keys and values, a
+//! double a bulk string, a verbatim string a bulk string, a null `$-1`.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// One RESP2 reply.
+/// The protocol a connection speaks, chosen with `HELLO 2` / `HELLO 3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// RESP2: what every connection starts with.
+    #[default]
+    Resp2,
+    /// RESP3: typed nulls, maps, doubles and verbatim strings.
+    Resp3,
+}
+
+impl Protocol {
+    /// The number HELLO uses for it.
+    pub fn version(self) -> i64 {
+        match self {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        }
+    }
+}
+
+/// One reply, in either protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// `+text`: short status such as `OK` or `PONG`.
@@ -20,6 +46,14 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// `*-1`: a missing array.
     NullArray,
+    /// RESP3 `%n` then n key-value pairs; RESP2: a flat array of 2n.
+    Map(Vec<(Reply, Reply)>),
+    /// RESP3 `,text`: a floating-point number, already in the text Redis
+    /// prints for it (`3.5`, `inf`); RESP2: that text as a bulk string.
+    Double(String),
+    /// RESP3 `=len` then `txt:` and the text (INFO, CLIENT INFO); RESP2: a
+    /// bulk string of the text.
+    Verbatim(String),
 }
 
 impl Reply {
@@ -47,24 +81,63 @@ impl Reply {
 /// assert_eq!(&out[..], b"*2\r\n:1\r\n$-1\r\n");
 /// ```
 pub fn encode(reply: &Reply, out: &mut BytesMut) {
+    encode_as(reply, Protocol::Resp2, out)
+}
+
+/// Appends the wire form of `reply` in `protocol` to `out`. In RESP3 both
+/// nulls are `_`, as Redis 7 sends them.
+///
+/// ```
+/// use ballast_node::resp::{encode_as, Protocol, Reply};
+/// let mut out = bytes::BytesMut::new();
+/// let map = Reply::Map(vec![(Reply::bulk("proto"), Reply::Integer(3))]);
+/// encode_as(&map, Protocol::Resp3, &mut out);
+/// encode_as(&Reply::NullBulk, Protocol::Resp3, &mut out);
+/// assert_eq!(&out[..], b"%1\r\n$5\r\nproto\r\n:3\r\n_\r\n");
+/// ```
+pub fn encode_as(reply: &Reply, protocol: Protocol, out: &mut BytesMut) {
+    let resp3 = protocol == Protocol::Resp3;
     match reply {
         Reply::Simple(text) => line(out, b'+', text),
         Reply::Error(text) => line(out, b'-', text),
         Reply::Integer(value) => header(out, b':', *value),
-        Reply::Bulk(bytes) => {
-            header(out, b'$', length_i64(bytes.len()));
-            out.put_slice(bytes);
-            out.put_slice(b"\r\n");
-        }
+        Reply::Bulk(bytes) => bulk(out, bytes),
+        Reply::NullBulk | Reply::NullArray if resp3 => out.put_slice(b"_\r\n"),
         Reply::NullBulk => out.put_slice(b"$-1\r\n"),
         Reply::Array(items) => {
             header(out, b'*', length_i64(items.len()));
             for item in items {
-                encode(item, out);
+                encode_as(item, protocol, out);
             }
         }
         Reply::NullArray => out.put_slice(b"*-1\r\n"),
+        Reply::Map(pairs) => {
+            if resp3 {
+                header(out, b'%', length_i64(pairs.len()));
+            } else {
+                header(out, b'*', length_i64(pairs.len()).saturating_mul(2));
+            }
+            for (key, value) in pairs {
+                encode_as(key, protocol, out);
+                encode_as(value, protocol, out);
+            }
+        }
+        Reply::Double(text) if resp3 => line(out, b',', text),
+        Reply::Double(text) => bulk(out, text.as_bytes()),
+        Reply::Verbatim(text) if resp3 => {
+            header(out, b'=', length_i64(text.len() + 4));
+            out.put_slice(b"txt:");
+            out.put_slice(text.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        Reply::Verbatim(text) => bulk(out, text.as_bytes()),
     }
+}
+
+fn bulk(out: &mut BytesMut, bytes: &[u8]) {
+    header(out, b'$', length_i64(bytes.len()));
+    out.put_slice(bytes);
+    out.put_slice(b"\r\n");
 }
 
 /// Appends a request as clients send it: an array of bulk strings.
@@ -133,6 +206,45 @@ mod tests {
                 Reply::Array(vec![Reply::bulk("k")])
             ])),
             b"*2\r\n$1\r\n0\r\n*1\r\n$1\r\nk\r\n"
+        );
+    }
+
+    #[test]
+    fn resp3_types_have_the_redis_7_wire_form_and_fall_back_in_resp2() {
+        let both = |reply: &Reply| {
+            let mut two = BytesMut::new();
+            let mut three = BytesMut::new();
+            encode_as(reply, Protocol::Resp2, &mut two);
+            encode_as(reply, Protocol::Resp3, &mut three);
+            (two.to_vec(), three.to_vec())
+        };
+        assert_eq!(
+            both(&Reply::NullBulk),
+            (b"$-1\r\n".to_vec(), b"_\r\n".to_vec())
+        );
+        assert_eq!(
+            both(&Reply::NullArray),
+            (b"*-1\r\n".to_vec(), b"_\r\n".to_vec())
+        );
+        assert_eq!(
+            both(&Reply::Map(vec![(Reply::bulk("a"), Reply::NullBulk)])),
+            (
+                b"*2\r\n$1\r\na\r\n$-1\r\n".to_vec(),
+                b"%1\r\n$1\r\na\r\n_\r\n".to_vec()
+            )
+        );
+        assert_eq!(
+            both(&Reply::Double("1.5".into())),
+            (b"$3\r\n1.5\r\n".to_vec(), b",1.5\r\n".to_vec())
+        );
+        assert_eq!(
+            both(&Reply::Verbatim("a:1".into())),
+            (b"$3\r\na:1\r\n".to_vec(), b"=7\r\ntxt:a:1\r\n".to_vec())
+        );
+        // Nested replies follow the connection's protocol.
+        assert_eq!(
+            both(&Reply::Array(vec![Reply::NullBulk])).1,
+            b"*1\r\n_\r\n".to_vec()
         );
     }
 

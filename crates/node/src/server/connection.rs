@@ -14,12 +14,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::metrics::Metrics;
-use super::shared::Shared;
+use super::shared::{ClientEntry, Shared};
 use super::table::{self, COMMANDS};
 use crate::api::{KvApi, Ordered};
-use crate::command::{Command, CommandQuery};
+use crate::command::{ClientQuery, Command, CommandQuery};
 use crate::error::Error;
-use crate::resp::{encode, Decoder, Reply};
+use crate::resp::{encode_as, Decoder, Protocol, Reply};
 
 /// Bytes asked of the socket per read when the buffer has less room.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -27,6 +27,10 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Above this many key comparisons two requests are taken to conflict
 /// without comparing, so that checking costs little even for huge MSETs.
 const CONFLICT_COMPARISONS_MAX: usize = 4096;
+
+/// The Redis version ballast answers to (HELLO, INFO): clients gate
+/// features on it, and ballast serves Redis 7's commands it lists.
+pub(super) const REDIS_VERSION: &str = "7.0.0";
 
 const NOAUTH: &str = "NOAUTH Authentication required.";
 const NOAUTH_HELLO: &str = "NOAUTH HELLO must be called with the client already authenticated, \
@@ -51,12 +55,19 @@ impl Access {
     fn of(command: &Command) -> Access {
         let keys = |keys: &[Bytes]| Some(keys.to_vec());
         match command {
-            Command::Get { key } | Command::Ttl { key, .. } => Access {
+            Command::Get { key }
+            | Command::Ttl { key, .. }
+            | Command::Strlen { key }
+            | Command::GetRange { key, .. }
+            | Command::Type { key }
+            | Command::ExpireTime { key, .. } => Access {
                 write: false,
                 blind_write: false,
                 keys: keys(std::slice::from_ref(key)),
             },
-            Command::Exists { keys: k } | Command::MGet { keys: k } => Access {
+            Command::Exists { keys: k }
+            | Command::MGet { keys: k }
+            | Command::Touch { keys: k } => Access {
                 write: false,
                 blind_write: false,
                 keys: keys(k),
@@ -72,6 +83,9 @@ impl Access {
             Command::Set { key, .. }
             | Command::IncrBy { key, .. }
             | Command::Expire { key, .. }
+            | Command::ExpireAt { key, .. }
+            | Command::SetNx { key, .. }
+            | Command::GetSet { key, .. }
             | Command::Cas { key, .. } => Access {
                 write: true,
                 blind_write: true,
@@ -110,16 +124,20 @@ impl Access {
     }
 }
 
-/// A request read from the connection, in order.
+/// A request read from the connection, in order. Each carries the
+/// protocol the connection spoke when it was read: a HELLO changes the
+/// encoding of its own reply and of later ones, never of earlier replies
+/// still waiting to be written.
 enum Slot {
     /// Running against the API; `ordered` is set once the API has ordered
     /// its write (see [`Ordered`]).
     Running {
         access: Access,
         ordered: Arc<AtomicBool>,
+        protocol: Protocol,
     },
     /// Answered, waiting for the replies before it.
-    Ready(Reply),
+    Ready(Reply, Protocol),
 }
 
 /// A finished request.
@@ -142,6 +160,10 @@ struct Connection<A> {
     shared: Arc<Shared<A>>,
     id: u64,
     authenticated: bool,
+    /// What HELLO chose; replies are encoded in it.
+    protocol: Protocol,
+    /// This connection's entry in the shared client table.
+    client: ClientEntry,
     decoder: Decoder,
     input: BytesMut,
     output: BytesMut,
@@ -167,6 +189,15 @@ impl Drop for OpenGuard {
     }
 }
 
+/// Removes the connection from the client table however it ends.
+struct ClientGuard<A>(Arc<Shared<A>>, u64);
+
+impl<A> Drop for ClientGuard<A> {
+    fn drop(&mut self) {
+        self.0.clients().remove(&self.1);
+    }
+}
+
 /// Serves one connection until it closes.
 pub(crate) async fn run<A: KvApi>(
     shared: Arc<Shared<A>>,
@@ -185,8 +216,21 @@ pub(crate) async fn run<A: KvApi>(
             return;
         }
     };
+    let address = |addr: std::io::Result<std::net::SocketAddr>| {
+        addr.map(|addr| addr.to_string()).unwrap_or_default()
+    };
+    let client = ClientEntry {
+        addr: address(stream.peer_addr()),
+        local_addr: address(stream.local_addr()),
+        resp: Protocol::Resp2.version(),
+        ..ClientEntry::default()
+    };
+    shared.clients().insert(id, client.clone());
+    let _client = ClientGuard(shared.clone(), id);
     let connection = Connection {
         authenticated: shared.config.password.is_none(),
+        protocol: Protocol::Resp2,
+        client,
         shared,
         id,
         decoder,
@@ -340,11 +384,12 @@ impl<A: KvApi> Connection<A> {
             Slot::Running {
                 access: running,
                 ordered,
+                ..
             } => {
                 running.conflicts(access)
                     && !(access.blind_write && ordered.load(Ordering::Acquire))
             }
-            Slot::Ready(_) => false,
+            Slot::Ready(..) => false,
         })
     }
 
@@ -393,7 +438,22 @@ impl<A: KvApi> Connection<A> {
                     Err(reply) => reply,
                 }
             }
-            Command::Hello { auth, .. } => self.hello(auth),
+            Command::Hello {
+                protocol,
+                auth,
+                client_name,
+            } => self.hello(protocol, auth, client_name),
+            Command::Select => Reply::ok(),
+            Command::Time => {
+                // The node's clock (simulated under turmoil), in Redis's
+                // shape: seconds and microseconds as bulk strings.
+                let now_ms = self.shared.api.now_ms();
+                Reply::Array(vec![
+                    Reply::bulk((now_ms / 1000).to_string()),
+                    Reply::bulk(((now_ms % 1000) * 1000).to_string()),
+                ])
+            }
+            Command::Client(query) => self.client_reply(query),
             Command::Quit => {
                 self.closing = true;
                 Reply::ok()
@@ -424,7 +484,7 @@ impl<A: KvApi> Connection<A> {
     /// Queues a reply that is already known.
     fn answer(&mut self, reply: Reply, metric: usize, received: Instant) {
         self.record(metric, received, &reply);
-        self.slots.push_back(Slot::Ready(reply));
+        self.slots.push_back(Slot::Ready(reply, self.protocol));
     }
 
     fn spawn(&mut self, held: Held) {
@@ -434,6 +494,7 @@ impl<A: KvApi> Connection<A> {
         self.slots.push_back(Slot::Running {
             access: held.access,
             ordered,
+            protocol: self.protocol,
         });
         let shared = self.shared.clone();
         let (command, metric, received) = (held.command, held.metric, held.received);
@@ -467,7 +528,11 @@ impl<A: KvApi> Connection<A> {
         self.record(done.metric, done.received, &done.reply);
         let index = done.seq.checked_sub(self.first_seq).map(|i| i as usize);
         match index.and_then(|index| self.slots.get_mut(index)) {
-            Some(slot @ Slot::Running { .. }) => *slot = Slot::Ready(done.reply),
+            Some(slot @ Slot::Running { .. }) => {
+                if let Slot::Running { protocol, .. } = *slot {
+                    *slot = Slot::Ready(done.reply, protocol);
+                }
+            }
             _ => tracing::error!(seq = done.seq, "a RESP reply has no request waiting for it"),
         }
     }
@@ -481,9 +546,9 @@ impl<A: KvApi> Connection<A> {
 
     /// Moves the answered prefix of the requests into the output buffer.
     fn flush_ready(&mut self) {
-        while let Some(Slot::Ready(_)) = self.slots.front() {
-            if let Some(Slot::Ready(reply)) = self.slots.pop_front() {
-                encode(&reply, &mut self.output);
+        while let Some(Slot::Ready(..)) = self.slots.front() {
+            if let Some(Slot::Ready(reply, protocol)) = self.slots.pop_front() {
+                encode_as(&reply, protocol, &mut self.output);
                 self.first_seq += 1;
             }
         }
@@ -501,7 +566,15 @@ impl<A: KvApi> Connection<A> {
         }
     }
 
-    fn hello(&mut self, auth: Option<(Bytes, Bytes)>) -> Reply {
+    /// HELLO: authenticates if asked, switches protocol, names the
+    /// connection, and answers Redis 7's map of server facts (a map in
+    /// RESP3, a flat array in RESP2). Nothing changes when a step fails.
+    fn hello(
+        &mut self,
+        protocol: Option<Protocol>,
+        auth: Option<(Bytes, Bytes)>,
+        client_name: Option<Bytes>,
+    ) -> Reply {
         match auth {
             Some((username, password)) => {
                 if let Err(reply) = self.check_password(Some(&username), &password) {
@@ -512,29 +585,77 @@ impl<A: KvApi> Connection<A> {
             None if !self.authenticated => return Reply::Error(NOAUTH_HELLO.to_string()),
             None => {}
         }
+        if let Some(protocol) = protocol {
+            self.protocol = protocol;
+            self.client.resp = protocol.version();
+        }
+        if let Some(name) = client_name {
+            self.set_client_name(name);
+        }
+        self.publish_client();
         let role = if self.shared.api.status().role == "leader" {
             "master"
         } else {
             "replica"
         };
-        let field = |name: &str, value: Reply| [Reply::bulk(name), value];
-        Reply::Array(
-            [
-                field("server", Reply::bulk("redis")),
-                field("version", Reply::bulk("7.0.0")),
-                field("proto", Reply::Integer(2)),
-                field(
-                    "id",
-                    Reply::Integer(i64::try_from(self.id).unwrap_or(i64::MAX)),
-                ),
-                field("mode", Reply::bulk("standalone")),
-                field("role", Reply::bulk(role)),
-                field("modules", Reply::Array(vec![])),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
-        )
+        let field = |name: &str, value: Reply| (Reply::bulk(name), value);
+        Reply::Map(vec![
+            field("server", Reply::bulk("redis")),
+            field("version", Reply::bulk(REDIS_VERSION)),
+            field("proto", Reply::Integer(self.protocol.version())),
+            field(
+                "id",
+                Reply::Integer(i64::try_from(self.id).unwrap_or(i64::MAX)),
+            ),
+            field("mode", Reply::bulk("standalone")),
+            field("role", Reply::bulk(role)),
+            field("modules", Reply::Array(vec![])),
+        ])
+    }
+
+    /// Redis clears the name on an empty one.
+    fn set_client_name(&mut self, name: Bytes) {
+        self.client.name = (!name.is_empty()).then_some(name);
+    }
+
+    /// Copies this connection's entry into the shared table.
+    fn publish_client(&self) {
+        self.shared.clients().insert(self.id, self.client.clone());
+    }
+
+    fn client_reply(&mut self, query: ClientQuery) -> Reply {
+        match query {
+            ClientQuery::Id => Reply::Integer(i64::try_from(self.id).unwrap_or(i64::MAX)),
+            ClientQuery::GetName => self
+                .client
+                .name
+                .clone()
+                .map_or(Reply::NullBulk, Reply::Bulk),
+            ClientQuery::SetName(name) => {
+                self.set_client_name(name);
+                self.publish_client();
+                Reply::ok()
+            }
+            ClientQuery::SetInfo { lib_name, value } => {
+                let slot = if lib_name {
+                    &mut self.client.lib_name
+                } else {
+                    &mut self.client.lib_ver
+                };
+                *slot = Some(value);
+                self.publish_client();
+                Reply::ok()
+            }
+            ClientQuery::Info => Reply::Verbatim(format!("{}\n", self.client.line(self.id))),
+            ClientQuery::List => {
+                let mut text = String::new();
+                for (id, client) in self.shared.clients().iter() {
+                    text.push_str(&client.line(*id));
+                    text.push('\n');
+                }
+                Reply::Verbatim(text)
+            }
+        }
     }
 }
 
@@ -571,13 +692,13 @@ fn command_reply(query: CommandQuery) -> Reply {
                 .map(|spec| spec.map_or(Reply::NullBulk, table::info_reply))
                 .collect(),
         ),
-        CommandQuery::Docs(names) => {
-            let mut out = Vec::new();
-            for spec in named(&names).into_iter().flatten() {
-                table::docs_reply(spec, &mut out);
-            }
-            Reply::Array(out)
-        }
+        CommandQuery::Docs(names) => Reply::Map(
+            named(&names)
+                .into_iter()
+                .flatten()
+                .map(table::docs_reply)
+                .collect(),
+        ),
         CommandQuery::Help => Reply::Array(
             [
                 "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

@@ -30,7 +30,7 @@ pub fn api_error_reply(error: &ApiError) -> Reply {
 }
 
 /// What a failed step answers.
-type Step<T> = Result<T, Reply>;
+pub(super) type Step<T> = Result<T, Reply>;
 
 fn check_size(what: &str, bytes: usize, bytes_max: usize) -> Step<()> {
     if bytes > bytes_max {
@@ -45,7 +45,7 @@ fn integer_reply(flag: bool) -> Reply {
     Reply::Integer(i64::from(flag))
 }
 
-fn unexpected(response: Response) -> Reply {
+pub(super) fn unexpected(response: Response) -> Reply {
     match response {
         Response::Rejected(why) => Reply::Error(format!("ERR {why}")),
         other => Reply::Error(format!(
@@ -55,7 +55,7 @@ fn unexpected(response: Response) -> Reply {
 }
 
 impl<A: KvApi> Shared<A> {
-    async fn write(&self, request: Request, ordered: Ordered) -> Step<Response> {
+    pub(super) async fn write(&self, request: Request, ordered: Ordered) -> Step<Response> {
         match self.api.write_ordered(request, ordered).await {
             Ok(Response::Rejected(why)) => Err(Reply::Error(format!("ERR {why}"))),
             Ok(response) => Ok(response),
@@ -63,7 +63,7 @@ impl<A: KvApi> Shared<A> {
         }
     }
 
-    async fn read(&self, keys: Vec<Bytes>) -> Step<Vec<Option<Value>>> {
+    pub(super) async fn read(&self, keys: Vec<Bytes>) -> Step<Vec<Option<Value>>> {
         let count = keys.len();
         let values = self
             .api
@@ -81,7 +81,7 @@ impl<A: KvApi> Shared<A> {
 
     /// Refuses keys and values the engine would refuse, before proposing,
     /// so an oversized request never enters the replicated log.
-    fn check_key(&self, key: &[u8]) -> Step<()> {
+    pub(super) fn check_key(&self, key: &[u8]) -> Step<()> {
         if key.is_empty() {
             return Err(Reply::Error(
                 "ERR empty keys are not supported; nothing was written".to_string(),
@@ -90,7 +90,7 @@ impl<A: KvApi> Shared<A> {
         check_size("key", key.len(), self.config.key_bytes_max)
     }
 
-    fn check_value(&self, value: &[u8]) -> Step<()> {
+    pub(super) fn check_value(&self, value: &[u8]) -> Step<()> {
         check_size("value", value.len(), self.config.value_bytes_max)
     }
 
@@ -295,7 +295,7 @@ impl<A: KvApi> Shared<A> {
                     .map_err(|error| api_error_reply(&error))?;
                 Reply::Integer(i64::try_from(count).unwrap_or(i64::MAX))
             }
-            Command::Info { sections } => Reply::Bulk(self.info(&sections).await.into()),
+            Command::Info { sections } => Reply::Verbatim(self.info(&sections).await),
             Command::Cas { key, expected, new } => {
                 self.check_key(&key)?;
                 self.check_value(&new)?;
@@ -309,11 +309,29 @@ impl<A: KvApi> Shared<A> {
                     other => unexpected(other),
                 }
             }
+            Command::SetNx { key, value } => {
+                self.set_and_answer(key, value, RaftSetCondition::IfAbsent, false, ordered)
+                    .await?
+            }
+            Command::GetSet { key, value } => {
+                self.set_and_answer(key, value, RaftSetCondition::Always, true, ordered)
+                    .await?
+            }
+            Command::Strlen { key } => self.strlen(key).await?,
+            Command::GetRange { key, start, end } => self.get_range(key, start, end).await?,
+            Command::Type { key } => self.type_of(key).await?,
+            Command::ExpireTime { key, unit } => self.expire_time(key, unit).await?,
+            Command::Touch { keys } => self.touch(keys).await?,
+            Command::ExpireAt { key, at_ms } => self.expire_at(key, at_ms, ordered).await?,
+            Command::Keys { pattern } => self.keys(pattern).await?,
             Command::Ping { .. }
             | Command::Echo { .. }
             | Command::Command(_)
             | Command::Auth { .. }
             | Command::Hello { .. }
+            | Command::Select
+            | Command::Time
+            | Command::Client(_)
             | Command::Quit => Reply::Error(
                 "ERR internal error: a connection command reached the executor".to_string(),
             ),
@@ -401,7 +419,10 @@ impl<A: KvApi> Shared<A> {
                     line("# Server".into());
                     // Clients gate features on redis_version; ballast
                     // serves a subset of Redis 7's string commands.
-                    line("redis_version:7.0.0".into());
+                    line(format!(
+                        "redis_version:{}",
+                        super::connection::REDIS_VERSION
+                    ));
                     line(format!("ballast_version:{}", env!("CARGO_PKG_VERSION")));
                     line("redis_mode:standalone".into());
                     line(format!("node_id:{}", status.id));

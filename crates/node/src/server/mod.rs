@@ -73,6 +73,7 @@ mod config;
 mod connection;
 mod cursors;
 mod execute;
+mod keyspace;
 pub mod metrics;
 mod shared;
 pub mod table;

@@ -74,8 +74,26 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("info", -1, &["loading", "stale"], NO_KEYS, "server", "Returns information and statistics about the server."),
     spec("command", -1, &["loading", "stale"], NO_KEYS, "server", "Returns detailed information about all commands."),
     spec("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth"], NO_KEYS, "connection", "Authenticates the connection."),
-    spec("hello", -1, &["noscript", "loading", "stale", "fast", "no_auth"], NO_KEYS, "connection", "Handshakes with the server (RESP2 only)."),
+    spec("hello", -1, &["noscript", "loading", "stale", "fast", "no_auth"], NO_KEYS, "connection", "Handshakes with the server (RESP2 or RESP3)."),
     spec("quit", -1, &["noscript", "loading", "stale", "fast", "no_auth"], NO_KEYS, "connection", "Closes the connection."),
+    spec("setnx", 3, &["write", "denyoom", "fast"], ONE_KEY, "string", "Set the string value of a key only when the key doesn't exist."),
+    spec("getset", 3, &["write", "denyoom", "fast"], ONE_KEY, "string", "Returns the previous string value of a key after setting it to a new value."),
+    spec("setex", 4, &["write", "denyoom"], ONE_KEY, "string", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist."),
+    spec("psetex", 4, &["write", "denyoom"], ONE_KEY, "string", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist."),
+    spec("decrby", 3, &["write", "denyoom", "fast"], ONE_KEY, "string", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist."),
+    spec("strlen", 2, &["readonly", "fast"], ONE_KEY, "string", "Returns the length of a string value."),
+    spec("getrange", 4, &["readonly"], ONE_KEY, "string", "Returns a substring of the string stored at a key."),
+    spec("unlink", -2, &["write", "fast"], ALL_KEYS, "generic", "Asynchronously deletes one or more keys."),
+    spec("touch", -2, &["readonly", "fast"], ALL_KEYS, "generic", "Returns the number of existing keys out of those specified after updating the time they were last accessed."),
+    spec("expireat", -3, &["write", "fast"], ONE_KEY, "generic", "Sets the expiration time of a key to a Unix timestamp."),
+    spec("pexpireat", -3, &["write", "fast"], ONE_KEY, "generic", "Sets the expiration time of a key to a Unix milliseconds timestamp."),
+    spec("expiretime", 2, &["readonly", "fast"], ONE_KEY, "generic", "Returns the expiration time of a key as a Unix timestamp."),
+    spec("pexpiretime", 2, &["readonly", "fast"], ONE_KEY, "generic", "Returns the expiration time of a key as a Unix milliseconds timestamp."),
+    spec("keys", 2, &["readonly"], NO_KEYS, "generic", "Returns all key names that match a pattern."),
+    spec("type", 2, &["readonly", "fast"], ONE_KEY, "generic", "Determines the type of value stored at a key."),
+    spec("select", 2, &["loading", "stale", "fast"], NO_KEYS, "connection", "Changes the selected database (ballast has database 0 only)."),
+    spec("time", 1, &["loading", "stale", "fast"], NO_KEYS, "server", "Returns the server time."),
+    spec("client", -2, &[], NO_KEYS, "connection", "A container for client connection commands (ID, GETNAME, SETNAME, SETINFO, INFO, LIST)."),
     spec("cas", 4, &["write", "denyoom"], ONE_KEY, "string", "Sets a key to a new value only if it holds the expected value; replies 1 if it was swapped, 0 if not."),
 ];
 
@@ -107,17 +125,17 @@ pub fn info_reply(spec: &CommandSpec) -> Reply {
     ])
 }
 
-/// `COMMAND DOCS` entry of one command: its name, then a flat map.
-pub fn docs_reply(spec: &CommandSpec, out: &mut Vec<Reply>) {
-    out.push(Reply::bulk(spec.name));
-    out.push(Reply::Array(vec![
-        Reply::bulk("summary"),
-        Reply::bulk(spec.summary),
-        Reply::bulk("since"),
-        Reply::bulk("1.0.0"),
-        Reply::bulk("group"),
-        Reply::bulk(spec.group),
-    ]));
+/// `COMMAND DOCS` entry of one command: its name and a map of facts (a
+/// map in RESP3, flat arrays in RESP2, as Redis 7 answers).
+pub fn docs_reply(spec: &CommandSpec) -> (Reply, Reply) {
+    (
+        Reply::bulk(spec.name),
+        Reply::Map(vec![
+            (Reply::bulk("summary"), Reply::bulk(spec.summary)),
+            (Reply::bulk("since"), Reply::bulk("1.0.0")),
+            (Reply::bulk("group"), Reply::bulk(spec.group)),
+        ]),
+    )
 }
 
 #[cfg(test)]

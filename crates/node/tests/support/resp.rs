@@ -90,8 +90,9 @@ fn reply_end(buffer: &[u8], at: usize) -> Option<usize> {
     let header = std::str::from_utf8(&buffer[at + 1..line_end]).ok()?;
     let after = line_end + 2;
     match buffer[at] {
-        b'+' | b'-' | b':' => Some(after),
-        b'$' => {
+        // RESP3's null, double, boolean and big number are one line too.
+        b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Some(after),
+        b'$' | b'=' | b'!' => {
             let length: i64 = header.parse().ok()?;
             if length < 0 {
                 return Some(after);
@@ -99,8 +100,10 @@ fn reply_end(buffer: &[u8], at: usize) -> Option<usize> {
             let end = after + length as usize + 2;
             (buffer.len() >= end).then_some(end)
         }
-        b'*' => {
+        b'*' | b'%' | b'~' | b'>' => {
             let count: i64 = header.parse().ok()?;
+            // A map's count is of pairs.
+            let count = if buffer[at] == b'%' { count * 2 } else { count };
             let mut end = after;
             for _ in 0..count.max(0) {
                 end = reply_end(buffer, end)?;

@@ -194,12 +194,7 @@ impl StateMachine {
             Request::IncrBy { key, delta } => {
                 let (cur, ttl) = match self.live(overlay, key, at_ms)? {
                     None => (Some(0), None),
-                    Some((v, ttl)) => (
-                        std::str::from_utf8(&v)
-                            .ok()
-                            .and_then(|s| s.parse::<i64>().ok()),
-                        ttl,
-                    ),
+                    Some((v, ttl)) => (redis_integer(&v), ttl),
                 };
                 match cur.map(|c| c.checked_add(*delta)) {
                     None => Response::Rejected("value is not an integer or out of range".into()),
@@ -400,10 +395,54 @@ impl StateMachine {
     }
 }
 
+/// A stored value as an integer, read as Redis's `string2ll` reads it:
+/// only the canonical decimal form counts (`5`, `-5`, `0`), so `+5`,
+/// `007`, `-0` and ` 5` are not integers for INCR, as in Redis. Rust's
+/// `i64::from_str` alone would take the first three.
+fn redis_integer(value: &[u8]) -> Option<i64> {
+    let magnitude = value.strip_prefix(b"-").unwrap_or(value);
+    let canonical = match magnitude {
+        [b'0'] => magnitude.len() == value.len(),
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
 pub(super) fn is_input_error(e: &ballast_storage::Error) -> bool {
     use ballast_storage::Error as E;
     matches!(
         e,
         E::EmptyKey | E::KeyTooLarge { .. } | E::ValueTooLarge { .. } | E::BatchTooLarge { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redis_integer;
+
+    #[test]
+    fn only_canonical_decimals_are_integers_for_incr() {
+        for (text, parsed) in [
+            ("0", Some(0)),
+            ("5", Some(5)),
+            ("-5", Some(-5)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("9223372036854775808", None),
+            ("+5", None),
+            ("007", None),
+            ("-0", None),
+            (" 5", None),
+            ("5 ", None),
+            ("", None),
+            ("-", None),
+            ("1e3", None),
+        ] {
+            assert_eq!(redis_integer(text.as_bytes()), parsed, "{text:?}");
+        }
+    }
 }

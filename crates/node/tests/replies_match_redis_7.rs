@@ -1,0 +1,359 @@
+//! The same command script against a real Redis 7 and against ballast, wire
+//! reply by wire reply: arity, argument types, overflow, error texts and
+//! reply types, in RESP2 and in RESP3.
+//!
+//! With `redis-server` on the PATH (Debian: `apt-get install redis-server`)
+//! the test starts one on 127.0.0.1 and a free port, checks that Redis
+//! still answers what `fixtures/redis7_replies.txt` recorded, and compares
+//! ballast with it. Without it the test says so and compares ballast with
+//! the recording. `BALLAST_RECORD_REDIS=1` rewrites the recording from the
+//! live Redis instead of checking it. Costs about a second.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ballast_node::server::ServerConfig;
+use support::eventually_blocking;
+use support::resp::Raw;
+use support::server::TestNode;
+
+/// The script: every command the issue lists that ballast serves, with the
+/// right arguments, then wrong arity, wrong argument types and overflow.
+/// Keys are fresh per line group so that order inside a group is all that
+/// matters. Replies that differ by design (ids, versions, timestamps, key
+/// order of KEYS on several keys, SELECT of 1..15) are left out.
+const SCRIPT: &[&[&str]] = &[
+    &["KEYS", "*"],
+    &["SET", "s", "This is a string"],
+    // SETNX
+    &["SETNX", "nx", "1"],
+    &["SETNX", "nx", "2"],
+    &["GET", "nx"],
+    &["SETNX", "nx"],
+    &["SETNX", "nx", "1", "2"],
+    // GETSET
+    &["GETSET", "gs", "a"],
+    &["GETSET", "gs", "b"],
+    &["GETSET", "gs"],
+    // SETEX / PSETEX
+    &["SETEX", "ex", "100", "v"],
+    &["SETEX", "ex", "0", "v"],
+    &["SETEX", "ex", "-1", "v"],
+    &["SETEX", "ex", "abc", "v"],
+    &["SETEX", "ex", "9223372036854775807", "v"],
+    &["SETEX", "ex", "100"],
+    &["PSETEX", "pex", "100000", "v"],
+    &["PSETEX", "pex", "0", "v"],
+    &["PSETEX", "pex", "1.5", "v"],
+    &["PSETEX", "pex"],
+    // DECRBY, INCRBY past i64
+    &["DECRBY", "n", "5"],
+    &["DECRBY", "n", "-7"],
+    &["DECRBY", "n", "x"],
+    &["DECRBY", "n", "-9223372036854775808"],
+    &["DECRBY", "n", "99999999999999999999"],
+    &["DECRBY", "n"],
+    &["SET", "max", "9223372036854775807"],
+    &["INCRBY", "max", "1"],
+    &["INCR", "max"],
+    &["SET", "min", "-9223372036854775808"],
+    &["DECRBY", "min", "1"],
+    &["DECR", "min"],
+    &["INCRBY", "s", "1"],
+    &["INCRBY", "max", "1.5"],
+    // Only the canonical decimal form is an integer (Redis's string2ll).
+    &["SET", "t", "+5"],
+    &["INCR", "t"],
+    &["SET", "t", "007"],
+    &["INCRBY", "t", "1"],
+    &["SET", "t", "-0"],
+    &["DECR", "t"],
+    &["SET", "t", " 5"],
+    &["DECRBY", "t", "1"],
+    &["SET", "t", "-5"],
+    &["INCR", "t"],
+    // STRLEN
+    &["STRLEN", "s"],
+    &["STRLEN", "missing"],
+    &["STRLEN"],
+    &["STRLEN", "s", "x"],
+    // GETRANGE
+    &["GETRANGE", "s", "0", "3"],
+    &["GETRANGE", "s", "-3", "-1"],
+    &["GETRANGE", "s", "0", "-1"],
+    &["GETRANGE", "s", "10", "100"],
+    &["GETRANGE", "s", "5", "3"],
+    &["GETRANGE", "s", "-1", "-5"],
+    &["GETRANGE", "s", "-100", "2"],
+    &["GETRANGE", "missing", "0", "-1"],
+    &["GETRANGE", "s", "a", "1"],
+    &["GETRANGE", "s", "0"],
+    // UNLINK, TOUCH
+    &["SET", "u1", "1"],
+    &["SET", "u2", "2"],
+    &["TOUCH", "u1", "u1", "u2", "missing"],
+    &["TOUCH"],
+    &["UNLINK", "u1", "u1", "missing"],
+    &["UNLINK"],
+    &["EXISTS", "u1", "u2"],
+    // EXPIREAT / PEXPIREAT / EXPIRETIME / PEXPIRETIME
+    &["SET", "e", "v"],
+    &["EXPIRETIME", "e"],
+    &["EXPIRETIME", "missing"],
+    &["EXPIREAT", "e", "4102444800"],
+    &["EXPIRETIME", "e"],
+    &["PEXPIRETIME", "e"],
+    &["PEXPIREAT", "e", "4102444800123"],
+    &["EXPIRETIME", "e"],
+    &["PEXPIRETIME", "e"],
+    &["EXPIREAT", "missing", "4102444800"],
+    &["EXPIREAT", "e", "abc"],
+    &["EXPIREAT", "e", "9223372036854775807"],
+    &["EXPIREAT", "e", "100", "FOO"],
+    &["EXPIREAT", "e"],
+    &["PEXPIREAT", "e", "9223372036854775807"],
+    &["PEXPIRETIME", "e"],
+    &["PEXPIREAT", "e", "1"],
+    &["EXISTS", "e"],
+    &["EXPIRETIME"],
+    &["PEXPIRETIME", "a", "b"],
+    // KEYS
+    &["KEYS", "no*"],
+    &["KEYS", "n?"],
+    &["KEYS", "[m]ax"],
+    &["KEYS"],
+    &["KEYS", "a", "b"],
+    // TYPE
+    &["TYPE", "s"],
+    &["TYPE", "missing"],
+    &["TYPE"],
+    // SELECT
+    &["SELECT", "0"],
+    &["SELECT", "16"],
+    &["SELECT", "-1"],
+    &["SELECT", "abc"],
+    &["SELECT", "99999999999"],
+    &["SELECT"],
+    // TIME (its value is the clock's)
+    &["TIME", "x"],
+    // CLIENT
+    &["CLIENT", "GETNAME"],
+    &["CLIENT", "SETNAME", "app"],
+    &["CLIENT", "GETNAME"],
+    &["CLIENT", "SETNAME", "a b"],
+    &["CLIENT", "SETNAME", ""],
+    &["CLIENT", "GETNAME"],
+    &["CLIENT", "SETNAME"],
+    &["CLIENT", "GETNAME", "x"],
+    &["CLIENT", "ID", "x"],
+    &["CLIENT", "NOPE"],
+    &["CLIENT"],
+    // HELLO's errors (its reply names versions and ids)
+    &["HELLO", "4"],
+    &["HELLO", "x"],
+    &["HELLO", "3", "AUTH", "a"],
+    &["HELLO", "3", "FOO"],
+    // Unknown commands keep Redis's text.
+    &["NOSUCHCOMMAND", "a", "b"],
+];
+
+/// Run after `HELLO 3`: the reply types RESP3 changes.
+const SCRIPT_RESP3: &[&[&str]] = &[
+    &["GET", "missing"],
+    &["SET", "k", "v"],
+    &["MGET", "k", "missing"],
+    &["SET", "k", "w", "NX"],
+    &["GETSET", "missing", "v"],
+    &["CLIENT", "GETNAME"],
+    &["GETRANGE", "k", "0", "-1"],
+    &["KEYS", "k"],
+    // A COUNT past the keyspace finishes the walk in one call on both.
+    &["SCAN", "0", "MATCH", "nothing", "COUNT", "1000"],
+    &["SETNX", "k", "x"],
+    &["PEXPIRETIME", "missing"],
+    &["TYPE", "k"],
+];
+
+/// Each command and its wire reply, one line each, as the recording holds
+/// them: `"SET k v" "+OK\r\n"` (Rust debug quoting).
+fn transcript(addr: std::net::SocketAddr) -> Vec<String> {
+    let mut raw = Raw::connect(addr);
+    let run = |raw: &mut Raw, script: &[&[&str]]| -> Vec<String> {
+        script
+            .iter()
+            .map(|args| format!("{:?} {:?}", args.join(" "), raw.cmd(args)))
+            .collect()
+    };
+    let mut lines = run(&mut raw, SCRIPT);
+    let hello = raw.cmd(&["HELLO", "3"]);
+    assert!(hello.starts_with('%'), "HELLO 3 answers a map: {hello}");
+    lines.push("\"HELLO 3\" (a map)".to_string());
+    lines.extend(run(&mut raw, SCRIPT_RESP3));
+    lines
+}
+
+fn fixture_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/redis7_replies.txt")
+}
+
+/// A `redis-server` on a free loopback port, killed when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// `None` (with the reason) when redis-server is not installed.
+    fn start() -> Result<RedisServer, String> {
+        let port = support::free_port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|error| format!("redis-server could not be started: {error}"))?;
+        let server = RedisServer { child, port };
+        eventually_blocking(
+            "redis-server to answer PING",
+            Duration::from_secs(10),
+            || {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .is_ok_and(|_| Raw::connect(server.addr()).cmd(&["PING"]) == "+PONG\r\n")
+            },
+        );
+        Ok(server)
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn every_scripted_reply_matches_redis_7() {
+    let recorded = std::fs::read_to_string(fixture_path()).unwrap_or_default();
+    let expected: Vec<String> = match RedisServer::start() {
+        Ok(redis) => {
+            let live = transcript(redis.addr());
+            if std::env::var_os("BALLAST_RECORD_REDIS").is_some() {
+                std::fs::write(fixture_path(), live.join("\n") + "\n").expect("write fixture");
+                println!("recorded {} replies of the live Redis", live.len());
+            } else {
+                let recorded: Vec<&str> = recorded.lines().collect();
+                assert_eq!(
+                    live, recorded,
+                    "the live Redis no longer answers what the fixture recorded; \
+                     rerun with BALLAST_RECORD_REDIS=1 and review the diff"
+                );
+            }
+            live
+        }
+        Err(why) => {
+            println!("SKIPPED the live Redis comparison ({why}); comparing with the recording");
+            recorded.lines().map(str::to_string).collect()
+        }
+    };
+    assert!(!expected.is_empty(), "no recording at {:?}", fixture_path());
+    let node = TestNode::start(ServerConfig::default());
+    let ours = transcript(node.resp_addr);
+    let differences: Vec<String> = expected
+        .iter()
+        .zip(&ours)
+        .filter(|(redis, ours)| redis != ours)
+        .map(|(redis, ours)| format!("redis:   {redis}\nballast: {ours}"))
+        .collect();
+    assert!(
+        differences.is_empty() && expected.len() == ours.len(),
+        "{} of {} replies differ from Redis 7:\n{}",
+        differences.len(),
+        expected.len(),
+        differences.join("\n")
+    );
+    println!("{} replies match Redis 7", ours.len());
+}
+
+/// Redis 7's command names and arities (`name arity` per line), from the
+/// live server's `COMMAND INFO` when there is one, else the recording.
+fn redis_commands(redis: Option<&RedisServer>) -> Vec<(String, i64)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/redis7_commands.txt");
+    let text = match redis {
+        Some(redis) => {
+            let mut c = redis::Client::open(format!("redis://127.0.0.1:{}/", redis.port))
+                .and_then(|client| client.get_connection())
+                .expect("connect to redis-server");
+            let infos: Vec<redis::Value> = redis::cmd("COMMAND").query(&mut c).expect("COMMAND");
+            let mut lines: Vec<String> = infos
+                .iter()
+                .map(|info| {
+                    let redis::Value::Array(fields) = info else {
+                        panic!("COMMAND entry {info:?}")
+                    };
+                    let name: String = redis::from_redis_value(&fields[0]).expect("name");
+                    let arity: i64 = redis::from_redis_value(&fields[1]).expect("arity");
+                    format!("{name} {arity}")
+                })
+                .collect();
+            lines.sort();
+            let live = lines.join("\n") + "\n";
+            if std::env::var_os("BALLAST_RECORD_REDIS").is_some() {
+                std::fs::write(&path, &live).expect("write fixture");
+            } else {
+                let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+                assert_eq!(live, recorded, "rerun with BALLAST_RECORD_REDIS=1");
+            }
+            live
+        }
+        None => std::fs::read_to_string(&path).expect("the recording of Redis's commands"),
+    };
+    text.lines()
+        .map(|line| {
+            let (name, arity) = line.split_once(' ').expect("name arity");
+            (name.to_string(), arity.parse().expect("arity"))
+        })
+        .collect()
+}
+
+/// Every Redis command name the parser knows is in the command table (so
+/// COMMAND COUNT, INFO, DOCS and /metrics list it) with Redis's arity,
+/// and every name it does not know answers Redis's unknown-command error.
+#[test]
+fn the_command_table_is_in_step_with_the_parser_and_redis() {
+    use ballast_node::server::table::{lookup, COMMANDS};
+    let redis = RedisServer::start().ok();
+    let commands = redis_commands(redis.as_ref());
+    assert!(commands.len() > 200, "Redis 7 has over 200 commands");
+    let mut served = 0;
+    for (name, arity) in &commands {
+        let parsed = ballast_node::Command::parse(&[bytes::Bytes::from(name.clone())]);
+        let known = !matches!(parsed, Err(ballast_node::Error::UnknownCommand { .. }));
+        match lookup(name.as_bytes()) {
+            Some(index) => {
+                assert!(
+                    known,
+                    "{name} is in the table but the parser does not know it"
+                );
+                assert_eq!(COMMANDS[index].arity, *arity, "{name}'s arity");
+                served += 1;
+            }
+            None => assert!(!known, "{name} is parsed but missing from the table"),
+        }
+    }
+    // Only CAS is ballast's own.
+    assert_eq!(
+        served + 1,
+        COMMANDS.len(),
+        "every table entry is a Redis command or CAS"
+    );
+    println!("{served} of Redis 7's {} commands served", commands.len());
+}
