@@ -66,6 +66,14 @@ impl Connection for SimStream {
         let (r, w) = self.0.into_split();
         (Box::new(r), Box::new(w))
     }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.peer_addr()
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
 }
 
 /// A turmoil TCP listener.

@@ -41,6 +41,12 @@ pub trait Connection: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {
 
     /// Splits into halves that a reader and a writer task own apart.
     fn into_split(self: Box<Self>) -> (ReadHalf, WriteHalf);
+
+    /// The peer's address.
+    fn peer_addr(&self) -> io::Result<SocketAddr>;
+
+    /// This end's address.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 
 /// A boxed [`Connection`].
@@ -107,6 +113,14 @@ impl Connection for tokio::net::TcpStream {
     fn into_split(self: Box<Self>) -> (ReadHalf, WriteHalf) {
         let (r, w) = tokio::net::TcpStream::into_split(*self);
         (Box::new(r), Box::new(w))
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        tokio::net::TcpStream::peer_addr(self)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        tokio::net::TcpStream::local_addr(self)
     }
 }
 
