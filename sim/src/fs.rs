@@ -14,11 +14,25 @@
 //! need faults that fire during the workload and can be lifted for the
 //! recovery that is checked ("the disk was replaced"), and they need an exact
 //! count of what fired.
+//!
+//! A failed file fsync behaves as on Linux after a writeback error (the
+//! PostgreSQL fsync lesson of 2018): the file's writes since its last
+//! successful fsync are dropped, as if their dirty pages had been marked
+//! clean and then evicted, so reads see the file as it was at that fsync,
+//! and the next fsync reports success without bringing them back. turmoil
+//! would keep them pending and persist them on the next fsync, which no
+//! Linux file system promises; the seam keeps an undo log per file (the
+//! bytes each write or `set_len` replaced) while fsync errors are armed and
+//! rolls the file back with it. Writes made while disarmed are not logged,
+//! so a failure drops only the writes of the armed boot.
+//!
+//! Every [`SimIo`] is one simulated disk's state: nothing here is global or
+//! thread-local, so a cluster simulation creates one per host.
 
 use ballast_storage::fs::{DynFile, FileHandle, FileSystem, IoOp, OpenMode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -127,6 +141,31 @@ pub struct Fired {
     pub disk_full: u64,
     /// Pauses at least 1 ms long (slow-disk fsyncs).
     pub slow_pauses: u64,
+    /// Writes and `set_len`s a failed fsync dropped (Linux semantics: they
+    /// are gone, and the next fsync succeeds without them).
+    pub dropped_writes: u64,
+    /// Slow (at least 1 ms) fsyncs of a WAL segment holding unsynced
+    /// writes: the pauses a waiting writer actually sat through.
+    pub slow_wal_syncs: u64,
+    /// Slow fsyncs of any file kind holding unsynced writes (WAL, table,
+    /// manifest): in the throughput preset no writer waits on a WAL fsync,
+    /// but flushes, and writers stalled behind them, wait on these.
+    pub slow_dirty_syncs: u64,
+    /// Power losses that dropped something: unsynced file data or directory
+    /// entries (creates, renames, removes) not yet made durable.
+    pub power_losses_with_loss: u64,
+}
+
+/// What one write or `set_len` replaced, to roll it back when an fsync of
+/// its file fails.
+#[derive(Debug, Clone)]
+struct Undo {
+    /// File length before the change.
+    len_before: u64,
+    /// Where `bytes_before` goes back.
+    offset: u64,
+    /// The bytes the change overwrote or cut off (within `len_before`).
+    bytes_before: Vec<u8>,
 }
 
 /// The simulation's I/O state, shared by the seam and the scenario driver.
@@ -148,6 +187,12 @@ pub struct SimIo {
     last_tag: Tag,
     /// Files written since their last fsync.
     pub dirty: BTreeSet<PathBuf>,
+    /// Directory entries created, renamed or removed since the last fsync of
+    /// their directory.
+    pub unsynced_entries: BTreeSet<PathBuf>,
+    /// Per file, the changes since its last fsync, oldest first (kept only
+    /// while fsync errors are armed; see the module docs).
+    undo: BTreeMap<PathBuf, Vec<Undo>>,
 }
 
 fn now() -> Duration {
@@ -168,6 +213,8 @@ impl SimIo {
             pause: None,
             last_tag: Tag::Other,
             dirty: BTreeSet::new(),
+            unsynced_entries: BTreeSet::new(),
+            undo: BTreeMap::new(),
         }))
     }
 
@@ -175,6 +222,9 @@ impl SimIo {
     pub fn arm(&mut self, on: bool) {
         self.armed = on;
         self.space_used = 0;
+        // The undo log describes the files as this boot changed them; a
+        // crash between boots (every re-arm follows one) makes it stale.
+        self.undo.clear();
         if on {
             self.first_fault = None;
         }
@@ -200,6 +250,55 @@ impl SimIo {
     fn touch(&mut self, path: &Path) {
         self.last_tag = tag_of(path);
     }
+
+    /// Records a crash of the host whose disk this is, before the driver
+    /// calls turmoil's `crash`/`bounce`. A power loss drops what is unsynced
+    /// (counted in [`Fired::power_losses_with_loss`] if there was any); a
+    /// process crash keeps it in the page cache. Returns whether the power
+    /// loss dropped anything.
+    pub fn crashed(&mut self, power_loss: bool) -> bool {
+        self.undo.clear();
+        self.pause = None;
+        if !power_loss {
+            return false;
+        }
+        let lost = !self.dirty.is_empty() || !self.unsynced_entries.is_empty();
+        self.fired.power_losses_with_loss += u64::from(lost);
+        self.dirty.clear();
+        self.unsynced_entries.clear();
+        lost
+    }
+
+    /// True while a failed fsync can drop writes, so changes need an undo
+    /// entry.
+    fn logging_undo(&self) -> bool {
+        self.armed && self.injectors.sync_error > 0.0
+    }
+}
+
+/// Records what changing `[offset, end)` of `file` (or cutting it to
+/// `offset` when `end` is `None`) replaces.
+fn undo_entry(file: &tfs::File, offset: u64, end: Option<u64>) -> io::Result<Undo> {
+    let len_before = file.metadata()?.len();
+    let stop = end.map_or(len_before, |e| e.min(len_before));
+    let mut bytes_before = Vec::new();
+    if offset < stop {
+        bytes_before = vec![0u8; (stop - offset) as usize];
+        let mut got = 0;
+        while got < bytes_before.len() {
+            let n = file.read_at(&mut bytes_before[got..], offset + got as u64)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        bytes_before.truncate(got);
+    }
+    Ok(Undo {
+        len_before,
+        offset,
+        bytes_before,
+    })
 }
 
 fn lock(io: &Mutex<SimIo>) -> MutexGuard<'_, SimIo> {
@@ -232,9 +331,14 @@ impl FileSystem for TurmoilFs {
             OpenMode::CreateNew => o.read(true).write(true).create_new(true),
             OpenMode::CreateTruncate => o.read(true).write(true).create(true).truncate(true),
         };
+        let created =
+            matches!(mode, OpenMode::CreateNew | OpenMode::CreateTruncate) && !tfs::exists(path);
         let file = o.open(path)?;
         let mut io = lock(&self.io);
         io.touch(path);
+        if created {
+            io.unsynced_entries.insert(path.to_path_buf());
+        }
         if mode == OpenMode::CreateTruncate {
             io.dirty.insert(path.to_path_buf());
         }
@@ -250,13 +354,27 @@ impl FileSystem for TurmoilFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        lock(&self.io).touch(to);
-        tfs::rename(from, to)
+        let mut io = lock(&self.io);
+        io.touch(to);
+        tfs::rename(from, to)?;
+        io.unsynced_entries.insert(from.to_path_buf());
+        io.unsynced_entries.insert(to.to_path_buf());
+        if io.dirty.remove(from) {
+            io.dirty.insert(to.to_path_buf());
+        }
+        // The pending changes travel with the file.
+        io.undo.remove(to);
+        if let Some(u) = io.undo.remove(from) {
+            io.undo.insert(to.to_path_buf(), u);
+        }
+        Ok(())
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut io = lock(&self.io);
         io.dirty.remove(path);
+        io.undo.remove(path);
+        io.unsynced_entries.insert(path.to_path_buf());
         drop(io);
         tfs::remove_file(path)
     }
@@ -285,8 +403,9 @@ impl FileSystem for TurmoilFs {
             io.fault();
             return Err(injected("directory fsync"));
         }
-        drop(io);
-        tfs::sync_dir(dir)
+        tfs::sync_dir(dir)?;
+        io.unsynced_entries.retain(|p| p.parent() != Some(dir));
+        Ok(())
     }
 
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
@@ -301,10 +420,14 @@ impl FileSystem for TurmoilFs {
             IoOp::SyncDir | IoOp::Metadata => io.latency.meta_us,
         };
         let d = Duration::from_micros(io.rng.gen_range(lo..=hi));
+        let tag = io.last_tag;
         if d >= Duration::from_millis(1) {
             io.fired.slow_pauses += 1;
+            if op == IoOp::Sync && io.dirty.iter().any(|p| tag_of(p) == tag) {
+                io.fired.slow_dirty_syncs += 1;
+                io.fired.slow_wal_syncs += u64::from(tag == Tag::Wal);
+            }
         }
-        let tag = io.last_tag;
         io.pause = Some(Pause {
             op,
             tag,
@@ -365,6 +488,10 @@ impl FileHandle for TurmoilFile {
             }
             io.space_used += growth;
         }
+        if io.logging_undo() {
+            let u = undo_entry(&self.file, offset, Some(offset + buf.len() as u64))?;
+            io.undo.entry(self.path.clone()).or_default().push(u);
+        }
         io.dirty.insert(self.path.clone());
         drop(io);
         self.file.write_all_at(buf, offset)
@@ -376,9 +503,15 @@ impl FileHandle for TurmoilFile {
         if io.roll(p) {
             io.fired.sync_errors += 1;
             io.fault();
+            let undo = io.undo.remove(&self.path).unwrap_or_default();
+            io.fired.dropped_writes += undo.len() as u64;
+            io.dirty.remove(&self.path);
+            drop(io);
+            self.drop_unsynced(undo)?;
             return Err(injected("fsync"));
         }
         io.dirty.remove(&self.path);
+        io.undo.remove(&self.path);
         drop(io);
         self.file.sync_data()
     }
@@ -388,7 +521,210 @@ impl FileHandle for TurmoilFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        lock(&self.io).dirty.insert(self.path.clone());
+        let mut io = lock(&self.io);
+        if io.logging_undo() {
+            let u = undo_entry(&self.file, len, None)?;
+            io.undo.entry(self.path.clone()).or_default().push(u);
+        }
+        io.dirty.insert(self.path.clone());
+        drop(io);
         self.file.set_len(len)
+    }
+}
+
+impl TurmoilFile {
+    /// Linux after a failed fsync: the changes since the last successful
+    /// fsync are gone. Rolls them back newest first, then makes the rolled
+    /// back file durable, so neither a read nor a later power loss nor a
+    /// later fsync brings them back.
+    fn drop_unsynced(&self, undo: Vec<Undo>) -> io::Result<()> {
+        if undo.is_empty() {
+            return Ok(());
+        }
+        for u in undo.iter().rev() {
+            if !u.bytes_before.is_empty() {
+                self.file.write_all_at(&u.bytes_before, u.offset)?;
+            }
+            self.file.set_len(u.len_before)?;
+        }
+        self.file.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    const DIR: &str = "/d";
+    const FILE: &str = "/d/f";
+
+    /// Runs `first` on a fresh host, then power loss (crash + bounce) if
+    /// `power`, or a process crash, then `second`; returns what `second`
+    /// returned. Each boot gets its own seam over `io`.
+    fn two_boots<F1, F2, T>(io: Arc<Mutex<SimIo>>, power: bool, first: F1, second: F2) -> T
+    where
+        F1: Fn(Arc<TurmoilFs>) -> io::Result<()> + 'static,
+        F2: Fn(Arc<TurmoilFs>) -> io::Result<T> + 'static,
+        T: Clone + 'static,
+    {
+        let mut sim = turmoil::Builder::new().build();
+        let boots = Rc::new(RefCell::new(0u32));
+        let out: Rc<RefCell<Option<T>>> = Rc::new(RefCell::new(None));
+        let first = Rc::new(first);
+        let second = Rc::new(second);
+        {
+            let (boots, out) = (boots.clone(), out.clone());
+            sim.host("h", move || {
+                let (boots, out, io) = (boots.clone(), out.clone(), io.clone());
+                let (first, second) = (first.clone(), second.clone());
+                async move {
+                    *boots.borrow_mut() += 1;
+                    let fs = TurmoilFs::new(io);
+                    if *boots.borrow() == 1 {
+                        first(fs).map_err(|e| e.to_string())?;
+                    } else {
+                        *out.borrow_mut() = Some(second(fs).map_err(|e| e.to_string())?);
+                    }
+                    std::future::pending::<()>().await;
+                    Ok(())
+                }
+            });
+        }
+        for _ in 0..100 {
+            sim.step().expect("first boot");
+        }
+        if power {
+            sim.crash("h");
+        }
+        sim.bounce("h");
+        for _ in 0..100 {
+            sim.step().expect("second boot");
+            if out.borrow().is_some() {
+                break;
+            }
+        }
+        let v = out.borrow().clone();
+        v.expect("the second boot finished")
+    }
+
+    /// A file `FILE` of `len` bytes of 7s, fsynced with its directory entry.
+    fn durable_file(fs: &TurmoilFs, len: usize) -> io::Result<DynFile> {
+        fs.create_dir_all(Path::new(DIR))?;
+        tfs::sync_dir("/")?;
+        let f = fs.open(Path::new(FILE), OpenMode::CreateTruncate)?;
+        f.write_all_at(&vec![7u8; len], 0)?;
+        f.sync_data()?;
+        fs.sync_dir(Path::new(DIR))?;
+        Ok(f)
+    }
+
+    /// A disk whose `injectors` fire whenever they are armed.
+    fn always(injectors: Injectors) -> Arc<Mutex<SimIo>> {
+        SimIo::new(3, Latency::NORMAL, injectors)
+    }
+
+    fn read_back(fs: &TurmoilFs) -> io::Result<Vec<u8>> {
+        let f = fs.open(Path::new(FILE), OpenMode::Read)?;
+        let mut buf = vec![0u8; f.len()? as usize];
+        let n = f.read_at(&mut buf, 0)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    #[test]
+    fn power_loss_rolls_back_an_unsynced_set_len() {
+        for (new_len, power, want) in [
+            (100u64, true, 4096usize),
+            (9000, true, 4096),
+            (100, false, 100),
+        ] {
+            let io = SimIo::new(1, Latency::NORMAL, Injectors::default());
+            let got = two_boots(
+                io,
+                power,
+                move |fs| {
+                    let f = durable_file(&fs, 4096)?;
+                    f.set_len(new_len)
+                },
+                |fs| read_back(&fs),
+            );
+            assert_eq!(got.len(), want, "set_len({new_len}), power loss {power}");
+            assert!(
+                got.iter().all(|&b| b == 7),
+                "the surviving bytes are the synced ones"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_fsync_drops_the_pending_writes_and_the_retry_succeeds_without_them() {
+        let io = always(Injectors {
+            sync_error: 1.0,
+            ..Injectors::default()
+        });
+        let driver = io.clone();
+        let seen: Rc<RefCell<Vec<String>>> = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        let got = two_boots(
+            io,
+            true,
+            move |fs| {
+                let f = durable_file(&fs, 1024)?;
+                lock(&driver).arm(true);
+                f.write_all_at(&[9u8; 512], 512)?;
+                f.write_all_at(&[9u8; 512], 1024)?;
+                f.set_len(1200)?;
+                let failed = f.sync_data().is_err();
+                lock(&driver).arm(false);
+                let after = read_back(&fs)?;
+                let retry = f.sync_data().is_ok();
+                log.borrow_mut().push(format!(
+                    "failed {failed} retry ok {retry} len after {} dropped {}",
+                    after.len(),
+                    lock(&driver).fired.dropped_writes
+                ));
+                Ok(())
+            },
+            |fs| read_back(&fs),
+        );
+        assert_eq!(
+            seen.borrow().as_slice(),
+            ["failed true retry ok true len after 1024 dropped 3"]
+        );
+        assert_eq!(
+            got,
+            vec![7u8; 1024],
+            "the dropped writes never became durable"
+        );
+    }
+
+    #[test]
+    fn two_sim_ios_share_nothing() {
+        let failing = Injectors {
+            write_error: 1.0,
+            ..Injectors::default()
+        };
+        let (armed, other) = (always(failing), always(failing));
+        lock(&armed).arm(true);
+        let (a, b) = (armed.clone(), other.clone());
+        let results = two_boots(
+            SimIo::new(4, Latency::NORMAL, Injectors::default()),
+            false,
+            |_| Ok(()),
+            move |_| {
+                let write = |io: &Arc<Mutex<SimIo>>| -> io::Result<bool> {
+                    let fs = TurmoilFs::new(io.clone());
+                    fs.create_dir_all(Path::new(DIR))?;
+                    let f = fs.open(Path::new(FILE), OpenMode::CreateTruncate)?;
+                    Ok(f.write_all_at(b"x", 0).is_ok())
+                };
+                Ok((write(&a)?, write(&b)?))
+            },
+        );
+        assert_eq!(results, (false, true), "only the armed instance injects");
+        assert_eq!(lock(&armed).fired.write_errors, 1);
+        assert_eq!(lock(&other).fired, Fired::default());
     }
 }
