@@ -29,6 +29,7 @@
 //! Every [`SimIo`] is one simulated disk's state: nothing here is global or
 //! thread-local, so a cluster simulation creates one per host.
 
+use crate::trace::{fnv1a, FNV_OFFSET};
 use ballast_storage::fs::{DynFile, FileHandle, FileSystem, IoOp, OpenMode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -53,6 +54,9 @@ pub struct Injectors {
     pub corrupt_read: f64,
     /// Bytes of file growth allowed before writes fail with "disk full".
     pub space_bytes: Option<u64>,
+    /// Probability that an open (other than for reading), rename, unlink
+    /// or `set_len` fails with an I/O error, changing nothing.
+    pub meta_error: f64,
 }
 
 /// Simulated latency ranges, in microseconds.
@@ -135,6 +139,8 @@ pub struct Fired {
     pub sync_errors: u64,
     /// Injected read errors.
     pub read_errors: u64,
+    /// Injected errors on open, rename, unlink and `set_len`.
+    pub meta_errors: u64,
     /// Reads returned with a flipped byte.
     pub corrupt_reads: u64,
     /// Writes refused for lack of space.
@@ -151,6 +157,10 @@ pub struct Fired {
     /// manifest): in the throughput preset no writer waits on a WAL fsync,
     /// but flushes, and writers stalled behind them, wait on these.
     pub slow_dirty_syncs: u64,
+    /// Injected fsync errors on WAL segments, and the simulated time of the
+    /// first since the last arm: the engine must accept no write after it
+    /// until it is reopened.
+    pub wal_sync_errors: u64,
     /// Power losses that dropped something: unsynced file data or directory
     /// entries (creates, renames, removes) not yet made durable.
     pub power_losses_with_loss: u64,
@@ -182,8 +192,27 @@ pub struct SimIo {
     pub fired: Fired,
     /// Simulated time of the first injected fault since the last arm.
     pub first_fault: Option<Duration>,
+    /// Simulated time of the first injected WAL fsync error since the last
+    /// arm.
+    pub first_wal_sync_error: Option<Duration>,
     /// The most recent pause.
     pub pause: Option<Pause>,
+    /// FNV-1a hash of every file operation so far: its kind, path,
+    /// offset and length (or target), and whether it succeeded. The driver
+    /// puts it in the run's trace, so the trace hash covers all I/O.
+    pub io_hash: u64,
+    /// File operations so far.
+    pub io_ops: u64,
+    /// Process lifetimes so far: [`SimIo::crashed`] ends one. A seam and
+    /// its files belong to the lifetime they were made in, and fail every
+    /// operation after it ended, as a killed process does nothing more:
+    /// turmoil's `bounce` drops the host's tasks and so runs destructors
+    /// (the engine's `Drop` hands its write-back buffer to the OS), which a
+    /// SIGKILL never does.
+    pub life: u64,
+    /// Pauses (`io_delay` calls) so far: the driver counts them to crash
+    /// at the k-th await point of a recovery.
+    pub pauses: u64,
     last_tag: Tag,
     /// Files written since their last fsync.
     pub dirty: BTreeSet<PathBuf>,
@@ -210,7 +239,12 @@ impl SimIo {
             space_used: 0,
             fired: Fired::default(),
             first_fault: None,
+            first_wal_sync_error: None,
             pause: None,
+            pauses: 0,
+            io_hash: FNV_OFFSET,
+            io_ops: 0,
+            life: 0,
             last_tag: Tag::Other,
             dirty: BTreeSet::new(),
             unsynced_entries: BTreeSet::new(),
@@ -227,6 +261,7 @@ impl SimIo {
         self.undo.clear();
         if on {
             self.first_fault = None;
+            self.first_wal_sync_error = None;
         }
     }
 
@@ -257,6 +292,7 @@ impl SimIo {
     /// process crash keeps it in the page cache. Returns whether the power
     /// loss dropped anything.
     pub fn crashed(&mut self, power_loss: bool) -> bool {
+        self.life += 1;
         self.undo.clear();
         self.pause = None;
         if !power_loss {
@@ -267,6 +303,30 @@ impl SimIo {
         self.dirty.clear();
         self.unsynced_entries.clear();
         lost
+    }
+
+    /// Adds one file operation and its outcome to [`SimIo::io_hash`].
+    fn record<T>(&mut self, op: &str, path: &Path, a: u64, b: u64, r: &io::Result<T>) {
+        let mut h = fnv1a(self.io_hash, op.as_bytes());
+        h = fnv1a(h, path.as_os_str().as_encoded_bytes());
+        h = fnv1a(h, &a.to_le_bytes());
+        h = fnv1a(h, &b.to_le_bytes());
+        self.io_hash = match r {
+            Ok(_) => fnv1a(h, b"ok"),
+            Err(e) => fnv1a(h, format!("{:?}", e.kind()).as_bytes()),
+        };
+        self.io_ops += 1;
+    }
+
+    /// Rolls the metadata-error injector; counts what fires.
+    fn meta_fault(&mut self, what: &str) -> io::Result<()> {
+        let p = self.injectors.meta_error;
+        if self.roll(p) {
+            self.fired.meta_errors += 1;
+            self.fault();
+            return Err(injected(what));
+        }
+        Ok(())
     }
 
     /// True while a failed fsync can drop writes, so changes need an undo
@@ -309,12 +369,29 @@ fn lock(io: &Mutex<SimIo>) -> MutexGuard<'_, SimIo> {
 #[derive(Debug, Clone)]
 pub struct TurmoilFs {
     io: Arc<Mutex<SimIo>>,
+    /// The process lifetime this seam belongs to ([`SimIo::life`]).
+    life: u64,
 }
 
 impl TurmoilFs {
-    /// A file system sharing `io` with the driver.
+    /// A file system sharing `io` with the driver, for the current process
+    /// lifetime: after the next [`SimIo::crashed`] every call fails.
     pub fn new(io: Arc<Mutex<SimIo>>) -> Arc<TurmoilFs> {
-        Arc::new(TurmoilFs { io })
+        let life = lock(&io).life;
+        Arc::new(TurmoilFs { io, life })
+    }
+
+    fn alive(&self) -> io::Result<()> {
+        alive(&self.io, self.life)
+    }
+}
+
+/// Fails once the process lifetime `life` has ended.
+fn alive(io: &Mutex<SimIo>, life: u64) -> io::Result<()> {
+    if lock(io).life == life {
+        Ok(())
+    } else {
+        Err(io::Error::other("the process was killed (simulated crash)"))
     }
 }
 
@@ -322,8 +399,12 @@ fn injected(what: &str) -> io::Error {
     io::Error::other(format!("injected {what} error"))
 }
 
-impl FileSystem for TurmoilFs {
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<DynFile> {
+impl TurmoilFs {
+    fn open_op(&self, path: &Path, mode: OpenMode) -> io::Result<DynFile> {
+        self.alive()?;
+        if mode != OpenMode::Read {
+            lock(&self.io).meta_fault("open")?;
+        }
         let mut o = tfs::OpenOptions::new();
         match mode {
             OpenMode::Read => o.read(true),
@@ -346,15 +427,19 @@ impl FileSystem for TurmoilFs {
             file,
             path: path.to_path_buf(),
             io: self.io.clone(),
+            life: self.life,
         }))
     }
 
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+    fn create_dir_all_op(&self, path: &Path) -> io::Result<()> {
+        self.alive()?;
         tfs::create_dir_all(path)
     }
 
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+    fn rename_op(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.alive()?;
         let mut io = lock(&self.io);
+        io.meta_fault("rename")?;
         io.touch(to);
         tfs::rename(from, to)?;
         io.unsynced_entries.insert(from.to_path_buf());
@@ -370,8 +455,10 @@ impl FileSystem for TurmoilFs {
         Ok(())
     }
 
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
+    fn remove_file_op(&self, path: &Path) -> io::Result<()> {
+        self.alive()?;
         let mut io = lock(&self.io);
+        io.meta_fault("unlink")?;
         io.dirty.remove(path);
         io.undo.remove(path);
         io.unsynced_entries.insert(path.to_path_buf());
@@ -379,7 +466,8 @@ impl FileSystem for TurmoilFs {
         tfs::remove_file(path)
     }
 
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+    fn list_dir_op(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.alive()?;
         let mut names = Vec::new();
         for e in tfs::read_dir(dir)? {
             let e = e?;
@@ -391,11 +479,8 @@ impl FileSystem for TurmoilFs {
         Ok(names)
     }
 
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        Ok(tfs::exists(path))
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+    fn sync_dir_op(&self, dir: &Path) -> io::Result<()> {
+        self.alive()?;
         let mut io = lock(&self.io);
         let p = io.injectors.sync_error;
         if io.roll(p) {
@@ -408,8 +493,66 @@ impl FileSystem for TurmoilFs {
         Ok(())
     }
 
-    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+    fn remove_dir_op(&self, path: &Path) -> io::Result<()> {
+        self.alive()?;
         tfs::remove_dir(path)
+    }
+}
+
+impl FileSystem for TurmoilFs {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<DynFile> {
+        let r = self.open_op(path, mode);
+        let m = match mode {
+            OpenMode::Read => 0,
+            OpenMode::Write => 1,
+            OpenMode::CreateNew => 2,
+            OpenMode::CreateTruncate => 3,
+        };
+        lock(&self.io).record("open", path, m, 0, &r);
+        r
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let r = self.create_dir_all_op(path);
+        lock(&self.io).record("mkdir", path, 0, 0, &r);
+        r
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let r = self.rename_op(from, to);
+        let mut io = lock(&self.io);
+        io.record("rename-from", from, 0, 0, &r);
+        io.record("rename-to", to, 0, 0, &r);
+        r
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let r = self.remove_file_op(path);
+        lock(&self.io).record("unlink", path, 0, 0, &r);
+        r
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let r = self.list_dir_op(dir);
+        let n = r.as_ref().map_or(0, |v| v.len() as u64);
+        lock(&self.io).record("list", dir, n, 0, &r);
+        r
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        Ok(tfs::exists(path))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let r = self.sync_dir_op(dir);
+        lock(&self.io).record("fsync-dir", dir, 0, 0, &r);
+        r
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let r = self.remove_dir_op(path);
+        lock(&self.io).record("rmdir", path, 0, 0, &r);
+        r
     }
 
     fn io_delay(&self, op: IoOp) -> Option<Duration> {
@@ -421,6 +564,7 @@ impl FileSystem for TurmoilFs {
         };
         let d = Duration::from_micros(io.rng.gen_range(lo..=hi));
         let tag = io.last_tag;
+        io.pauses += 1;
         if d >= Duration::from_millis(1) {
             io.fired.slow_pauses += 1;
             if op == IoOp::Sync && io.dirty.iter().any(|p| tag_of(p) == tag) {
@@ -443,10 +587,12 @@ pub struct TurmoilFile {
     file: tfs::File,
     path: PathBuf,
     io: Arc<Mutex<SimIo>>,
+    life: u64,
 }
 
-impl FileHandle for TurmoilFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+impl TurmoilFile {
+    fn read_at_op(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
         let p = io.injectors.read_error;
         if io.roll(p) {
@@ -466,7 +612,8 @@ impl FileHandle for TurmoilFile {
         Ok(n)
     }
 
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+    fn write_all_at_op(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
         io.touch(&self.path);
         let p = io.injectors.write_error;
@@ -497,12 +644,17 @@ impl FileHandle for TurmoilFile {
         self.file.write_all_at(buf, offset)
     }
 
-    fn sync_data(&self) -> io::Result<()> {
+    fn sync_data_op(&self) -> io::Result<()> {
+        alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
         let p = io.injectors.sync_error;
         if io.roll(p) {
             io.fired.sync_errors += 1;
             io.fault();
+            if tag_of(&self.path) == Tag::Wal {
+                io.fired.wal_sync_errors += 1;
+                io.first_wal_sync_error.get_or_insert(now());
+            }
             let undo = io.undo.remove(&self.path).unwrap_or_default();
             io.fired.dropped_writes += undo.len() as u64;
             io.dirty.remove(&self.path);
@@ -516,12 +668,15 @@ impl FileHandle for TurmoilFile {
         self.file.sync_data()
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn len_op(&self) -> io::Result<u64> {
+        alive(&self.io, self.life)?;
         Ok(self.file.metadata()?.len())
     }
 
-    fn set_len(&self, len: u64) -> io::Result<()> {
+    fn set_len_op(&self, len: u64) -> io::Result<()> {
+        alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
+        io.meta_fault("set_len")?;
         if io.logging_undo() {
             let u = undo_entry(&self.file, len, None)?;
             io.undo.entry(self.path.clone()).or_default().push(u);
@@ -529,6 +684,40 @@ impl FileHandle for TurmoilFile {
         io.dirty.insert(self.path.clone());
         drop(io);
         self.file.set_len(len)
+    }
+}
+
+impl FileHandle for TurmoilFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let r = self.read_at_op(buf, offset);
+        let n = r.as_ref().map_or(0, |&n| n as u64);
+        lock(&self.io).record("read", &self.path, offset, n, &r);
+        r
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let r = self.write_all_at_op(buf, offset);
+        lock(&self.io).record("write", &self.path, offset, buf.len() as u64, &r);
+        r
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let r = self.sync_data_op();
+        lock(&self.io).record("fsync", &self.path, 0, 0, &r);
+        r
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        let r = self.len_op();
+        let n = r.as_ref().map_or(0, |&n| n);
+        lock(&self.io).record("len", &self.path, n, 0, &r);
+        r
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let r = self.set_len_op(len);
+        lock(&self.io).record("set-len", &self.path, len, 0, &r);
+        r
     }
 }
 
@@ -552,179 +741,5 @@ impl TurmoilFile {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
-    const DIR: &str = "/d";
-    const FILE: &str = "/d/f";
-
-    /// Runs `first` on a fresh host, then power loss (crash + bounce) if
-    /// `power`, or a process crash, then `second`; returns what `second`
-    /// returned. Each boot gets its own seam over `io`.
-    fn two_boots<F1, F2, T>(io: Arc<Mutex<SimIo>>, power: bool, first: F1, second: F2) -> T
-    where
-        F1: Fn(Arc<TurmoilFs>) -> io::Result<()> + 'static,
-        F2: Fn(Arc<TurmoilFs>) -> io::Result<T> + 'static,
-        T: Clone + 'static,
-    {
-        let mut sim = turmoil::Builder::new().build();
-        let boots = Rc::new(RefCell::new(0u32));
-        let out: Rc<RefCell<Option<T>>> = Rc::new(RefCell::new(None));
-        let first = Rc::new(first);
-        let second = Rc::new(second);
-        {
-            let (boots, out) = (boots.clone(), out.clone());
-            sim.host("h", move || {
-                let (boots, out, io) = (boots.clone(), out.clone(), io.clone());
-                let (first, second) = (first.clone(), second.clone());
-                async move {
-                    *boots.borrow_mut() += 1;
-                    let fs = TurmoilFs::new(io);
-                    if *boots.borrow() == 1 {
-                        first(fs).map_err(|e| e.to_string())?;
-                    } else {
-                        *out.borrow_mut() = Some(second(fs).map_err(|e| e.to_string())?);
-                    }
-                    std::future::pending::<()>().await;
-                    Ok(())
-                }
-            });
-        }
-        for _ in 0..100 {
-            sim.step().expect("first boot");
-        }
-        if power {
-            sim.crash("h");
-        }
-        sim.bounce("h");
-        for _ in 0..100 {
-            sim.step().expect("second boot");
-            if out.borrow().is_some() {
-                break;
-            }
-        }
-        let v = out.borrow().clone();
-        v.expect("the second boot finished")
-    }
-
-    /// A file `FILE` of `len` bytes of 7s, fsynced with its directory entry.
-    fn durable_file(fs: &TurmoilFs, len: usize) -> io::Result<DynFile> {
-        fs.create_dir_all(Path::new(DIR))?;
-        tfs::sync_dir("/")?;
-        let f = fs.open(Path::new(FILE), OpenMode::CreateTruncate)?;
-        f.write_all_at(&vec![7u8; len], 0)?;
-        f.sync_data()?;
-        fs.sync_dir(Path::new(DIR))?;
-        Ok(f)
-    }
-
-    /// A disk whose `injectors` fire whenever they are armed.
-    fn always(injectors: Injectors) -> Arc<Mutex<SimIo>> {
-        SimIo::new(3, Latency::NORMAL, injectors)
-    }
-
-    fn read_back(fs: &TurmoilFs) -> io::Result<Vec<u8>> {
-        let f = fs.open(Path::new(FILE), OpenMode::Read)?;
-        let mut buf = vec![0u8; f.len()? as usize];
-        let n = f.read_at(&mut buf, 0)?;
-        buf.truncate(n);
-        Ok(buf)
-    }
-
-    #[test]
-    fn power_loss_rolls_back_an_unsynced_set_len() {
-        for (new_len, power, want) in [
-            (100u64, true, 4096usize),
-            (9000, true, 4096),
-            (100, false, 100),
-        ] {
-            let io = SimIo::new(1, Latency::NORMAL, Injectors::default());
-            let got = two_boots(
-                io,
-                power,
-                move |fs| {
-                    let f = durable_file(&fs, 4096)?;
-                    f.set_len(new_len)
-                },
-                |fs| read_back(&fs),
-            );
-            assert_eq!(got.len(), want, "set_len({new_len}), power loss {power}");
-            assert!(
-                got.iter().all(|&b| b == 7),
-                "the surviving bytes are the synced ones"
-            );
-        }
-    }
-
-    #[test]
-    fn a_failed_fsync_drops_the_pending_writes_and_the_retry_succeeds_without_them() {
-        let io = always(Injectors {
-            sync_error: 1.0,
-            ..Injectors::default()
-        });
-        let driver = io.clone();
-        let seen: Rc<RefCell<Vec<String>>> = Rc::new(RefCell::new(Vec::new()));
-        let log = seen.clone();
-        let got = two_boots(
-            io,
-            true,
-            move |fs| {
-                let f = durable_file(&fs, 1024)?;
-                lock(&driver).arm(true);
-                f.write_all_at(&[9u8; 512], 512)?;
-                f.write_all_at(&[9u8; 512], 1024)?;
-                f.set_len(1200)?;
-                let failed = f.sync_data().is_err();
-                lock(&driver).arm(false);
-                let after = read_back(&fs)?;
-                let retry = f.sync_data().is_ok();
-                log.borrow_mut().push(format!(
-                    "failed {failed} retry ok {retry} len after {} dropped {}",
-                    after.len(),
-                    lock(&driver).fired.dropped_writes
-                ));
-                Ok(())
-            },
-            |fs| read_back(&fs),
-        );
-        assert_eq!(
-            seen.borrow().as_slice(),
-            ["failed true retry ok true len after 1024 dropped 3"]
-        );
-        assert_eq!(
-            got,
-            vec![7u8; 1024],
-            "the dropped writes never became durable"
-        );
-    }
-
-    #[test]
-    fn two_sim_ios_share_nothing() {
-        let failing = Injectors {
-            write_error: 1.0,
-            ..Injectors::default()
-        };
-        let (armed, other) = (always(failing), always(failing));
-        lock(&armed).arm(true);
-        let (a, b) = (armed.clone(), other.clone());
-        let results = two_boots(
-            SimIo::new(4, Latency::NORMAL, Injectors::default()),
-            false,
-            |_| Ok(()),
-            move |_| {
-                let write = |io: &Arc<Mutex<SimIo>>| -> io::Result<bool> {
-                    let fs = TurmoilFs::new(io.clone());
-                    fs.create_dir_all(Path::new(DIR))?;
-                    let f = fs.open(Path::new(FILE), OpenMode::CreateTruncate)?;
-                    Ok(f.write_all_at(b"x", 0).is_ok())
-                };
-                Ok((write(&a)?, write(&b)?))
-            },
-        );
-        assert_eq!(results, (false, true), "only the armed instance injects");
-        assert_eq!(lock(&armed).fired.write_errors, 1);
-        assert_eq!(lock(&other).fired, Fired::default());
-    }
-}
+#[path = "fs_tests.rs"]
+mod tests;

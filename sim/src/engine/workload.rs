@@ -20,6 +20,12 @@ pub(super) async fn client(
     cfg: RunConfig,
     fault: FaultKind,
 ) {
+    let io = sh.borrow().io.clone();
+    let first_wal_sync_error = || {
+        io.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first_wal_sync_error
+    };
     for _ in 0..cfg.ops_per_boot {
         if rng.gen_bool(0.3) {
             tokio::time::sleep(Duration::from_micros(rng.gen_range(100..3_000))).await;
@@ -95,6 +101,17 @@ pub(super) async fn client(
         match res {
             Ok(()) => {
                 op.acked = Some(t);
+                let invoked = op.invoked;
+                // Linux may have dropped the failed fsync's pages and will
+                // report the next fsync clean, so after a failed WAL fsync
+                // the engine must refuse every write until it is reopened.
+                if let Some(f) = first_wal_sync_error().filter(|&f| invoked > f) {
+                    s.violation(format!(
+                        "c{c} op n{n} invoked at {} was acknowledged after a failed WAL fsync at {}",
+                        ms(invoked),
+                        ms(f)
+                    ));
+                }
                 s.event(format!(
                     "c{c} op n{n} ({} keys) acked at {}",
                     writes.len(),
