@@ -67,7 +67,8 @@ pub(super) async fn client(
                 let k = rng.gen_range(0..cfg.keys);
                 let delete = (55..70).contains(&roll) || (nkeys > 1 && rng.gen_bool(0.2));
                 let v = (!delete).then(|| model::value(c, epoch, n, k, rng.gen_range(64..1_600)));
-                writes.retain(|(kk, _)| *kk != k);
+                // Duplicate keys stay: a batch applies its writes in order,
+                // so the last write of a key wins (the model does the same).
                 writes.push((k, v));
             }
             (n, writes)
