@@ -219,6 +219,8 @@ pub struct SimIo {
     /// Directory entries created, renamed or removed since the last fsync of
     /// their directory.
     pub unsynced_entries: BTreeSet<PathBuf>,
+    /// Files removed since the last fsync of their directory.
+    removed_unsynced: BTreeSet<PathBuf>,
     /// Per file, the changes since its last fsync, oldest first (kept only
     /// while fsync errors are armed; see the module docs).
     undo: BTreeMap<PathBuf, Vec<Undo>>,
@@ -248,6 +250,7 @@ impl SimIo {
             last_tag: Tag::Other,
             dirty: BTreeSet::new(),
             unsynced_entries: BTreeSet::new(),
+            removed_unsynced: BTreeSet::new(),
             undo: BTreeMap::new(),
         }))
     }
@@ -302,6 +305,7 @@ impl SimIo {
         self.fired.power_losses_with_loss += u64::from(lost);
         self.dirty.clear();
         self.unsynced_entries.clear();
+        self.removed_unsynced.clear();
         lost
     }
 
@@ -414,6 +418,22 @@ impl TurmoilFs {
         };
         let created =
             matches!(mode, OpenMode::CreateNew | OpenMode::CreateTruncate) && !tfs::exists(path);
+        if created && lock(&self.io).removed_unsynced.contains(path) {
+            // turmoil keys files by path, not inode: a pending unlink of
+            // this name, applied by a later directory fsync, would wipe
+            // the data already fsynced into the new file of the same name
+            // (a false zeroed WAL header the simulation once reported).
+            // Committing the directory first models the same result a
+            // real file system gives for the new inode, at the cost of
+            // making that directory's pending entries durable a little
+            // early.
+            if let Some(dir) = path.parent() {
+                tfs::sync_dir(dir)?;
+                let mut io = lock(&self.io);
+                io.removed_unsynced.retain(|p| p.parent() != Some(dir));
+                io.unsynced_entries.retain(|p| p.parent() != Some(dir));
+            }
+        }
         let file = o.open(path)?;
         let mut io = lock(&self.io);
         io.touch(path);
@@ -462,6 +482,7 @@ impl TurmoilFs {
         io.dirty.remove(path);
         io.undo.remove(path);
         io.unsynced_entries.insert(path.to_path_buf());
+        io.removed_unsynced.insert(path.to_path_buf());
         drop(io);
         tfs::remove_file(path)
     }
@@ -490,6 +511,7 @@ impl TurmoilFs {
         }
         tfs::sync_dir(dir)?;
         io.unsynced_entries.retain(|p| p.parent() != Some(dir));
+        io.removed_unsynced.retain(|p| p.parent() != Some(dir));
         Ok(())
     }
 

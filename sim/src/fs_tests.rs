@@ -175,3 +175,22 @@ fn two_sim_ios_share_nothing() {
     assert_eq!(lock(&armed).fired.write_errors, 1);
     assert_eq!(lock(&other).fired, Fired::default());
 }
+
+#[test]
+fn a_file_recreated_after_an_unsynced_unlink_keeps_its_fsynced_data() {
+    let io = SimIo::new(5, Latency::NORMAL, Injectors::default());
+    let got = two_boots(
+        io,
+        true,
+        |fs| {
+            durable_file(&fs, 100)?;
+            fs.remove_file(Path::new(FILE))?;
+            let f = fs.open(Path::new(FILE), OpenMode::CreateNew)?;
+            f.write_all_at(&[5u8; 300], 0)?;
+            f.sync_data()?;
+            fs.sync_dir(Path::new(DIR))
+        },
+        |fs| read_back(&fs),
+    );
+    assert_eq!(got, vec![5u8; 300], "the new file's fsynced data survives");
+}

@@ -383,15 +383,50 @@ async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>,
     // A boot crashed inside `Db::open` ran no operations, so only an open
     // that finishes starts a new epoch.
     let epoch = sh.borrow().epoch + 1;
-    io.lock().unwrap_or_else(|e| e.into_inner()).arm(false);
-    let opts = options(scenario.preset, io.clone());
-    let db = match Db::open(DB_DIR, opts).await {
-        Ok(db) => db,
-        Err(e) => {
-            let mut s = sh.borrow_mut();
-            s.violation(format!("boot {epoch}: recovery failed: {e}"));
-            s.phase = Phase::Done;
-            return;
+    // Under io-error, half the recoveries run with errors injected (reads,
+    // writes, fsyncs, metadata). Such a recovery may fail, with an error;
+    // the disk is then "repaired" and the open retried once, and that open
+    // must recover everything the contract promises: a failed recovery
+    // must not have cut, dropped or half-written anything.
+    let mut recovery_errors = scenario.fault == FaultKind::IoError
+        && StdRng::seed_from_u64(seed ^ (u64::from(epoch) << 48) ^ 0x7ec0).gen_bool(0.5);
+    {
+        let mut g = io.lock().unwrap_or_else(|e| e.into_inner());
+        g.arm(false);
+        if recovery_errors {
+            g.injectors = Injectors {
+                write_error: 0.02,
+                sync_error: 0.05,
+                read_error: 0.01,
+                meta_error: 0.1,
+                ..Injectors::default()
+            };
+            g.arm(true);
+        }
+    }
+    let db = loop {
+        let opts = options(scenario.preset, io.clone());
+        let res = Db::open(DB_DIR, opts).await;
+        let faults = {
+            let mut g = io.lock().unwrap_or_else(|e| e.into_inner());
+            let f = g.first_fault.is_some();
+            g.arm(false);
+            f
+        };
+        match res {
+            Ok(db) => break db,
+            Err(e) if recovery_errors && faults => {
+                sh.borrow_mut().event(format!(
+                    "boot {epoch}: recovery failed under injected errors ({e}); retrying on a repaired disk"
+                ));
+                recovery_errors = false;
+            }
+            Err(e) => {
+                let mut s = sh.borrow_mut();
+                s.violation(format!("boot {epoch}: recovery failed: {e}"));
+                s.phase = Phase::Done;
+                return;
+            }
         }
     };
     {
