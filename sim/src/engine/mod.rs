@@ -285,11 +285,12 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         }
         // Crash.
         let t = sim.elapsed();
-        let (dirty, in_sync_pause, first_fault, fault_counts) = {
+        let (dirty, in_sync_pause, in_wal_sync_pause, first_fault, fault_counts) = {
             let io = io.lock().unwrap_or_else(|e| e.into_inner());
             (
                 io.dirty.len(),
                 io.paused_at(t, Some(IoOp::Sync), None),
+                io.paused_at(t, Some(IoOp::Sync), Some(Tag::Wal)),
                 io.first_fault,
                 io.fired,
             )
@@ -316,7 +317,17 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
                 }
                 FaultKind::PowerLoss => lost,
                 FaultKind::TornWrite => false, // counted from recovery reports
-                FaultKind::LostFsync => how == "trigger" && in_sync_pause && lost,
+                // A WAL fsync a writer waits on (throughput: no writer waits
+                // on one, so any fsync of unsynced data), and the crash
+                // dropped something.
+                FaultKind::LostFsync => {
+                    let window = if scenario.preset == Preset::Throughput {
+                        in_sync_pause
+                    } else {
+                        in_wal_sync_pause
+                    };
+                    how == "trigger" && window && lost
+                }
                 FaultKind::IoError => {
                     fault_counts.write_errors
                         + fault_counts.sync_errors
