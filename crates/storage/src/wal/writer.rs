@@ -143,8 +143,11 @@ impl fmt::Debug for Wal {
 fn sync_segments(fs: &dyn fs::FileSystem, dir: &Path, segments: &[u64]) -> Result<()> {
     for &n in segments {
         let path = segment_path(dir, n);
+        // Opened for writing: a file system that holds writes until their
+        // fsync (`VolatileFs`) writes them through this handle, and a
+        // read-only descriptor refuses that with EBADF.
         let file = fs
-            .open(&path, fs::OpenMode::Read)
+            .open(&path, fs::OpenMode::Write)
             .map_err(|e| Error::io(&path, e))?;
         file.sync_data().map_err(|e| Error::io(&path, e))?;
     }
