@@ -14,11 +14,26 @@
 //! need faults that fire during the workload and can be lifted for the
 //! recovery that is checked ("the disk was replaced"), and they need an exact
 //! count of what fired.
+//!
+//! A failed file fsync behaves as on Linux after a writeback error (the
+//! PostgreSQL fsync lesson of 2018): the file's writes since its last
+//! successful fsync are dropped, as if their dirty pages had been marked
+//! clean and then evicted, so reads see the file as it was at that fsync,
+//! and the next fsync reports success without bringing them back. turmoil
+//! would keep them pending and persist them on the next fsync, which no
+//! Linux file system promises; the seam keeps an undo log per file (the
+//! bytes each write or `set_len` replaced) while fsync errors are armed and
+//! rolls the file back with it. Writes made while disarmed are not logged,
+//! so a failure drops only the writes of the armed boot.
+//!
+//! Every [`SimIo`] is one simulated disk's state: nothing here is global or
+//! thread-local, so a cluster simulation creates one per host.
 
+use crate::trace::{fnv1a, FNV_OFFSET};
 use ballast_storage::fs::{DynFile, FileHandle, FileSystem, IoOp, OpenMode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -39,6 +54,9 @@ pub struct Injectors {
     pub corrupt_read: f64,
     /// Bytes of file growth allowed before writes fail with "disk full".
     pub space_bytes: Option<u64>,
+    /// Probability that an open (other than for reading), rename, unlink
+    /// or `set_len` fails with an I/O error, changing nothing.
+    pub meta_error: f64,
 }
 
 /// Simulated latency ranges, in microseconds.
@@ -121,12 +139,43 @@ pub struct Fired {
     pub sync_errors: u64,
     /// Injected read errors.
     pub read_errors: u64,
+    /// Injected errors on open, rename, unlink and `set_len`.
+    pub meta_errors: u64,
     /// Reads returned with a flipped byte.
     pub corrupt_reads: u64,
     /// Writes refused for lack of space.
     pub disk_full: u64,
     /// Pauses at least 1 ms long (slow-disk fsyncs).
     pub slow_pauses: u64,
+    /// Writes and `set_len`s a failed fsync dropped (Linux semantics: they
+    /// are gone, and the next fsync succeeds without them).
+    pub dropped_writes: u64,
+    /// Slow (at least 1 ms) fsyncs of a WAL segment holding unsynced
+    /// writes: the pauses a waiting writer actually sat through.
+    pub slow_wal_syncs: u64,
+    /// Slow fsyncs of any file kind holding unsynced writes (WAL, table,
+    /// manifest): in the throughput preset no writer waits on a WAL fsync,
+    /// but flushes, and writers stalled behind them, wait on these.
+    pub slow_dirty_syncs: u64,
+    /// Injected fsync errors on WAL segments, and the simulated time of the
+    /// first since the last arm: the engine must accept no write after it
+    /// until it is reopened.
+    pub wal_sync_errors: u64,
+    /// Power losses that dropped something: unsynced file data or directory
+    /// entries (creates, renames, removes) not yet made durable.
+    pub power_losses_with_loss: u64,
+}
+
+/// What one write or `set_len` replaced, to roll it back when an fsync of
+/// its file fails.
+#[derive(Debug, Clone)]
+struct Undo {
+    /// File length before the change.
+    len_before: u64,
+    /// Where `bytes_before` goes back.
+    offset: u64,
+    /// The bytes the change overwrote or cut off (within `len_before`).
+    bytes_before: Vec<u8>,
 }
 
 /// The simulation's I/O state, shared by the seam and the scenario driver.
@@ -143,13 +192,40 @@ pub struct SimIo {
     pub fired: Fired,
     /// Simulated time of the first injected fault since the last arm.
     pub first_fault: Option<Duration>,
+    /// Simulated time of the first injected WAL fsync error since the last
+    /// arm.
+    pub first_wal_sync_error: Option<Duration>,
     /// The most recent pause.
     pub pause: Option<Pause>,
+    /// FNV-1a hash of every file operation so far: its kind, path,
+    /// offset and length (or target), and whether it succeeded. The driver
+    /// puts it in the run's trace, so the trace hash covers all I/O.
+    pub io_hash: u64,
+    /// File operations so far.
+    pub io_ops: u64,
+    /// Process lifetimes so far: [`SimIo::crashed`] ends one. A seam and
+    /// its files belong to the lifetime they were made in, and fail every
+    /// operation after it ended, as a killed process does nothing more:
+    /// turmoil's `bounce` drops the host's tasks and so runs destructors
+    /// (the engine's `Drop` hands its write-back buffer to the OS), which a
+    /// SIGKILL never does.
+    pub life: u64,
+    /// Pauses (`io_delay` calls) so far: the driver counts them to crash
+    /// at the k-th await point of a recovery.
+    pub pauses: u64,
     last_tag: Tag,
     /// Files written since their last fsync.
     pub dirty: BTreeSet<PathBuf>,
+    /// Directory entries created, renamed or removed since the last fsync of
+    /// their directory.
+    pub unsynced_entries: BTreeSet<PathBuf>,
+    /// Files removed since the last fsync of their directory.
+    removed_unsynced: BTreeSet<PathBuf>,
+    /// Per file, the changes since its last fsync, oldest first (kept only
+    /// while fsync errors are armed; see the module docs).
+    undo: BTreeMap<PathBuf, Vec<Undo>>,
     /// Every file opened, to re-point handles a rename moves (see
-    /// [`TurmoilFs::rename`]).
+    /// `TurmoilFs::rename_op`).
     open_files: Vec<std::sync::Weak<TurmoilFile>>,
 }
 
@@ -168,9 +244,17 @@ impl SimIo {
             space_used: 0,
             fired: Fired::default(),
             first_fault: None,
+            first_wal_sync_error: None,
             pause: None,
+            pauses: 0,
+            io_hash: FNV_OFFSET,
+            io_ops: 0,
+            life: 0,
             last_tag: Tag::Other,
             dirty: BTreeSet::new(),
+            unsynced_entries: BTreeSet::new(),
+            removed_unsynced: BTreeSet::new(),
+            undo: BTreeMap::new(),
             open_files: Vec::new(),
         }))
     }
@@ -179,8 +263,12 @@ impl SimIo {
     pub fn arm(&mut self, on: bool) {
         self.armed = on;
         self.space_used = 0;
+        // The undo log describes the files as this boot changed them; a
+        // crash between boots (every re-arm follows one) makes it stale.
+        self.undo.clear();
         if on {
             self.first_fault = None;
+            self.first_wal_sync_error = None;
         }
     }
 
@@ -204,6 +292,81 @@ impl SimIo {
     fn touch(&mut self, path: &Path) {
         self.last_tag = tag_of(path);
     }
+
+    /// Records a crash of the host whose disk this is, before the driver
+    /// calls turmoil's `crash`/`bounce`. A power loss drops what is unsynced
+    /// (counted in [`Fired::power_losses_with_loss`] if there was any); a
+    /// process crash keeps it in the page cache. Returns whether the power
+    /// loss dropped anything.
+    pub fn crashed(&mut self, power_loss: bool) -> bool {
+        self.life += 1;
+        self.undo.clear();
+        self.pause = None;
+        if !power_loss {
+            return false;
+        }
+        let lost = !self.dirty.is_empty() || !self.unsynced_entries.is_empty();
+        self.fired.power_losses_with_loss += u64::from(lost);
+        self.dirty.clear();
+        self.unsynced_entries.clear();
+        self.removed_unsynced.clear();
+        lost
+    }
+
+    /// Adds one file operation and its outcome to [`SimIo::io_hash`].
+    fn record<T>(&mut self, op: &str, path: &Path, a: u64, b: u64, r: &io::Result<T>) {
+        let mut h = fnv1a(self.io_hash, op.as_bytes());
+        h = fnv1a(h, path.as_os_str().as_encoded_bytes());
+        h = fnv1a(h, &a.to_le_bytes());
+        h = fnv1a(h, &b.to_le_bytes());
+        self.io_hash = match r {
+            Ok(_) => fnv1a(h, b"ok"),
+            Err(e) => fnv1a(h, format!("{:?}", e.kind()).as_bytes()),
+        };
+        self.io_ops += 1;
+    }
+
+    /// Rolls the metadata-error injector; counts what fires.
+    fn meta_fault(&mut self, what: &str) -> io::Result<()> {
+        let p = self.injectors.meta_error;
+        if self.roll(p) {
+            self.fired.meta_errors += 1;
+            self.fault();
+            return Err(injected(what));
+        }
+        Ok(())
+    }
+
+    /// True while a failed fsync can drop writes, so changes need an undo
+    /// entry.
+    fn logging_undo(&self) -> bool {
+        self.armed && self.injectors.sync_error > 0.0
+    }
+}
+
+/// Records what changing `[offset, end)` of `file` (or cutting it to
+/// `offset` when `end` is `None`) replaces.
+fn undo_entry(file: &tfs::File, offset: u64, end: Option<u64>) -> io::Result<Undo> {
+    let len_before = file.metadata()?.len();
+    let stop = end.map_or(len_before, |e| e.min(len_before));
+    let mut bytes_before = Vec::new();
+    if offset < stop {
+        bytes_before = vec![0u8; (stop - offset) as usize];
+        let mut got = 0;
+        while got < bytes_before.len() {
+            let n = file.read_at(&mut bytes_before[got..], offset + got as u64)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        bytes_before.truncate(got);
+    }
+    Ok(Undo {
+        len_before,
+        offset,
+        bytes_before,
+    })
 }
 
 fn lock(io: &Mutex<SimIo>) -> MutexGuard<'_, SimIo> {
@@ -214,12 +377,29 @@ fn lock(io: &Mutex<SimIo>) -> MutexGuard<'_, SimIo> {
 #[derive(Debug, Clone)]
 pub struct TurmoilFs {
     io: Arc<Mutex<SimIo>>,
+    /// The process lifetime this seam belongs to ([`SimIo::life`]).
+    life: u64,
 }
 
 impl TurmoilFs {
-    /// A file system sharing `io` with the driver.
+    /// A file system sharing `io` with the driver, for the current process
+    /// lifetime: after the next [`SimIo::crashed`] every call fails.
     pub fn new(io: Arc<Mutex<SimIo>>) -> Arc<TurmoilFs> {
-        Arc::new(TurmoilFs { io })
+        let life = lock(&io).life;
+        Arc::new(TurmoilFs { io, life })
+    }
+
+    fn alive(&self) -> io::Result<()> {
+        alive(&self.io, self.life)
+    }
+}
+
+/// Fails once the process lifetime `life` has ended.
+fn alive(io: &Mutex<SimIo>, life: u64) -> io::Result<()> {
+    if lock(io).life == life {
+        Ok(())
+    } else {
+        Err(io::Error::other("the process was killed (simulated crash)"))
     }
 }
 
@@ -227,8 +407,12 @@ fn injected(what: &str) -> io::Error {
     io::Error::other(format!("injected {what} error"))
 }
 
-impl FileSystem for TurmoilFs {
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<DynFile> {
+impl TurmoilFs {
+    fn open_op(&self, path: &Path, mode: OpenMode) -> io::Result<DynFile> {
+        self.alive()?;
+        if mode != OpenMode::Read {
+            lock(&self.io).meta_fault("open")?;
+        }
         let mut o = tfs::OpenOptions::new();
         match mode {
             OpenMode::Read => o.read(true),
@@ -236,9 +420,30 @@ impl FileSystem for TurmoilFs {
             OpenMode::CreateNew => o.read(true).write(true).create_new(true),
             OpenMode::CreateTruncate => o.read(true).write(true).create(true).truncate(true),
         };
+        let created =
+            matches!(mode, OpenMode::CreateNew | OpenMode::CreateTruncate) && !tfs::exists(path);
+        if created && lock(&self.io).removed_unsynced.contains(path) {
+            // turmoil keys files by path, not inode: a pending unlink of
+            // this name, applied by a later directory fsync, would wipe
+            // the data already fsynced into the new file of the same name
+            // (a false zeroed WAL header the simulation once reported).
+            // Committing the directory first models the same result a
+            // real file system gives for the new inode, at the cost of
+            // making that directory's pending entries durable a little
+            // early.
+            if let Some(dir) = path.parent() {
+                tfs::sync_dir(dir)?;
+                let mut io = lock(&self.io);
+                io.removed_unsynced.retain(|p| p.parent() != Some(dir));
+                io.unsynced_entries.retain(|p| p.parent() != Some(dir));
+            }
+        }
         let file = o.open(path)?;
         let mut io = lock(&self.io);
         io.touch(path);
+        if created {
+            io.unsynced_entries.insert(path.to_path_buf());
+        }
         if mode == OpenMode::CreateTruncate {
             io.dirty.insert(path.to_path_buf());
         }
@@ -247,34 +452,45 @@ impl FileSystem for TurmoilFs {
             path: Mutex::new(path.to_path_buf()),
             writable: mode != OpenMode::Read,
             io: self.io.clone(),
+            life: self.life,
         });
         io.open_files.retain(|f| f.strong_count() > 0);
         io.open_files.push(Arc::downgrade(&file));
         Ok(file)
     }
 
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+    fn create_dir_all_op(&self, path: &Path) -> io::Result<()> {
+        self.alive()?;
         tfs::create_dir_all(path)
     }
 
-    /// Renames, and re-points open handles of `from` at `to`: turmoil's
-    /// handles name their file by path, so without this a handle opened
-    /// before the rename would fail ("No such file") where a POSIX file
-    /// descriptor keeps working (the Raft log renames a prepared segment it
-    /// already holds open).
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+    fn rename_op(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.alive()?;
         let mut io = lock(&self.io);
+        io.meta_fault("rename")?;
         io.touch(to);
         tfs::rename(from, to)?;
+        io.unsynced_entries.insert(from.to_path_buf());
+        io.unsynced_entries.insert(to.to_path_buf());
+        if io.dirty.remove(from) {
+            io.dirty.insert(to.to_path_buf());
+        }
+        // The pending changes travel with the file.
+        io.undo.remove(to);
+        if let Some(u) = io.undo.remove(from) {
+            io.undo.insert(to.to_path_buf(), u);
+        }
+        // turmoil's handles name their file by path: re-point the open
+        // handles of `from` at `to`, as a POSIX file descriptor keeps
+        // working across a rename (the Raft log renames a prepared segment
+        // it already holds open; without this its next write failed with
+        // "No such file": `cluster-durable-delay` seed 0).
         let moved: Vec<Arc<TurmoilFile>> = io
             .open_files
             .iter()
             .filter_map(std::sync::Weak::upgrade)
             .filter(|f| *lock_path(&f.path) == from)
             .collect();
-        if io.dirty.remove(from) {
-            io.dirty.insert(to.to_path_buf());
-        }
         drop(io);
         for f in moved {
             let mut o = tfs::OpenOptions::new();
@@ -286,14 +502,20 @@ impl FileSystem for TurmoilFs {
         Ok(())
     }
 
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
+    fn remove_file_op(&self, path: &Path) -> io::Result<()> {
+        self.alive()?;
         let mut io = lock(&self.io);
+        io.meta_fault("unlink")?;
         io.dirty.remove(path);
+        io.undo.remove(path);
+        io.unsynced_entries.insert(path.to_path_buf());
+        io.removed_unsynced.insert(path.to_path_buf());
         drop(io);
         tfs::remove_file(path)
     }
 
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+    fn list_dir_op(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.alive()?;
         let mut names = Vec::new();
         for e in tfs::read_dir(dir)? {
             let e = e?;
@@ -305,11 +527,8 @@ impl FileSystem for TurmoilFs {
         Ok(names)
     }
 
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        Ok(tfs::exists(path))
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+    fn sync_dir_op(&self, dir: &Path) -> io::Result<()> {
+        self.alive()?;
         let mut io = lock(&self.io);
         let p = io.injectors.sync_error;
         if io.roll(p) {
@@ -317,21 +536,72 @@ impl FileSystem for TurmoilFs {
             io.fault();
             return Err(injected("directory fsync"));
         }
-        drop(io);
-        tfs::sync_dir(dir)
+        tfs::sync_dir(dir)?;
+        io.unsynced_entries.retain(|p| p.parent() != Some(dir));
+        io.removed_unsynced.retain(|p| p.parent() != Some(dir));
+        Ok(())
     }
 
-    /// Removes an empty directory. turmoil keys the operations it keeps
-    /// pending until a directory fsync by path: a file removal left
-    /// pending in a directory that is then removed and created again would
-    /// be applied by the new directory's first fsync, deleting a new file
-    /// of the same name (the Raft log's snapshot inbox reuses `recv-000001`
-    /// this way). A POSIX unlink is immediate, so the directory is synced
-    /// first; that makes those removals durable a little early, a kinder
-    /// disk only for files that were being deleted anyway.
-    fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        tfs::sync_dir(path)?;
+    fn remove_dir_op(&self, path: &Path) -> io::Result<()> {
+        self.alive()?;
         tfs::remove_dir(path)
+    }
+}
+
+impl FileSystem for TurmoilFs {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<DynFile> {
+        let r = self.open_op(path, mode);
+        let m = match mode {
+            OpenMode::Read => 0,
+            OpenMode::Write => 1,
+            OpenMode::CreateNew => 2,
+            OpenMode::CreateTruncate => 3,
+        };
+        lock(&self.io).record("open", path, m, 0, &r);
+        r
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let r = self.create_dir_all_op(path);
+        lock(&self.io).record("mkdir", path, 0, 0, &r);
+        r
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let r = self.rename_op(from, to);
+        let mut io = lock(&self.io);
+        io.record("rename-from", from, 0, 0, &r);
+        io.record("rename-to", to, 0, 0, &r);
+        r
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let r = self.remove_file_op(path);
+        lock(&self.io).record("unlink", path, 0, 0, &r);
+        r
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let r = self.list_dir_op(dir);
+        let n = r.as_ref().map_or(0, |v| v.len() as u64);
+        lock(&self.io).record("list", dir, n, 0, &r);
+        r
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        Ok(tfs::exists(path))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let r = self.sync_dir_op(dir);
+        lock(&self.io).record("fsync-dir", dir, 0, 0, &r);
+        r
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let r = self.remove_dir_op(path);
+        lock(&self.io).record("rmdir", path, 0, 0, &r);
+        r
     }
 
     fn io_delay(&self, op: IoOp) -> Option<Duration> {
@@ -342,10 +612,15 @@ impl FileSystem for TurmoilFs {
             IoOp::SyncDir | IoOp::Metadata => io.latency.meta_us,
         };
         let d = Duration::from_micros(io.rng.gen_range(lo..=hi));
+        let tag = io.last_tag;
+        io.pauses += 1;
         if d >= Duration::from_millis(1) {
             io.fired.slow_pauses += 1;
+            if op == IoOp::Sync && io.dirty.iter().any(|p| tag_of(p) == tag) {
+                io.fired.slow_dirty_syncs += 1;
+                io.fired.slow_wal_syncs += u64::from(tag == Tag::Wal);
+            }
         }
-        let tag = io.last_tag;
         io.pause = Some(Pause {
             op,
             tag,
@@ -362,6 +637,7 @@ pub struct TurmoilFile {
     path: Mutex<PathBuf>,
     writable: bool,
     io: Arc<Mutex<SimIo>>,
+    life: u64,
 }
 
 fn lock_path(p: &Mutex<PathBuf>) -> MutexGuard<'_, PathBuf> {
@@ -378,8 +654,9 @@ impl TurmoilFile {
     }
 }
 
-impl FileHandle for TurmoilFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+impl TurmoilFile {
+    fn read_at_op(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
         let p = io.injectors.read_error;
         if io.roll(p) {
@@ -399,7 +676,8 @@ impl FileHandle for TurmoilFile {
         Ok(n)
     }
 
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+    fn write_all_at_op(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
         io.touch(&self.path());
         let p = io.injectors.write_error;
@@ -421,30 +699,111 @@ impl FileHandle for TurmoilFile {
             }
             io.space_used += growth;
         }
+        if io.logging_undo() {
+            let u = undo_entry(&self.file(), offset, Some(offset + buf.len() as u64))?;
+            io.undo.entry(self.path()).or_default().push(u);
+        }
         io.dirty.insert(self.path());
         drop(io);
         self.file().write_all_at(buf, offset)
     }
 
-    fn sync_data(&self) -> io::Result<()> {
+    fn sync_data_op(&self) -> io::Result<()> {
+        alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
         let p = io.injectors.sync_error;
         if io.roll(p) {
             io.fired.sync_errors += 1;
             io.fault();
+            if tag_of(&self.path()) == Tag::Wal {
+                io.fired.wal_sync_errors += 1;
+                io.first_wal_sync_error.get_or_insert(now());
+            }
+            let undo = io.undo.remove(&self.path()).unwrap_or_default();
+            io.fired.dropped_writes += undo.len() as u64;
+            io.dirty.remove(&self.path());
+            drop(io);
+            self.drop_unsynced(undo)?;
             return Err(injected("fsync"));
         }
         io.dirty.remove(&self.path());
+        io.undo.remove(&self.path());
         drop(io);
         self.file().sync_data()
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn len_op(&self) -> io::Result<u64> {
+        alive(&self.io, self.life)?;
         Ok(self.file().metadata()?.len())
     }
 
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        lock(&self.io).dirty.insert(self.path());
+    fn set_len_op(&self, len: u64) -> io::Result<()> {
+        alive(&self.io, self.life)?;
+        let mut io = lock(&self.io);
+        io.meta_fault("set_len")?;
+        if io.logging_undo() {
+            let u = undo_entry(&self.file(), len, None)?;
+            io.undo.entry(self.path()).or_default().push(u);
+        }
+        io.dirty.insert(self.path());
+        drop(io);
         self.file().set_len(len)
     }
 }
+
+impl FileHandle for TurmoilFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let r = self.read_at_op(buf, offset);
+        let n = r.as_ref().map_or(0, |&n| n as u64);
+        lock(&self.io).record("read", &self.path(), offset, n, &r);
+        r
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let r = self.write_all_at_op(buf, offset);
+        lock(&self.io).record("write", &self.path(), offset, buf.len() as u64, &r);
+        r
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let r = self.sync_data_op();
+        lock(&self.io).record("fsync", &self.path(), 0, 0, &r);
+        r
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        let r = self.len_op();
+        let n = r.as_ref().map_or(0, |&n| n);
+        lock(&self.io).record("len", &self.path(), n, 0, &r);
+        r
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let r = self.set_len_op(len);
+        lock(&self.io).record("set-len", &self.path(), len, 0, &r);
+        r
+    }
+}
+
+impl TurmoilFile {
+    /// Linux after a failed fsync: the changes since the last successful
+    /// fsync are gone. Rolls them back newest first, then makes the rolled
+    /// back file durable, so neither a read nor a later power loss nor a
+    /// later fsync brings them back.
+    fn drop_unsynced(&self, undo: Vec<Undo>) -> io::Result<()> {
+        if undo.is_empty() {
+            return Ok(());
+        }
+        for u in undo.iter().rev() {
+            if !u.bytes_before.is_empty() {
+                self.file().write_all_at(&u.bytes_before, u.offset)?;
+            }
+            self.file().set_len(u.len_before)?;
+        }
+        self.file().sync_data()
+    }
+}
+
+#[cfg(test)]
+#[path = "fs_tests.rs"]
+mod tests;

@@ -27,6 +27,24 @@ pub use engine::run;
 pub use matrix::Matrix;
 pub use scenario::{FaultKind, Outcome, RunConfig, Scenario};
 
+/// One step of `sim`, with a panic in a simulated task turned into an
+/// error: built with `--cfg tokio_unstable`, turmoil shuts a host's runtime
+/// down on a task's unhandled panic and the panic unwinds out of `step`.
+pub fn step_catching_panics(sim: &mut turmoil::Sim<'_>) -> Result<bool, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.step())) {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(format!(
+            "a task panicked: {}",
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)")
+        )),
+    }
+}
+
 /// Runs `seed` twice and compares the traces; `Err` shows the first
 /// difference.
 pub fn check_determinism(scenario: Scenario, seed: u64, cfg: RunConfig) -> Result<Outcome, String> {

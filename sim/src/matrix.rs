@@ -23,6 +23,10 @@ pub struct Cell {
 #[derive(Debug, Clone, Default)]
 pub struct Matrix {
     cells: BTreeMap<(usize, FaultKind), Cell>,
+    /// Runs by the deepest level that held a table (index: level).
+    deepest_levels: Vec<u64>,
+    /// Runs with at least one write stall.
+    stalled_runs: u64,
 }
 
 fn preset_index(p: Preset) -> usize {
@@ -40,6 +44,11 @@ impl Matrix {
         c.fired += u64::from(o.fired);
         c.violations += u64::from(!o.violations.is_empty());
         c.cycles += u64::from(o.cycles);
+        if self.deepest_levels.len() <= o.deepest_level {
+            self.deepest_levels.resize(o.deepest_level + 1, 0);
+        }
+        self.deepest_levels[o.deepest_level] += 1;
+        self.stalled_runs += u64::from(o.stalls > 0);
     }
 
     /// The cell of `preset` x `fault`.
@@ -83,6 +92,18 @@ impl fmt::Display for Matrix {
             }
             writeln!(f)?;
         }
+        let levels: Vec<String> = self
+            .deepest_levels
+            .iter()
+            .enumerate()
+            .map(|(l, n)| format!("L{l}: {n}"))
+            .collect();
+        writeln!(
+            f,
+            "runs by deepest level: {}; runs with write stalls: {}",
+            levels.join(", "),
+            self.stalled_runs
+        )?;
         Ok(())
     }
 }

@@ -28,11 +28,22 @@ pub enum FaultKind {
     CorruptRead,
     /// Fsyncs take milliseconds, then power loss.
     SlowDisk,
+    /// Several faults in one run on a disk that tears pending writes: the
+    /// first crash is a process crash, the second a power loss, the third
+    /// either. A process crash leaves unsynced data in the page cache for
+    /// the next boot to recover; the power loss then tests that nothing
+    /// recovery read from there can vanish behind newer durable writes.
+    Mixed,
+    /// Power loss under the workload, then the recovery itself crashed
+    /// (power loss or process crash, by coin) once or twice at a seeded
+    /// await point of `Db::open` (manifest write, replay flushes, WAL
+    /// segment creation), then recovered again.
+    RecoveryCrash,
 }
 
 impl FaultKind {
     /// Every fault kind.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::ProcessCrash,
         FaultKind::PowerLoss,
         FaultKind::TornWrite,
@@ -41,6 +52,8 @@ impl FaultKind {
         FaultKind::DiskFull,
         FaultKind::CorruptRead,
         FaultKind::SlowDisk,
+        FaultKind::Mixed,
+        FaultKind::RecoveryCrash,
     ];
 
     /// The kind's name in scenario names.
@@ -54,11 +67,28 @@ impl FaultKind {
             FaultKind::DiskFull => "disk-full",
             FaultKind::CorruptRead => "corrupt-read",
             FaultKind::SlowDisk => "slow-disk",
+            FaultKind::Mixed => "mixed",
+            FaultKind::RecoveryCrash => "recovery-crash",
         }
     }
 
-    pub(crate) fn power_loss(self) -> bool {
-        self != FaultKind::ProcessCrash
+    /// Whether crash number `cycle` (from 0) is a power loss; `coin` decides
+    /// where the kind leaves it open.
+    pub(crate) fn power_loss(self, cycle: u32, coin: impl FnOnce() -> bool) -> bool {
+        match self {
+            FaultKind::ProcessCrash => false,
+            FaultKind::Mixed => match cycle {
+                0 => false,
+                1 => true,
+                _ => coin(),
+            },
+            _ => true,
+        }
+    }
+
+    /// Whether the disk tears pending writes at 512-byte blocks.
+    pub(crate) fn torn_blocks(self) -> bool {
+        matches!(self, FaultKind::TornWrite | FaultKind::Mixed)
     }
 
     /// Kinds whose injected errors the engine may report to clients.
@@ -115,6 +145,13 @@ impl Scenario {
 
     /// The scenario that must catch `bug`.
     pub fn for_bug(bug: PlantedBug) -> Scenario {
+        let preset = match bug {
+            // Durable fsyncs every group, so recovery never finds unsynced
+            // WAL data after a process crash; balanced can.
+            PlantedBug::SkipRecoveryWalSync | PlantedBug::SkipIntervalSync => Preset::Balanced,
+            PlantedBug::SkipWriteBackTimer => Preset::Throughput,
+            _ => Preset::Durable,
+        };
         let fault = match bug {
             PlantedBug::SkipWalFsync => FaultKind::PowerLoss,
             PlantedBug::AckBeforeGroupFsync => FaultKind::LostFsync,
@@ -122,9 +159,14 @@ impl Scenario {
             PlantedBug::SkipManifestDirSync => FaultKind::PowerLoss,
             PlantedBug::TruncateWalBeforeFlushDurable => FaultKind::PowerLoss,
             PlantedBug::IgnoreCrcMismatch => FaultKind::CorruptRead,
+            PlantedBug::RetryFailedFsync => FaultKind::IoError,
+            PlantedBug::SkipRecoveryWalSync => FaultKind::Mixed,
+            PlantedBug::KeepLeftoverManifest => FaultKind::RecoveryCrash,
+            PlantedBug::SkipIntervalSync => FaultKind::PowerLoss,
+            PlantedBug::SkipWriteBackTimer => FaultKind::ProcessCrash,
         };
         Scenario {
-            preset: Preset::Durable,
+            preset,
             fault,
             bug: Some(bug),
         }
@@ -176,6 +218,11 @@ pub struct Outcome {
     pub cycles: u32,
     /// The event trace.
     pub trace: Trace,
+    /// The deepest LSM level holding a table at any recovery or workload
+    /// end of the run (0: L0 only).
+    pub deepest_level: usize,
+    /// Write stalls the engine reported over the run.
+    pub stalls: u64,
 }
 
 impl Outcome {

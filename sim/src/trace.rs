@@ -11,8 +11,18 @@ pub struct Trace {
     echo: bool,
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// The FNV-1a 64-bit offset basis: the hash of nothing.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// Continues the FNV-1a hash `hash` over `bytes`.
+pub fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    hash
+}
 
 impl Trace {
     /// A trace that keeps its lines when `keep`, and logs each event through
@@ -28,10 +38,7 @@ impl Trace {
 
     /// Records one event.
     pub fn event(&mut self, line: String) {
-        for b in line.as_bytes().iter().chain(b"\n") {
-            self.hash ^= u64::from(*b);
-            self.hash = self.hash.wrapping_mul(FNV_PRIME);
-        }
+        self.hash = fnv1a(fnv1a(self.hash, line.as_bytes()), b"\n");
         self.count += 1;
         if self.echo {
             tracing::info!(target: "ballast_sim::trace", "{line}");

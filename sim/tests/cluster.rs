@@ -6,6 +6,7 @@ use ballast_raft::planted::NodeBug;
 use ballast_sim::cluster::{
     self, ClusterConfig, ClusterFault, ClusterMatrix, ClusterOutcome, ClusterScenario,
 };
+use ballast_storage::planted::PlantedBug;
 use ballast_storage::Preset;
 
 /// Runs `seed` twice and fails with the first difference if the traces
@@ -112,12 +113,14 @@ fn planted_bugs_are_caught_and_their_seeds_pass_without_them() {
 /// The real bug the cluster simulation found: after a process crash under
 /// throughput, the Raft log recovered entries from the page cache and
 /// appended after them in a new segment without making them durable; a
-/// later power loss left a hole and the node could not start
-/// (`LogStore::open` now fsyncs the recovered tail). The seed that showed
-/// it passes; with the old behaviour switched back on it fails as it did.
+/// later power loss left a hole and the node could not start. `Wal::open`
+/// now fsyncs the segments recovery read (the engine simulation found the
+/// same hole in the engine's WAL; one fix serves both). The seed that
+/// showed it passes; with the storage switch that skips that fsync it
+/// fails as it did.
 #[test]
 fn recovered_log_tail_is_made_durable_before_new_entries() {
-    let mut s = ClusterScenario::parse("cluster-throughput-mixed").expect("scenario");
+    let s = ClusterScenario::parse("cluster-throughput-mixed").expect("scenario");
     let fixed = run_twice(s, 5);
     assert!(
         fixed.violations.is_empty(),
@@ -125,14 +128,15 @@ fn recovered_log_tail_is_made_durable_before_new_entries() {
         fixed.repro(),
         fixed.violations
     );
-    s.bug = Some(NodeBug::RecoveredTailNotSynced);
-    let planted = run_twice(s, 5);
+    ballast_storage::planted::set(Some(PlantedBug::SkipRecoveryWalSync));
+    let planted = cluster::run(s, 5, ClusterConfig::default());
+    ballast_storage::planted::set(None);
     assert!(
         planted
             .violations
             .iter()
             .any(|v| v.contains("hole in the Raft log")),
-        "{}: {:?}",
+        "{} with skip-recovery-wal-sync: {:?}",
         planted.repro(),
         planted.violations
     );

@@ -77,17 +77,11 @@ pub enum NodeBug {
     /// power loss leaves a state machine ahead of its own log. Planted for
     /// the cluster simulation.
     FlushBarrierSkipped,
-    /// The Raft log store opens without fsyncing the last segment recovery
-    /// read: under a relaxed preset, entries recovered from the page cache
-    /// after a process crash stay unsynced while newer ones become durable
-    /// in the next segment, and a power loss leaves a hole (found by the
-    /// cluster simulation, `cluster-throughput-mixed` seed 5).
-    RecoveredTailNotSynced,
 }
 
 impl NodeBug {
     /// Every switch.
-    pub const ALL: [NodeBug; 12] = [
+    pub const ALL: [NodeBug; 11] = [
         NodeBug::LeaderRestoreUnpersistedCommit,
         NodeBug::SkipRequestValidation,
         NodeBug::ExpireByLocalClock,
@@ -99,7 +93,6 @@ impl NodeBug {
         NodeBug::TruncateBelowApplied,
         NodeBug::ReadWithoutReadIndex,
         NodeBug::FlushBarrierSkipped,
-        NodeBug::RecoveredTailNotSynced,
     ];
 
     /// The switch's name in flags, reports and `BALLAST_PLANTED_BUGS`.
@@ -116,7 +109,6 @@ impl NodeBug {
             NodeBug::TruncateBelowApplied => "truncate-below-applied",
             NodeBug::ReadWithoutReadIndex => "read-without-read-index",
             NodeBug::FlushBarrierSkipped => "flush-barrier-skipped",
-            NodeBug::RecoveredTailNotSynced => "recovered-tail-not-synced",
         }
     }
 

@@ -218,6 +218,9 @@ impl Engine {
 
     /// Records a failed durability step: from now on writes are refused.
     pub(crate) fn stop_writes(&self, op: &'static str, err: &Error) {
+        if op == "fsync" && crate::planted::active(crate::planted::PlantedBug::RetryFailedFsync) {
+            return;
+        }
         let mut s = lock(&self.stopped);
         if s.is_none() {
             tracing::error!(op, error = %err, "stopping writes after a failed durability step");

@@ -26,17 +26,42 @@ pub enum PlantedBug {
     TruncateWalBeforeFlushDurable,
     /// Checksum mismatches in WAL records and table blocks are ignored.
     IgnoreCrcMismatch,
+    /// A failed fsync of the WAL or a log file does not stop writes: the
+    /// next fsync is trusted, though Linux dropped the failed group's pages
+    /// and reports the retry as a success (the PostgreSQL fsync lesson).
+    RetryFailedFsync,
+    /// Opening the WAL does not fsync the segments recovery replayed (the
+    /// old behaviour): after a process crash their data may sit only in the
+    /// page cache while new writes go to new, fsynced segments, so a later
+    /// power loss keeps the newer writes and loses the older ones.
+    SkipRecoveryWalSync,
+    /// Recovery leaves a manifest that a crashed open created but never
+    /// switched CURRENT to (the old behaviour): the next open's exclusive
+    /// create of that name fails, and the engine cannot open again.
+    KeepLeftoverManifest,
+    /// Balanced: the WAL timer never fsyncs, so acknowledged writes stay
+    /// unsynced far longer than one interval (until a roll or a flush).
+    SkipIntervalSync,
+    /// Throughput: the write-back timer never hands the buffer to the OS,
+    /// so it reaches the OS only when full: a process crash loses writes
+    /// acknowledged long before it.
+    SkipWriteBackTimer,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 11] = [
         PlantedBug::SkipWalFsync,
         PlantedBug::AckBeforeGroupFsync,
         PlantedBug::SkipSegmentDirSync,
         PlantedBug::SkipManifestDirSync,
         PlantedBug::TruncateWalBeforeFlushDurable,
         PlantedBug::IgnoreCrcMismatch,
+        PlantedBug::RetryFailedFsync,
+        PlantedBug::SkipRecoveryWalSync,
+        PlantedBug::KeepLeftoverManifest,
+        PlantedBug::SkipIntervalSync,
+        PlantedBug::SkipWriteBackTimer,
     ];
 
     /// A short name for reports and flags.
@@ -48,6 +73,11 @@ impl PlantedBug {
             PlantedBug::SkipManifestDirSync => "skip-manifest-dir-sync",
             PlantedBug::TruncateWalBeforeFlushDurable => "truncate-wal-before-flush-durable",
             PlantedBug::IgnoreCrcMismatch => "ignore-crc-mismatch",
+            PlantedBug::RetryFailedFsync => "retry-failed-fsync",
+            PlantedBug::SkipRecoveryWalSync => "skip-recovery-wal-sync",
+            PlantedBug::KeepLeftoverManifest => "keep-leftover-manifest",
+            PlantedBug::SkipIntervalSync => "skip-interval-sync",
+            PlantedBug::SkipWriteBackTimer => "skip-write-back-timer",
         }
     }
 

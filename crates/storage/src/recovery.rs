@@ -110,13 +110,9 @@ async fn open_and_replay(dir: PathBuf, opts: Options) -> Result<(Arc<Engine>, Re
     // Start a fresh manifest holding the recovered state, so every open
     // bounds the manifest's size and drops a torn tail for good.
     let next_file_number = AtomicU64::new(recovered.next_file_number.max(1));
-    let versions = VersionSet::create(
-        fs.clone(),
-        &dir,
-        &recovered,
-        next_file_number.fetch_add(1, Ordering::SeqCst),
-    )
-    .await?;
+    let manifest_number = next_file_number.fetch_add(1, Ordering::SeqCst);
+    remove_leftover_manifest(&*fs, &dir, manifest_number)?;
+    let versions = VersionSet::create(fs.clone(), &dir, &recovered, manifest_number).await?;
 
     let engine = Engine::new(
         dir,
@@ -322,6 +318,30 @@ impl Engine {
         }
         Ok(removed)
     }
+}
+
+/// Removes a manifest numbered `number` left by an open (or a manifest
+/// rotation) that crashed before switching CURRENT to it. CURRENT never
+/// names it: every manifest records a next file number above its own, so
+/// the number recovery starts from is above the one CURRENT names. Without
+/// this the new manifest's exclusive create fails and the engine can never
+/// open again after a crash at that point (found by the simulation's
+/// `recovery-crash` scenario).
+fn remove_leftover_manifest(
+    fs: &dyn fs::FileSystem,
+    dir: &std::path::Path,
+    number: u64,
+) -> Result<()> {
+    if crate::planted::active(crate::planted::PlantedBug::KeepLeftoverManifest) {
+        return Ok(());
+    }
+    let path = dir.join(filename::manifest_file_name(number));
+    if !fs.exists(&path).map_err(|e| Error::io(&path, e))? {
+        return Ok(());
+    }
+    tracing::warn!(path = %path.display(), "removing a manifest a crashed open left behind");
+    fs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))
 }
 
 /// Entries recovery sorts and inserts at a time.

@@ -129,7 +129,9 @@ pub(crate) async fn wal_timer(engine: Arc<Engine>) {
                 fs::pause(&*engine.fs, IoOp::Sync).await;
                 let mut g = lock(&engine.wal);
                 if let Some(w) = g.as_mut() {
-                    if !w.is_synced() {
+                    if !w.is_synced()
+                        && !crate::planted::active(crate::planted::PlantedBug::SkipIntervalSync)
+                    {
                         if let Err(e) = w.sync() {
                             engine.stop_writes("fsync", &e);
                         }
@@ -137,6 +139,9 @@ pub(crate) async fn wal_timer(engine: Arc<Engine>) {
                 }
             }
             FsyncPolicy::WriteBack { .. } => {
+                if crate::planted::active(crate::planted::PlantedBug::SkipWriteBackTimer) {
+                    continue;
+                }
                 let mut g = lock(&engine.wal);
                 if let Some(w) = g.as_mut() {
                     if let Err(e) = w.write_pending() {

@@ -183,7 +183,6 @@ pub fn scenario_for(bug: NodeBug) -> Option<ClusterScenario> {
         NodeBug::SyncTicketBySegment => (Preset::Durable, ClusterFault::PowerLossAll),
         NodeBug::ReadWithoutReadIndex => (Preset::Durable, ClusterFault::LeaderIsolated),
         NodeBug::FlushBarrierSkipped => (Preset::Throughput, ClusterFault::PowerLossAll),
-        NodeBug::RecoveredTailNotSynced => (Preset::Throughput, ClusterFault::Mixed),
         _ => return None,
     };
     Some(ClusterScenario {

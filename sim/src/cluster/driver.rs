@@ -58,7 +58,7 @@ fn now() -> Duration {
 
 impl Driver {
     fn step(&mut self) -> bool {
-        let r = self.sim.step();
+        let r = crate::step_catching_panics(&mut self.sim);
         super::world::set_driver_now(self.sim.elapsed());
         match r {
             Ok(_) => true,
@@ -148,6 +148,9 @@ impl Driver {
                 "power loss n{id} ({dirty} files with unsynced writes), back at {:.3}",
                 until.as_secs_f64()
             ));
+            // The old process's files stop working before turmoil runs its
+            // destructors (a dead process writes nothing more).
+            lock(&self.ios[&id]).crashed(true);
             self.sim.crash(host_name(id));
             self.world.0.borrow_mut().reports.remove(&id);
             self.powered_off.insert(id, until);
@@ -224,6 +227,10 @@ impl Driver {
                     .event(format!("process crash n{n}, down {} ms", down.as_millis()));
                 self.world.0.borrow_mut().reports.remove(&n);
                 self.world.set_down_until(n, now() + *down);
+                // A SIGKILL: the page cache survives, but the process's destructors
+                // (the engine's flush of its write-back buffer) must not run as
+                // turmoil's bounce would let them.
+                lock(&self.ios[&n]).crashed(false);
                 self.sim.bounce(host_name(n));
                 self.fired += 1;
             }
@@ -468,6 +475,7 @@ pub fn run(scenario: ClusterScenario, seed: u64, cfg: ClusterConfig) -> ClusterO
     for id in d.disk_faulted.clone() {
         world.event(format!("restart n{id} after its disk faults"));
         world.0.borrow_mut().reports.remove(&id);
+        lock(&d.ios[&id]).crashed(false);
         d.sim.bounce(host_name(id));
     }
     let healed = now();

@@ -64,7 +64,7 @@ pub fn options(preset: Preset, io: Arc<Mutex<SimIo>>) -> Options {
     if preset == Preset::Throughput {
         o.fsync = FsyncPolicy::WriteBack {
             buffer_bytes: 16 * KIB,
-            flush_interval_ms: 10,
+            flush_interval_ms: WRITE_BACK_INTERVAL.as_millis() as u64,
         };
     }
     o
@@ -76,6 +76,7 @@ fn injectors(fault: FaultKind, rng: &mut StdRng) -> Injectors {
             write_error: 0.01,
             sync_error: 0.03,
             read_error: 0.005,
+            meta_error: 0.1,
             ..Injectors::default()
         },
         FaultKind::DiskFull => Injectors {
@@ -106,7 +107,7 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         .rng_seed(seed)
         .tick_duration(Duration::from_millis(1))
         .simulation_duration(Duration::from_secs(3600));
-    if scenario.fault == FaultKind::TornWrite {
+    if scenario.fault.torn_blocks() {
         builder.fs().block_size(512);
     }
     let mut sim = builder.build();
@@ -118,10 +119,15 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         phase: Phase::Booting,
         final_boot: false,
         last_crash: None,
+        recovery_crashes: Vec::new(),
+        opened: false,
         crashed_first_fault: None,
         torn_tails: 0,
         started_at: Duration::ZERO,
         ops_this_boot: 0,
+        io: io.clone(),
+        deepest_level: 0,
+        stalls: 0,
     }));
     sh.borrow_mut().event(format!(
         "run {} seed {seed} bug {:?}",
@@ -142,18 +148,66 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
     }
 
     let mut fired = false;
+    let mut process_crash_with_ops = false;
+    let mut crashed_in_recovery = false;
     let mut cycles = 0;
     let phase = |sh: &Sh| sh.borrow().phase;
     for cycle in 0..=cfg.crashes {
         if cycle == cfg.crashes {
             sh.borrow_mut().final_boot = true;
         }
-        // Wait for recovery and the check to finish.
+        // Wait for recovery and the check to finish, crashing the recovery
+        // itself where the kind says: at the first step after the k-th I/O
+        // pause since the crash, if `Db::open` has not returned by then
+        // (the host then sits at one of its await points).
+        let mut recovery_crashes = match scenario.fault {
+            FaultKind::RecoveryCrash => drng.gen_range(1..=2),
+            FaultKind::Mixed => u32::from(drng.gen_bool(0.3)),
+            _ => 0,
+        };
+        let mut target = None;
         let mut steps = 0;
         while phase(&sh) == Phase::Booting {
-            if let Err(e) = sim.step() {
+            if recovery_crashes > 0 && target.is_none() {
+                let pauses = io.lock().unwrap_or_else(|e| e.into_inner()).pauses;
+                target = Some(pauses + drng.gen_range(1..=3));
+            }
+            if let Err(e) = crate::step_catching_panics(&mut sim) {
                 sh.borrow_mut().violation(format!("host failed: {e}"));
                 break;
+            }
+            if let Some(k) = target {
+                let t = sim.elapsed();
+                let in_open = !sh.borrow().opened;
+                let mut g = io.lock().unwrap_or_else(|e| e.into_inner());
+                if !in_open {
+                    // Recovery finished before the k-th pause: no crash.
+                    recovery_crashes = 0;
+                    target = None;
+                } else if g.pauses >= k {
+                    let power = drng.gen_bool(0.5);
+                    let pause = g.pause;
+                    let lost = g.crashed(power);
+                    let (io_ops, io_hash) = (g.io_ops, g.io_hash);
+                    drop(g);
+                    crashed_in_recovery = true;
+                    {
+                        let mut s = sh.borrow_mut();
+                        s.event(format!(
+                            "crash {} in recovery at {} (pause {k}: {pause:?}), lost {lost}, io ops {io_ops} hash {io_hash:016x}",
+                            if power { "power-loss" } else { "process" },
+                            ms(t)
+                        ));
+                        s.recovery_crashes.push((t, power));
+                    }
+                    if power {
+                        sim.crash("node");
+                    }
+                    sim.bounce("node");
+                    recovery_crashes -= 1;
+                    target = None;
+                    cycles += 1;
+                }
             }
             steps += 1;
             if steps > 20_000 {
@@ -182,7 +236,7 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         let mut how = "timeout";
         let mut idle_since = None;
         loop {
-            if let Err(e) = sim.step() {
+            if let Err(e) = crate::step_catching_panics(&mut sim) {
                 sh.borrow_mut().violation(format!("host failed: {e}"));
                 break;
             }
@@ -231,34 +285,72 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         }
         // Crash.
         let t = sim.elapsed();
-        let (dirty, in_sync_pause, first_fault, fault_counts) = {
+        let (dirty, in_sync_pause, in_wal_sync_pause, first_fault, fault_counts) = {
             let io = io.lock().unwrap_or_else(|e| e.into_inner());
             (
                 io.dirty.len(),
                 io.paused_at(t, Some(IoOp::Sync), None),
+                io.paused_at(t, Some(IoOp::Sync), Some(Tag::Wal)),
                 io.first_fault,
                 io.fired,
             )
         };
-        let power = scenario.fault.power_loss();
+        let power = scenario.fault.power_loss(cycle, || drng.gen_bool(0.5));
+        // Whether the power loss dropped anything that existed at this
+        // moment (unsynced data or directory entries); the seam resets its
+        // record of both at every power loss.
+        let (lost, io_ops, io_hash) = {
+            let mut g = io.lock().unwrap_or_else(|e| e.into_inner());
+            (g.crashed(power), g.io_ops, g.io_hash)
+        };
         {
             let mut s = sh.borrow_mut();
             let ops = s.ops_this_boot;
             fired |= match scenario.fault {
                 FaultKind::ProcessCrash => ops > 0,
-                FaultKind::PowerLoss => dirty > 0,
+                FaultKind::RecoveryCrash => crashed_in_recovery,
+                // A power loss with unsynced data after a process crash that
+                // hit a boot with writes.
+                FaultKind::Mixed => {
+                    process_crash_with_ops |= !power && ops > 0;
+                    power && process_crash_with_ops && lost
+                }
+                FaultKind::PowerLoss => lost,
                 FaultKind::TornWrite => false, // counted from recovery reports
-                FaultKind::LostFsync => how == "trigger" && in_sync_pause && dirty > 0,
+                // A WAL fsync a writer waits on (throughput: no writer waits
+                // on one, so any fsync of unsynced data), and the crash
+                // dropped something.
+                FaultKind::LostFsync => {
+                    let window = if scenario.preset == Preset::Throughput {
+                        in_sync_pause
+                    } else {
+                        in_wal_sync_pause
+                    };
+                    how == "trigger" && window && lost
+                }
                 FaultKind::IoError => {
-                    fault_counts.write_errors + fault_counts.sync_errors + fault_counts.read_errors
+                    fault_counts.write_errors
+                        + fault_counts.sync_errors
+                        + fault_counts.read_errors
+                        + fault_counts.meta_errors
                         > 0
                 }
                 FaultKind::DiskFull => fault_counts.disk_full > 0,
                 FaultKind::CorruptRead => fault_counts.corrupt_reads > 0,
-                FaultKind::SlowDisk => fault_counts.slow_pauses > 0 && dirty > 0,
+                // Slow fsyncs a writer waited on (throughput: no writer waits
+                // on a WAL fsync, flushes wait on table and manifest ones),
+                // and a crash that lost data.
+                FaultKind::SlowDisk => {
+                    let slow = if scenario.preset == Preset::Throughput {
+                        fault_counts.slow_dirty_syncs
+                    } else {
+                        fault_counts.slow_wal_syncs
+                    };
+                    slow > 0 && lost
+                }
             };
             s.event(format!(
-                "crash {} at {} by {how} ({trigger:?}) after {} ops: dirty files {dirty}, in fsync pause {in_sync_pause}, faults {fault_counts:?}",
+                "crash {} at {} by {how} ({trigger:?}) after {} ops: dirty files {dirty}, in fsync pause {in_sync_pause}, lost {lost}, io ops {io_ops} hash {io_hash:016x}, faults {fault_counts:?}",
                 if power { "power-loss" } else { "process" },
                 ms(t),
                 ops
@@ -266,12 +358,20 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
             s.last_crash = Some((t, power));
             s.crashed_first_fault = first_fault;
             s.phase = Phase::Booting;
+            s.opened = false;
         }
         if power {
             sim.crash("node");
         }
         sim.bounce("node");
         cycles += 1;
+    }
+    {
+        // Every file operation and its outcome, in the trace hash.
+        let g = io.lock().unwrap_or_else(|e| e.into_inner());
+        let line = format!("end: io ops {} hash {:016x}", g.io_ops, g.io_hash);
+        drop(g);
+        sh.borrow_mut().event(line);
     }
     let s = sh.borrow();
     if scenario.fault == FaultKind::TornWrite {
@@ -284,27 +384,67 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         fired,
         cycles,
         trace: s.trace.clone(),
+        deepest_level: s.deepest_level,
+        stalls: s.stalls,
     }
 }
 
 /// One boot of the node: recover, check, run the workload.
 async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>, seed: u64) {
-    let epoch = {
-        let mut s = sh.borrow_mut();
-        s.epoch += 1;
-        s.epoch
-    };
-    io.lock().unwrap_or_else(|e| e.into_inner()).arm(false);
-    let opts = options(scenario.preset, io.clone());
-    let db = match Db::open(DB_DIR, opts).await {
-        Ok(db) => db,
-        Err(e) => {
-            let mut s = sh.borrow_mut();
-            s.violation(format!("boot {epoch}: recovery failed: {e}"));
-            s.phase = Phase::Done;
-            return;
+    // A boot crashed inside `Db::open` ran no operations, so only an open
+    // that finishes starts a new epoch.
+    let epoch = sh.borrow().epoch + 1;
+    // Under io-error, half the recoveries run with errors injected (reads,
+    // writes, fsyncs, metadata). Such a recovery may fail, with an error;
+    // the disk is then "repaired" and the open retried once, and that open
+    // must recover everything the contract promises: a failed recovery
+    // must not have cut, dropped or half-written anything.
+    let mut recovery_errors = scenario.fault == FaultKind::IoError
+        && StdRng::seed_from_u64(seed ^ (u64::from(epoch) << 48) ^ 0x7ec0).gen_bool(0.5);
+    {
+        let mut g = io.lock().unwrap_or_else(|e| e.into_inner());
+        g.arm(false);
+        if recovery_errors {
+            g.injectors = Injectors {
+                write_error: 0.02,
+                sync_error: 0.05,
+                read_error: 0.01,
+                meta_error: 0.1,
+                ..Injectors::default()
+            };
+            g.arm(true);
+        }
+    }
+    let db = loop {
+        let opts = options(scenario.preset, io.clone());
+        let res = Db::open(DB_DIR, opts).await;
+        let faults = {
+            let mut g = io.lock().unwrap_or_else(|e| e.into_inner());
+            let f = g.first_fault.is_some();
+            g.arm(false);
+            f
+        };
+        match res {
+            Ok(db) => break db,
+            Err(e) if recovery_errors && faults => {
+                sh.borrow_mut().event(format!(
+                    "boot {epoch}: recovery failed under injected errors ({e}); retrying on a repaired disk"
+                ));
+                recovery_errors = false;
+            }
+            Err(e) => {
+                let mut s = sh.borrow_mut();
+                s.violation(format!("boot {epoch}: recovery failed: {e}"));
+                s.phase = Phase::Done;
+                return;
+            }
         }
     };
+    {
+        let mut s = sh.borrow_mut();
+        s.epoch = epoch;
+        s.opened = true;
+    }
     {
         let r = db.recovery_report();
         let mut s = sh.borrow_mut();
@@ -320,6 +460,7 @@ async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>,
         ));
     }
     verify(&db, scenario, &sh, epoch);
+    sh.borrow_mut().note_tree(&db);
     if sh.borrow().final_boot || !sh.borrow().violations.is_empty() {
         let r = db.close().await;
         let mut s = sh.borrow_mut();
@@ -368,7 +509,11 @@ async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>,
     for t in tasks {
         let _ = t.await;
     }
-    sh.borrow_mut().phase = Phase::Idle;
+    {
+        let mut s = sh.borrow_mut();
+        s.note_tree(&db);
+        s.phase = Phase::Idle;
+    }
     // Stay up (timers keep syncing) until the driver crashes the node.
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1,12 +1,13 @@
 //! The state one engine run shares between its driver, its boots and its
 //! clients: the model, the trace, the violations found, and the phase.
 
-use crate::fs::Latency;
+use crate::fs::{Latency, SimIo};
 use crate::model::Model;
 use crate::scenario::FaultKind;
 use crate::trace::Trace;
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,11 +27,34 @@ pub(crate) struct Shared {
     pub(crate) final_boot: bool,
     /// Simulated time and kind (power loss?) of the last crash.
     pub(crate) last_crash: Option<(Duration, bool)>,
+    /// Crashes inside `Db::open` since the last verified recovery: time and
+    /// kind (power loss?).
+    pub(crate) recovery_crashes: Vec<(Duration, bool)>,
+    /// The current boot's `Db::open` returned.
+    pub(crate) opened: bool,
     /// Fault time bound of the crashed boot.
     pub(crate) crashed_first_fault: Option<Duration>,
     pub(crate) torn_tails: u32,
     pub(crate) started_at: Duration,
     pub(crate) ops_this_boot: u64,
+    /// The run's simulated disk.
+    pub(crate) io: Arc<Mutex<SimIo>>,
+    /// Deepest level seen holding a table.
+    pub(crate) deepest_level: usize,
+    /// Write stalls seen.
+    pub(crate) stalls: u64,
+}
+
+impl Shared {
+    /// Notes the tree shape and stalls of `db` (its statistics count from
+    /// its open).
+    pub(crate) fn note_tree(&mut self, db: &ballast_storage::Db) {
+        let st = db.stats();
+        if let Some(l) = st.levels.iter().rposition(|l| l.files > 0) {
+            self.deepest_level = self.deepest_level.max(l);
+        }
+        self.stalls += st.stalls;
+    }
 }
 
 impl Shared {
@@ -46,6 +70,9 @@ impl Shared {
 pub(crate) type Sh = Rc<RefCell<Shared>>;
 
 pub(crate) const DB_DIR: &str = "/ballast";
+/// The throughput preset's write-back interval in these runs
+/// (`flush_interval_ms`).
+pub(crate) const WRITE_BACK_INTERVAL: Duration = Duration::from_millis(10);
 pub(crate) const KIB: u64 = 1024;
 
 pub(crate) fn now() -> Duration {

@@ -86,30 +86,44 @@ pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) {
             }
         }
     }
+    // The window each crash leaves open: what the preset may lose of the
+    // writes acknowledged just before it (None: no lower bound).
+    let window = |power: bool| match (scenario.preset, power) {
+        (Preset::Durable, _) | (Preset::Balanced, false) => Some(Duration::ZERO),
+        // One interval, one fsync, and a tick of timer slack.
+        (Preset::Balanced, true) => Some(
+            Duration::from_millis(5)
+                + latency(scenario.fault).max_sync()
+                + Duration::from_millis(2),
+        ),
+        // A process crash keeps what reached the OS: the write-back timer
+        // hands the buffer over every interval (plus a tick of timer
+        // slack). A power loss keeps some prefix only.
+        (Preset::Throughput, false) => Some(WRITE_BACK_INTERVAL + Duration::from_millis(2)),
+        (Preset::Throughput, true) => None,
+    };
     let bound = match s.last_crash {
         None => Bound { acked_by: None },
         Some((crash, power)) => {
-            let window = match (scenario.preset, power) {
-                (Preset::Durable, _) => Some(Duration::ZERO),
-                (Preset::Balanced, false) => Some(Duration::ZERO),
-                (Preset::Balanced, true) => {
-                    let interval = Duration::from_millis(5);
-                    // One interval, one fsync, and a tick of timer slack.
-                    Some(interval + latency(scenario.fault).max_sync() + Duration::from_millis(2))
-                }
-                (Preset::Throughput, _) => None,
-            };
             // After a failed fsync or write the engine stops; the relaxed
             // presets promise nothing for writes after the first fault.
             let end = match (scenario.preset, s.crashed_first_fault) {
                 (Preset::Durable, _) | (_, None) => crash,
                 (_, Some(f)) => f.min(crash),
             };
-            Bound {
-                acked_by: window.and_then(|w| end.checked_sub(w)),
+            // Crashes inside the recoveries since then each promise the
+            // same of their own moment; the weakest promise holds.
+            let mut acked_by = window(power).and_then(|w| end.checked_sub(w));
+            for &(t, power) in &s.recovery_crashes {
+                acked_by = match (acked_by, window(power).and_then(|w| t.checked_sub(w))) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                };
             }
+            Bound { acked_by }
         }
     };
+    s.recovery_crashes.clear();
     let (found, violations) = s.model.check_cut(&cut, epoch.saturating_sub(1), bound);
     let lost: usize = found.iter().map(|r| r.lost_acked).sum();
     s.event(format!(

@@ -20,6 +20,12 @@ pub(super) async fn client(
     cfg: RunConfig,
     fault: FaultKind,
 ) {
+    let io = sh.borrow().io.clone();
+    let first_wal_sync_error = || {
+        io.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first_wal_sync_error
+    };
     for _ in 0..cfg.ops_per_boot {
         if rng.gen_bool(0.3) {
             tokio::time::sleep(Duration::from_micros(rng.gen_range(100..3_000))).await;
@@ -61,7 +67,8 @@ pub(super) async fn client(
                 let k = rng.gen_range(0..cfg.keys);
                 let delete = (55..70).contains(&roll) || (nkeys > 1 && rng.gen_bool(0.2));
                 let v = (!delete).then(|| model::value(c, epoch, n, k, rng.gen_range(64..1_600)));
-                writes.retain(|(kk, _)| *kk != k);
+                // Duplicate keys stay: a batch applies its writes in order,
+                // so the last write of a key wins (the model does the same).
                 writes.push((k, v));
             }
             (n, writes)
@@ -95,6 +102,17 @@ pub(super) async fn client(
         match res {
             Ok(()) => {
                 op.acked = Some(t);
+                let invoked = op.invoked;
+                // Linux may have dropped the failed fsync's pages and will
+                // report the next fsync clean, so after a failed WAL fsync
+                // the engine must refuse every write until it is reopened.
+                if let Some(f) = first_wal_sync_error().filter(|&f| invoked > f) {
+                    s.violation(format!(
+                        "c{c} op n{n} invoked at {} was acknowledged after a failed WAL fsync at {}",
+                        ms(invoked),
+                        ms(f)
+                    ));
+                }
                 s.event(format!(
                     "c{c} op n{n} ({} keys) acked at {}",
                     writes.len(),

@@ -15,13 +15,10 @@ use super::sync::{preparer, sync_timer};
 use crate::codec::{self, decode_commit_record, COMMIT_RECORD_KIND};
 use crate::error::{Error, Result};
 use crate::meta;
-use crate::planted::{NodeBug, Planted};
+use crate::planted::Planted;
 use crate::typ::LogId;
-use ballast_storage::fs::OpenMode;
 use ballast_storage::fs::{self, DynFs};
-use ballast_storage::wal::{
-    self, list_segments, segment_path, RecoveryReport, TailPolicy, Wal, WalOptions,
-};
+use ballast_storage::wal::{self, segment_path, RecoveryReport, TailPolicy, Wal, WalOptions};
 use ballast_storage::FsyncPolicy;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -180,9 +177,9 @@ impl LogStore {
                 "Raft log ended in a torn tail of unacknowledged entries; cutting it"
             );
         }
-        if !planted.has(NodeBug::RecoveredTailNotSynced) {
-            sync_recovered_tail(&*fs, &wal_dir)?;
-        }
+        // Wal::open fsyncs the segments recovery read before it starts a
+        // new one (a crash then a power loss could otherwise keep newer
+        // entries and lose older ones: a hole the log cannot open past).
         let wal = Wal::open(fs.clone(), &wal_dir, wal_options, &report)?;
         if commit_ignored > 0 {
             tracing::warn!(
@@ -239,26 +236,4 @@ impl LogStore {
         }
         Ok((store, open_report))
     }
-}
-
-/// Makes the last segment recovery read durable before anything is written
-/// after it. A relaxed preset leaves the end of its last segment in the
-/// page cache; after a process crash, recovery reads it from there, and
-/// the writer then appends to a new segment. Without this fsync, a later
-/// fsync of the new segment (a roll, an engine flush) makes newer entries
-/// durable while the older, recovered ones are not, and a power loss
-/// leaves a hole the log cannot open past (found by the cluster
-/// simulation: `cluster-throughput-mixed` seed 5). Earlier segments were
-/// sealed by an fsync when the writer rolled past them.
-fn sync_recovered_tail(fs: &dyn ballast_storage::fs::FileSystem, wal_dir: &Path) -> Result<()> {
-    let Some(last) = list_segments(fs, wal_dir)?.last().copied() else {
-        return Ok(());
-    };
-    let path = segment_path(wal_dir, last);
-    let io_err = |source| Error::Io {
-        path: path.clone(),
-        source,
-    };
-    let file = fs.open(&path, OpenMode::Read).map_err(io_err)?;
-    file.sync_data().map_err(io_err)
 }

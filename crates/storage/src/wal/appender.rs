@@ -31,6 +31,9 @@ impl Poison {
 
     /// Records the failure of `op` and passes the error on.
     pub(crate) fn fail(&mut self, op: &'static str, err: Error) -> Error {
+        if op == "fsync" && crate::planted::active(crate::planted::PlantedBug::RetryFailedFsync) {
+            return err;
+        }
         if self.0.is_none() {
             self.0 = Some((op, err.to_string()));
         }
