@@ -4,7 +4,7 @@
 
 use super::faults::{self, Action, Step, Who};
 use super::node_host::{host_name, NodeHost, SkewedClock};
-use super::oracle::{self, Cut, Observed};
+use super::oracle::{self, Cut, Observed, CONVERGED_WITHIN, LEADER_WITHIN};
 use super::scenario::{ClusterConfig, ClusterFault, ClusterOutcome, ClusterScenario};
 use super::workload;
 use super::world::World;
@@ -22,10 +22,6 @@ const FOUNDERS: [u64; 3] = [1, 2, 3];
 const JOINER: u64 = 4;
 /// How long the cluster may take to elect its first leader.
 const FIRST_LEADER_WITHIN: Duration = Duration::from_secs(10);
-/// Liveness: a leader within this long of the heal.
-pub const LEADER_WITHIN: Duration = Duration::from_secs(10);
-/// Convergence: every member alike within this long of the heal.
-pub const CONVERGED_WITHIN: Duration = Duration::from_secs(30);
 
 fn lock(io: &Mutex<SimIo>) -> std::sync::MutexGuard<'_, SimIo> {
     io.lock().unwrap_or_else(|e| e.into_inner())
@@ -277,7 +273,15 @@ impl Driver {
                     return;
                 };
                 let req = match action {
-                    Action::AddLearner => super::world::MembershipRequest::AddLearner(JOINER),
+                    Action::AddLearner => super::world::MembershipRequest::AddLearner {
+                        id: JOINER,
+                        raft_addr: format!("{}:{}", host_name(JOINER), super::node_host::RAFT_PORT),
+                        client_addr: format!(
+                            "{}:{}",
+                            host_name(JOINER),
+                            super::node_host::RESP_PORT
+                        ),
+                    },
                     Action::Promote => super::world::MembershipRequest::ChangeVoters(
                         FOUNDERS.into_iter().chain([JOINER]).collect(),
                     ),

@@ -11,6 +11,11 @@ use std::collections::BTreeSet;
 use std::sync::Once;
 use std::time::Duration;
 
+/// Liveness: a leader within this long of the heal.
+pub const LEADER_WITHIN: Duration = Duration::from_secs(10);
+/// Convergence: every member alike within this long of the heal.
+pub const CONVERGED_WITHIN: Duration = Duration::from_secs(30);
+
 /// A power loss of every node: when, and when they came back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cut {
@@ -113,7 +118,7 @@ pub fn judge(world: &World, o: &Observed) -> (bool, Vec<String>) {
     if o.leader_after.is_none() {
         v.push(format!(
             "no leader within {} s after the faults stopped",
-            super::driver::LEADER_WITHIN.as_secs()
+            LEADER_WITHIN.as_secs()
         ));
     }
     if !o.clients_done {
@@ -131,7 +136,7 @@ pub fn judge(world: &World, o: &Observed) -> (bool, Vec<String>) {
     if !o.converged {
         v.push(format!(
             "replicas did not converge within {} s: {}",
-            super::driver::CONVERGED_WITHIN.as_secs(),
+            CONVERGED_WITHIN.as_secs(),
             o.divergence.clone().unwrap_or_default()
         ));
     }

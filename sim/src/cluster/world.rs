@@ -62,8 +62,15 @@ impl NodeReport {
 /// A membership change the driver asks a node to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MembershipRequest {
-    /// Add node `id` as a learner.
-    AddLearner(u64),
+    /// Add a node as a learner.
+    AddLearner {
+        /// Its id.
+        id: u64,
+        /// Its Raft address.
+        raft_addr: String,
+        /// Its client address.
+        client_addr: String,
+    },
     /// Make these the voters (learners among them are promoted; others
     /// leave).
     ChangeVoters(BTreeSet<u64>),
@@ -73,14 +80,13 @@ impl MembershipRequest {
     /// Runs the change on `node`.
     pub async fn run<A: AdminApi>(&self, node: &A) -> Result<(), ApiError> {
         match self {
-            MembershipRequest::AddLearner(id) => {
-                let host = super::node_host::host_name(*id);
-                node.add_learner(
-                    *id,
-                    format!("{host}:{}", super::node_host::RAFT_PORT),
-                    format!("{host}:{}", super::node_host::RESP_PORT),
-                )
-                .await
+            MembershipRequest::AddLearner {
+                id,
+                raft_addr,
+                client_addr,
+            } => {
+                node.add_learner(*id, raft_addr.clone(), client_addr.clone())
+                    .await
             }
             MembershipRequest::ChangeVoters(voters) => {
                 node.change_voters(voters.clone(), false).await

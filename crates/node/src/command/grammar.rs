@@ -4,10 +4,8 @@
 
 use bytes::Bytes;
 
-use super::{
-    integer, truncated, wrong_arity, ClientQuery, Command, CommandQuery, SetCondition, TimeUnit,
-    UNKNOWN_COMMAND_QUOTE_BYTES_MAX,
-};
+use super::args::{integer, truncated, wrong_arity, UNKNOWN_COMMAND_QUOTE_BYTES_MAX};
+use super::types::{ClientQuery, Command, CommandQuery, SetCondition, TimeUnit};
 use crate::error::Error;
 use crate::resp::integer::parse_i64;
 use crate::resp::Protocol;
