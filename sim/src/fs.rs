@@ -544,7 +544,21 @@ impl TurmoilFs {
 
     fn remove_dir_op(&self, path: &Path) -> io::Result<()> {
         self.alive()?;
-        tfs::remove_dir(path)
+        tfs::remove_dir(path)?;
+        // turmoil keeps a removed directory's entry pending until its
+        // parent is fsynced, and a `create_dir_all` of the same path in
+        // between then succeeds while creating a file in it fails with
+        // "parent directory not found" (a snapshot directory reused after
+        // a failed build: `cluster-throughput-fsync-error` seed 9). A POSIX
+        // rmdir is immediate, so the removal is committed at once; that
+        // makes the parent's other pending entries durable a little early.
+        if let Some(parent) = path.parent() {
+            tfs::sync_dir(parent)?;
+            let mut io = lock(&self.io);
+            io.unsynced_entries.retain(|p| p.parent() != Some(parent));
+            io.removed_unsynced.retain(|p| p.parent() != Some(parent));
+        }
+        Ok(())
     }
 }
 

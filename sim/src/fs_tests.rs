@@ -194,3 +194,35 @@ fn a_file_recreated_after_an_unsynced_unlink_keeps_its_fsynced_data() {
     );
     assert_eq!(got, vec![5u8; 300], "the new file's fsynced data survives");
 }
+
+#[test]
+fn a_directory_removed_and_created_again_takes_new_files() {
+    let io = SimIo::new(6, Latency::NORMAL, Injectors::default());
+    let sub = Path::new("/d/snap-1");
+    let file = sub.join("000002.sst");
+    let read = file.clone();
+    let got = two_boots(
+        io,
+        false,
+        move |fs| {
+            fs.create_dir_all(sub)?;
+            let f = fs.open(&file, OpenMode::CreateNew)?;
+            f.write_all_at(&[1u8; 10], 0)?;
+            f.sync_data()?;
+            fs.sync_dir(sub)?;
+            fs.sync_dir(Path::new(DIR))?;
+            // A failed build's clean-up: the removal of the directory is
+            // not fsynced before the same name is made again.
+            fs.remove_file(&file)?;
+            fs.remove_dir(sub)?;
+            fs.create_dir_all(sub)?;
+            let f = fs.open(&file, OpenMode::CreateNew)?;
+            f.write_all_at(&[2u8; 20], 0)?;
+            f.sync_data()?;
+            fs.sync_dir(sub)?;
+            fs.sync_dir(Path::new(DIR))
+        },
+        move |fs| ballast_storage::fs::read_file(&*fs, &read),
+    );
+    assert_eq!(got, vec![2u8; 20], "the new directory's file is there");
+}
