@@ -56,3 +56,7 @@ chaos PRESET="durable" *ARGS:
 # Deterministic simulation: just sim run --scenario all --seeds 100 (see sim/README.md).
 sim *ARGS:
     cargo run --release -p ballast-sim -- {{ARGS}}
+
+# The cluster simulation's nightly sweep: fresh seeds over every preset and fault kind for an hour.
+sim-cluster-sweep SECS="3600":
+    cargo run --release -p ballast-sim -- cluster --sweep-secs {{SECS}} --start $(date +%s)
