@@ -119,6 +119,18 @@ fn report_failure(o: &Outcome) {
     );
 }
 
+/// Logs a replay's trace (and what `RUST_LOG` adds) to stderr; `default`
+/// is the filter when `RUST_LOG` is unset.
+fn init_replay_log(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .without_time()
+        .init();
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -131,13 +143,7 @@ fn main() -> Result<()> {
         } => {
             let list = scenarios(&scenario, bug.as_deref())?;
             if let Some(seed) = seed {
-                tracing_subscriber::fmt()
-                    .with_env_filter(
-                        tracing_subscriber::EnvFilter::try_from_default_env()
-                            .unwrap_or_else(|_| "ballast_sim=info,ballast_storage=info".into()),
-                    )
-                    .without_time()
-                    .init();
+                init_replay_log("ballast_sim=info,ballast_storage=info");
                 let cfg = RunConfig {
                     keep_trace: true,
                     echo: true,
@@ -247,13 +253,7 @@ fn main() -> Result<()> {
             let list = cli::scenarios(&scenario, bug.as_deref()).map_err(anyhow::Error::msg)?;
             let ok = match (seed, sweep_secs) {
                 (Some(seed), _) => {
-                    tracing_subscriber::fmt()
-                        .with_env_filter(
-                            tracing_subscriber::EnvFilter::try_from_default_env()
-                                .unwrap_or_else(|_| "ballast_sim=info".into()),
-                        )
-                        .without_time()
-                        .init();
+                    init_replay_log("ballast_sim=info");
                     cli::replay(&list, seed)
                 }
                 (None, Some(secs)) => cli::sweep(&list, start, Some(secs)),

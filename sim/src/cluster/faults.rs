@@ -254,53 +254,31 @@ fn add(kind: ClusterFault, rng: &mut StdRng, start: Duration, span: Duration, ou
                 },
             );
         }
-        ClusterFault::FsyncError => {
+        ClusterFault::FsyncError | ClusterFault::DiskFull | ClusterFault::CorruptRead => {
             let at = when(rng, 0.5);
-            push(
-                at,
-                Action::Disk {
-                    who: node(rng),
-                    // Throughput writes its log out every 100 ms and seldom
-                    // fsyncs: high rates, so that its few fsyncs and writes meet
-                    // errors too.
-                    injectors: Injectors {
-                        sync_error: 0.3,
-                        write_error: 0.1,
-                        ..Injectors::default()
-                    },
+            let who = node(rng);
+            let injectors = match kind {
+                // Throughput writes its log out every 100 ms and seldom
+                // fsyncs: high rates, so that its few fsyncs and writes meet
+                // errors too.
+                ClusterFault::FsyncError => Injectors {
+                    sync_error: 0.3,
+                    write_error: 0.1,
+                    ..Injectors::default()
                 },
-            );
-            push(at + ms(rng.gen_range(1_000..3_000)), Action::DiskOff);
-        }
-        ClusterFault::DiskFull => {
-            let at = when(rng, 0.5);
-            push(
-                at,
-                Action::Disk {
-                    who: node(rng),
-                    injectors: Injectors {
-                        space_bytes: Some(rng.gen_range(0..32) * 1024),
-                        ..Injectors::default()
-                    },
+                ClusterFault::DiskFull => Injectors {
+                    space_bytes: Some(rng.gen_range(0..32) * 1024),
+                    ..Injectors::default()
                 },
-            );
-            push(at + ms(rng.gen_range(1_000..3_000)), Action::DiskOff);
-        }
-        ClusterFault::CorruptRead => {
-            let at = when(rng, 0.5);
-            push(
-                at,
-                Action::Disk {
-                    who: node(rng),
-                    // Reads reach the disk seldom (the log is served from memory,
-                    // the engine from its memtable and cache): high rates.
-                    injectors: Injectors {
-                        corrupt_read: 0.3,
-                        read_error: 0.05,
-                        ..Injectors::default()
-                    },
+                // Reads reach the disk seldom (the log is served from memory,
+                // the engine from its memtable and cache): high rates.
+                _ => Injectors {
+                    corrupt_read: 0.3,
+                    read_error: 0.05,
+                    ..Injectors::default()
                 },
-            );
+            };
+            push(at, Action::Disk { who, injectors });
             push(at + ms(rng.gen_range(1_000..3_000)), Action::DiskOff);
         }
         ClusterFault::ClockSkew => {
