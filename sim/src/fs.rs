@@ -472,6 +472,12 @@ impl TurmoilFs {
         tfs::rename(from, to)?;
         io.unsynced_entries.insert(from.to_path_buf());
         io.unsynced_entries.insert(to.to_path_buf());
+        // The rename removes `from`'s entry: a file created under that
+        // name before the rename is committed needs the same care as one
+        // created after an unlink (see `open_op`), or turmoil moves the
+        // new file's fsynced data with the pending rename and leaves the
+        // target empty (`cluster-durable-mixed` seed 76).
+        io.removed_unsynced.insert(from.to_path_buf());
         if io.dirty.remove(from) {
             io.dirty.insert(to.to_path_buf());
         }
