@@ -119,22 +119,18 @@ pub async fn wait_then_open(
         if !gate.is_open() {
             let own_last = raft.data_metrics().borrow_watched().last_log;
             let voters = poll_voters(id, own_last, &m, &peers, poll).await;
-            if !voters.is_empty() && voters.values().all(|v| matches!(v, Some((true, _)))) {
-                let best = best_of(&voters, |_| true);
-                if best.contains(&id) {
+            match decide(id, &voters) {
+                Decision::Stand => {
                     gate.set_open();
                     raft.runtime_config().elect(true);
                     tracing::warn!(
                         id,
-                        "every voter restarted uncleanly and this node kept the most: it \
-                         stands for election; what no node had made safe before the crash \
-                         is lost, as the preset allows"
+                        "no clean voter holds as much as this node, which kept the most: \
+                         it stands for election; what no node had made safe before the \
+                         crash is lost, as the preset allows"
                     );
-                } else {
-                    gate.permit(best);
                 }
-            } else {
-                gate.permit(best_of(&voters, |waiting| !waiting));
+                Decision::Permit(who) => gate.permit(who),
             }
         }
         // Raft stopped: nothing left to wait for.
@@ -174,6 +170,40 @@ async fn poll_voters(
     out
 }
 
+/// What a waiting node does after polling the voters.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    /// Open the gate and stand for election.
+    Stand,
+    /// Keep waiting, voting only for these.
+    Permit(BTreeSet<NodeId>),
+}
+
+/// The waiting node `id`'s choice, given every voter's answer. Only when
+/// every voter answered can it tell who holds the most. The voters with
+/// the highest last log id may then lead: if a clean voter is among them,
+/// the clean ones (a committed entry whose quorum held a clean node is on
+/// that node, and Raft's own check keeps it); if not (every voter waits,
+/// or the clean ones are behind), the waiting ones with that log stand, as
+/// a clean candidate could never win their votes (Raft refuses a candidate
+/// less up to date than the voter) and the cluster would wait for good
+/// (`cluster-throughput-mixed` seed 326: two nodes SIGKILLed, the third
+/// cut off and behind). They hold every entry a clean voter holds: Raft's
+/// comparison of last log ids is what the clean voters apply when they
+/// vote for them.
+fn decide(id: NodeId, voters: &BTreeMap<NodeId, Option<(bool, Option<LogId>)>>) -> Decision {
+    let best = best_of(voters, |_| true);
+    let clean = best_of(voters, |waiting| !waiting);
+    if best.is_empty() || !best.is_disjoint(&clean) {
+        return Decision::Permit(clean);
+    }
+    if best.contains(&id) {
+        Decision::Stand
+    } else {
+        Decision::Permit(best)
+    }
+}
+
 /// The voters this waiting node may vote for: if every voter answered,
 /// those whose waiting state passes `which` and whose last log id is the
 /// highest among them; else none (a silent voter may hold more).
@@ -208,6 +238,31 @@ mod tests {
 
     fn log(term: u64, index: u64) -> Option<LogId> {
         Some(LogId::new(LeaderId { term, node_id: 1 }, index))
+    }
+
+    #[test]
+    fn waiting_voters_ahead_of_every_clean_one_stand() {
+        let mut v = BTreeMap::new();
+        // Two nodes restarted uncleanly with more than the clean one.
+        v.insert(1, Some((true, log(1, 153))));
+        v.insert(2, Some((false, log(1, 149))));
+        v.insert(3, Some((true, log(1, 153))));
+        assert_eq!(decide(1, &v), Decision::Stand);
+        assert_eq!(decide(3, &v), Decision::Stand);
+        // A clean voter as far along: only the clean ones are permitted.
+        v.insert(2, Some((false, log(1, 153))));
+        assert_eq!(decide(1, &v), Decision::Permit(BTreeSet::from([2])));
+        // One waiting node ahead, one behind: the one behind votes for it.
+        v.insert(2, Some((false, log(1, 149))));
+        v.insert(3, Some((true, log(1, 150))));
+        assert_eq!(decide(3, &v), Decision::Permit(BTreeSet::from([1])));
+        // Every voter waits: the one that kept the most stands.
+        v.insert(2, Some((true, log(1, 149))));
+        assert_eq!(decide(1, &v), Decision::Stand);
+        assert_eq!(decide(2, &v), Decision::Permit(BTreeSet::from([1])));
+        // A voter that does not answer may hold more: nobody.
+        v.insert(2, None);
+        assert_eq!(decide(1, &v), Decision::Permit(BTreeSet::new()));
     }
 
     #[test]
