@@ -52,7 +52,8 @@ enum Cmd {
         /// `cluster-{preset}-{fault}` (either part may be `all`), or `all`.
         #[arg(long, default_value = "all")]
         scenario: String,
-        /// A planted node bug to switch on (see `cluster-planted`).
+        /// A planted bug to switch on: a node bug (see `cluster-planted`) or a
+        /// storage bug (see `planted`).
         #[arg(long)]
         bug: Option<String>,
         /// Seeds per scenario.

@@ -80,21 +80,39 @@ fn relaxed_seeds_keep_the_cluster_contract_under_every_fault_kind() {
 }
 
 /// Planted node bugs, each at the first seed that catches it in its
-/// scenario (found by `ballast-sim cluster-planted`): with the switch on
-/// the history is not linearizable; the same seed without it passes.
+/// scenario (found by `ballast-sim cluster-planted`), with the violation it
+/// must cause; the same seed without the switch passes.
 #[test]
 fn planted_bugs_are_caught_and_their_seeds_pass_without_them() {
     let cases = [
-        (NodeBug::LeaderRestoreUnpersistedCommit, 11),
-        (NodeBug::AckBeforeLogFsync, 0),
-        (NodeBug::ReadWithoutReadIndex, 1),
+        (
+            NodeBug::LeaderRestoreUnpersistedCommit,
+            3,
+            "not linearizable",
+        ),
+        (NodeBug::AckBeforeLogFsync, 0, "not linearizable"),
+        (NodeBug::ReadWithoutReadIndex, 1, "not linearizable"),
+        // A node that expires keys by its own (skewed) clock drops keys the
+        // others keep: the state hashes differ.
+        (NodeBug::ExpireByLocalClock, 10, "did not converge"),
+        // The node with the smaller value limit refuses to apply what the
+        // log holds.
+        (NodeBug::ApplyChecksLocalLimits, 0, "did not converge"),
+        // The renamed meta file lost its unsynced content in the power cut.
+        (NodeBug::VoteNotFsynced, 0, "meta file is 0 bytes"),
+        // The entries a truncation removed came back in front of the ones
+        // appended after it.
+        (NodeBug::TruncationNotDurable, 43, "hole in the Raft log"),
+        // A peer's batch no log may hold gets in; the leader stops reading
+        // it back.
+        (NodeBug::SkipRequestValidation, 0, "Raft stopped"),
     ];
-    for (bug, seed) in cases {
+    for (bug, seed, violation) in cases {
         let mut s = cluster::cli::scenario_for(bug).expect("a cluster scenario");
         let caught = run_twice(s, seed);
         assert!(
-            !caught.linearizable,
-            "{} seed {seed}: the planted {} went unnoticed: {:?}",
+            caught.violations.iter().any(|v| v.contains(violation)),
+            "{} seed {seed}: the planted {} did not cause \"{violation}\": {:?}",
             s.name(),
             bug.name(),
             caught.violations
@@ -120,8 +138,12 @@ fn planted_bugs_are_caught_and_their_seeds_pass_without_them() {
 /// fails as it did.
 #[test]
 fn recovered_log_tail_is_made_durable_before_new_entries() {
-    let s = ClusterScenario::parse("cluster-throughput-mixed").expect("scenario");
-    let fixed = run_twice(s, 5);
+    // The seed that found it was `cluster-throughput-mixed` 5; the workload
+    // has changed since (expiring writes, values above node 3's limit), and
+    // this seed shows the same hole with the switch today.
+    const HOLE_SEED: u64 = 38;
+    let s = ClusterScenario::parse("cluster-balanced-mixed").expect("scenario");
+    let fixed = run_twice(s, HOLE_SEED);
     assert!(
         fixed.violations.is_empty(),
         "{}: {:?}",
@@ -129,7 +151,7 @@ fn recovered_log_tail_is_made_durable_before_new_entries() {
         fixed.violations
     );
     ballast_storage::planted::set(Some(PlantedBug::SkipRecoveryWalSync));
-    let planted = cluster::run(s, 5, ClusterConfig::default());
+    let planted = cluster::run(s, HOLE_SEED, ClusterConfig::default());
     ballast_storage::planted::set(None);
     assert!(
         planted
@@ -140,6 +162,19 @@ fn recovered_log_tail_is_made_durable_before_new_entries() {
         planted.repro(),
         planted.violations
     );
+}
+
+/// A real bug the cluster simulation found: two nodes SIGKILLed under
+/// throughput came back ahead of the third, which a partition had left
+/// behind.
+/// The two waited to be caught up and voted only for the clean node, whose
+/// log Raft then found less up to date than theirs: no leader, for good.
+/// Waiting nodes ahead of every clean voter now stand (`rejoin::decide`).
+#[test]
+fn waiting_nodes_ahead_of_the_clean_one_stand_for_election() {
+    let s = ClusterScenario::parse("cluster-throughput-mixed").expect("scenario");
+    let o = run_twice(s, 326);
+    assert!(o.violations.is_empty(), "{}: {:?}", o.repro(), o.violations);
 }
 
 #[test]

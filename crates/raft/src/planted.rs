@@ -80,7 +80,8 @@ pub enum NodeBug {
     /// The vote is saved without making it durable: the meta file is
     /// written and renamed over the old one with neither the file's nor
     /// the directory's fsync, so a power loss can bring back an older
-    /// vote and the node votes twice in one term. Planted for the cluster
+    /// vote (the node votes twice in one term) or leave the renamed file
+    /// empty (the node cannot start). Planted for the cluster
     /// simulation (election safety) and the log store's own simulation.
     VoteNotFsynced,
     /// A log truncation (`truncate_after`) is not made durable: the cut

@@ -4,18 +4,32 @@
 use super::matrix::ClusterMatrix;
 use super::scenario::{ClusterConfig, ClusterFault, ClusterOutcome, ClusterScenario};
 use ballast_raft::planted::NodeBug;
+use ballast_storage::planted::PlantedBug;
 use ballast_storage::Preset;
 use std::time::{Duration, Instant};
 
 /// The scenarios `name` selects (`all`, `cluster-{preset}-{fault}`,
-/// `cluster-{preset}-all` or `cluster-all-{fault}`), with `bug` on.
+/// `cluster-{preset}-all` or `cluster-all-{fault}`), with `bug` on: a node
+/// bug is carried by the scenarios; a storage bug
+/// (`ballast_storage::planted`) is switched on for this thread, where the
+/// runner runs every seed.
 pub fn scenarios(name: &str, bug: Option<&str>) -> Result<Vec<ClusterScenario>, String> {
     let bug = match bug {
         None => None,
-        Some(b) => Some(NodeBug::parse(b).ok_or_else(|| {
-            let names: Vec<_> = NodeBug::ALL.iter().map(|b| b.name()).collect();
-            format!("unknown node bug `{b}`; one of {}", names.join(", "))
-        })?),
+        Some(b) => match (NodeBug::parse(b), PlantedBug::parse(b)) {
+            (Some(n), _) => Some(n),
+            (None, Some(storage)) => {
+                ballast_storage::planted::set(Some(storage));
+                None
+            }
+            (None, None) => {
+                let names: Vec<_> = NodeBug::ALL.iter().map(|b| b.name()).collect();
+                return Err(format!(
+                    "unknown bug `{b}`: a node bug ({}) or a storage bug (see `planted`)",
+                    names.join(", ")
+                ));
+            }
+        },
     };
     let all = ClusterScenario::all();
     let mut v: Vec<ClusterScenario> = match name {
@@ -183,6 +197,12 @@ pub fn scenario_for(bug: NodeBug) -> Option<ClusterScenario> {
         NodeBug::SyncTicketBySegment => (Preset::Durable, ClusterFault::PowerLossAll),
         NodeBug::ReadWithoutReadIndex => (Preset::Durable, ClusterFault::LeaderIsolated),
         NodeBug::FlushBarrierSkipped => (Preset::Throughput, ClusterFault::PowerLossAll),
+        NodeBug::SkipRequestValidation => (Preset::Durable, ClusterFault::BadPeer),
+        NodeBug::ExpireByLocalClock => (Preset::Durable, ClusterFault::ClockSkew),
+        NodeBug::ApplyChecksLocalLimits => (Preset::Durable, ClusterFault::Partition),
+        NodeBug::VoteNotFsynced => (Preset::Durable, ClusterFault::PowerLossOne),
+        NodeBug::TruncationNotDurable => (Preset::Durable, ClusterFault::Mixed),
+        NodeBug::SnapshotInstallWithoutFsync => (Preset::Durable, ClusterFault::PowerLossOne),
         _ => return None,
     };
     Some(ClusterScenario {

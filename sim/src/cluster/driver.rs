@@ -6,10 +6,13 @@ use super::faults::{self, Action, Step, Who};
 use super::node_host::{host_name, NodeHost, SkewedClock};
 use super::oracle::{self, Cut, Observed, CONVERGED_WITHIN, LEADER_WITHIN};
 use super::scenario::{ClusterConfig, ClusterFault, ClusterOutcome, ClusterScenario};
+use super::transport::TurmoilTransport;
 use super::workload;
 use super::world::World;
 use crate::fs::{Injectors, Latency, SimIo};
+use ballast_raft::net::{ForwardClient, NetConfig, Secret};
 use ballast_raft::planted::Planted;
+use ballast_raft::Request;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,7 +49,30 @@ struct Driver {
     nodes: Vec<u64>,
     /// Failures of the run itself (a host error, a panic in the simulation).
     errors: Vec<String>,
+    /// The run's seed.
+    seed: u64,
+    /// Bad peers started so far.
+    poisons: u64,
+    /// The power losses in progress (see `Driver::note_rolling_loss`).
+    rolling: Option<Rolling>,
 }
+
+/// Power losses in a row (see `Driver::note_rolling_loss`).
+struct Rolling {
+    /// The first.
+    from: Duration,
+    /// When the last node hit is back.
+    back: Duration,
+    /// Nodes hit.
+    nodes: BTreeSet<u64>,
+    /// The cut it was recorded as, once it hit every founder.
+    cut: Option<usize>,
+}
+
+/// How long after a node is back from a power loss it takes, at most, to
+/// be caught up again (an election and a round of appends), so that a
+/// later power loss of another node no longer rolls on from it.
+const CATCH_UP_GRACE: Duration = Duration::from_secs(2);
 
 fn now() -> Duration {
     super::world::now()
@@ -135,6 +161,7 @@ impl Driver {
 
     fn power_off(&mut self, ids: &[u64], down: Duration) {
         let until = now() + down;
+        self.note_rolling_loss(ids, until);
         for &id in ids {
             if self.powered_off.contains_key(&id) {
                 continue;
@@ -152,6 +179,43 @@ impl Driver {
             self.powered_off.insert(id, until);
             self.fired += 1;
         }
+    }
+
+    /// Power losses that follow one another before the nodes they hit are
+    /// back and caught up (within [`CATCH_UP_GRACE`] of the last restart)
+    /// form one rolling loss; once it has hit every founder it is a
+    /// cluster-wide power loss, judged as one cut (from its first loss to
+    /// its last restart): no node kept the data through it.
+    fn note_rolling_loss(&mut self, ids: &[u64], until: Duration) {
+        let t = now();
+        let rolling = match self.rolling.take() {
+            Some(mut r) if t <= r.back + CATCH_UP_GRACE => {
+                r.nodes.extend(ids.iter().copied());
+                r.back = r.back.max(until);
+                r
+            }
+            _ => Rolling {
+                from: t,
+                back: until,
+                nodes: ids.iter().copied().collect(),
+                cut: None,
+            },
+        };
+        let mut rolling = rolling;
+        if FOUNDERS.iter().all(|n| rolling.nodes.contains(n)) {
+            let cut = Cut {
+                at: rolling.from,
+                restart: rolling.back,
+            };
+            match rolling.cut {
+                Some(i) => self.cuts[i] = cut,
+                None => {
+                    rolling.cut = Some(self.cuts.len());
+                    self.cuts.push(cut);
+                }
+            }
+        }
+        self.rolling = Some(rolling);
     }
 
     fn restart_due(&mut self) {
@@ -236,12 +300,6 @@ impl Driver {
                 } else {
                     who.iter().map(|w| self.resolve(*w)).collect()
                 };
-                if who.is_empty() {
-                    self.cuts.push(Cut {
-                        at: now(),
-                        restart: now() + *down,
-                    });
-                }
                 self.power_off(&ids, *down);
             }
             Action::PowerWhenDirty { .. } => {}
@@ -264,6 +322,26 @@ impl Driver {
             Action::Skew { node, ms } => {
                 self.world.event(format!("clock n{node} skewed {ms} ms"));
                 self.clocks[node].set_skew_ms(*ms);
+                self.fired += 1;
+            }
+            Action::Poison => {
+                let Some(l) = self.leader() else {
+                    self.world.event("bad peer skipped: no leader".into());
+                    return;
+                };
+                self.poisons += 1;
+                let name = format!("rogue{}", self.poisons);
+                let (world, seed) = (self.world.clone(), self.seed ^ self.poisons);
+                self.world.event(format!(
+                    "bad peer {name} forwards unloggable batches to n{l}"
+                ));
+                self.sim.host(name.clone(), move || {
+                    let (world, name) = (world.clone(), name.clone());
+                    async move {
+                        bad_peer(&name, l, seed, &world).await;
+                        Ok(())
+                    }
+                });
                 self.fired += 1;
             }
             Action::AddLearner | Action::Promote | Action::RemoveFounder => {
@@ -362,6 +440,9 @@ pub fn run(scenario: ClusterScenario, seed: u64, cfg: ClusterConfig) -> ClusterO
         cuts: Vec::new(),
         disk_faulted: BTreeSet::new(),
         fired: 0,
+        seed,
+        poisons: 0,
+        rolling: None,
         nodes: nodes.clone(),
         errors: Vec::new(),
     };
@@ -474,6 +555,12 @@ pub fn run(scenario: ClusterScenario, seed: u64, cfg: ClusterConfig) -> ClusterO
     }
     for (_, at) in d.powered_off.iter_mut() {
         *at = now();
+    }
+    // A cut whose nodes come back early ends now: the throughput judgement
+    // starts the next epoch at the restart, and operations invoked after
+    // it see the rolled-back state.
+    for c in d.cuts.iter_mut() {
+        c.restart = c.restart.min(now());
     }
     d.restart_due();
     for id in d.disk_faulted.clone() {
@@ -610,5 +697,24 @@ impl Driver {
                 .collect::<Vec<_>>()
                 .join(", "))
         }
+    }
+}
+
+/// A peer that holds the cluster's secret forwards two requests no log may
+/// hold (an empty batch and a nested one) to node `to`; every node must
+/// refuse them where they enter and keep serving.
+async fn bad_peer(name: &str, to: u64, seed: u64, world: &World) {
+    let mut net = NetConfig::new(super::node_host::seeded_nonces(seed));
+    net.secret = Some(Secret::new(super::node_host::SECRET));
+    net.transport = TurmoilTransport::shared(name);
+    let client = ForwardClient::new(Arc::new(net));
+    let addr = format!("{}:{}", host_name(to), super::node_host::RAFT_PORT);
+    let empty = Request::Multi(Vec::new());
+    let nested = Request::Multi(vec![Request::Multi(vec![Request::Delete {
+        key: b"k0-g0".to_vec(),
+    }])]);
+    for req in [empty, nested] {
+        let answer = client.write(&addr, req).await;
+        world.event(format!("{name} -> n{to}: {answer:?}"));
     }
 }

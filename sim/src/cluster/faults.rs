@@ -82,6 +82,9 @@ pub enum Action {
     Promote,
     /// Remove a founder that is not the leader from the voters.
     RemoveFounder,
+    /// Forward requests the log cannot hold to the leader over Raft RPC,
+    /// from a peer that holds the cluster's secret.
+    Poison,
 }
 
 /// A timed action.
@@ -205,6 +208,28 @@ fn add(kind: ClusterFault, rng: &mut StdRng, start: Duration, span: Duration, ou
                 );
             }
         }
+        ClusterFault::PowerLossOne if rng.gen_bool(0.5) => {
+            // One node twice: down long enough the first time to come back
+            // behind the others' purged logs (caught up by a snapshot),
+            // then the power goes again on what it installed.
+            let who = node(rng);
+            let at = when(rng, 0.4);
+            let down = ms(rng.gen_range(1_000..2_500));
+            push(
+                at,
+                Action::Power {
+                    who: vec![who],
+                    down,
+                },
+            );
+            push(
+                at + down + ms(rng.gen_range(600..1_500)),
+                Action::Power {
+                    who: vec![who],
+                    down: ms(rng.gen_range(100..1_000)),
+                },
+            );
+        }
         ClusterFault::PowerLossOne => {
             push(
                 when(rng, 0.6),
@@ -231,8 +256,24 @@ fn add(kind: ClusterFault, rng: &mut StdRng, start: Duration, span: Duration, ou
             );
         }
         ClusterFault::PowerLossAll => {
+            let mut at = when(rng, 0.7);
+            if rng.gen_bool(0.5) {
+                // The power goes during a failover: the leader is cut off,
+                // the others elect a new one, and the power loss comes
+                // before (or just after) the new term's vote is committed
+                // everywhere.
+                push(
+                    at,
+                    Action::Cut {
+                        who: Who::Leader,
+                        oneway: false,
+                    },
+                );
+                at += ms(rng.gen_range(400..1_500));
+                push(at, Action::Heal);
+            }
             push(
-                when(rng, 0.7),
+                at,
                 Action::Power {
                     who: Vec::new(),
                     down: ms(rng.gen_range(100..1_000)),
@@ -314,10 +355,20 @@ fn add(kind: ClusterFault, rng: &mut StdRng, start: Duration, span: Duration, ou
             );
             push(cut + ms(rng.gen_range(300..1_500)), Action::Heal);
         }
+        ClusterFault::BadPeer => {
+            for _ in 0..rng.gen_range(1..=3) {
+                push(when(rng, 0.8), Action::Poison);
+            }
+        }
         ClusterFault::Mixed => {
             let mut kinds: Vec<ClusterFault> = ClusterFault::ALL
                 .into_iter()
-                .filter(|k| !matches!(k, ClusterFault::Mixed | ClusterFault::Membership))
+                .filter(|k| {
+                    !matches!(
+                        k,
+                        ClusterFault::Mixed | ClusterFault::Membership | ClusterFault::BadPeer
+                    )
+                })
                 .collect();
             kinds.shuffle(rng);
             for k in kinds.into_iter().take(rng.gen_range(2..=3)) {

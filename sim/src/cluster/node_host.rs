@@ -25,6 +25,12 @@ pub const RAFT_PORT: u16 = 7000;
 pub const RESP_PORT: u16 = 6379;
 /// Wall-clock time at simulated time zero (2023-11-14T22:13:20Z).
 const EPOCH_MS: u64 = 1_700_000_000_000;
+/// The secret the nodes' peers authenticate with.
+pub const SECRET: &str = "simulated-cluster-secret";
+/// The node configured with [`SMALL_VALUE_BYTES_MAX`].
+pub const SMALL_LIMITS_NODE: u64 = 3;
+/// Its value limit; the workload writes some values above it.
+pub const SMALL_VALUE_BYTES_MAX: u64 = 1024;
 /// How often a node publishes its status to the driver.
 pub const REPORT_EVERY: Duration = Duration::from_millis(50);
 
@@ -73,6 +79,11 @@ impl NonceSource for SeededNonces {
     }
 }
 
+/// A nonce source drawing from `seed`.
+pub fn seeded_nonces(seed: u64) -> Arc<dyn NonceSource> {
+    Arc::new(SeededNonces(Mutex::new(StdRng::seed_from_u64(seed))))
+}
+
 /// What a node host is given for every boot.
 #[derive(Clone)]
 pub struct NodeHost {
@@ -104,7 +115,7 @@ impl NodeHost {
         c.admin_addr = format!("{me}:8000");
         c.preset = self.preset;
         // The simulated hosts are separate machines: peers authenticate.
-        c.secret = Some("simulated-cluster-secret".into());
+        c.secret = Some(SECRET.into());
         c.password = Some("simulated-password".into());
         c.heartbeat_interval_ms = 50;
         c.election_timeout_min_ms = 300;
@@ -117,6 +128,12 @@ impl NodeHost {
         // Small values: the workload's are tiny, and the default 16 MiB
         // would need a longer request timeout to replicate (config check).
         c.value_bytes_max = 1 << 20;
+        // One node runs a smaller value limit (a configuration change
+        // rolling through the cluster): it refuses larger values from its
+        // own clients, but must apply whatever the log holds.
+        if self.id == SMALL_LIMITS_NODE {
+            c.value_bytes_max = SMALL_VALUE_BYTES_MAX;
+        }
         c.planted = self.planted;
         c.initial_members = self
             .founders

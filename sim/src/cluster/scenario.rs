@@ -52,13 +52,16 @@ pub enum ClusterFault {
     /// A fourth node added as a learner, promoted, and a founder removed,
     /// while a partition comes and goes.
     Membership,
+    /// A peer holding the cluster's secret forwards writes the log cannot
+    /// hold (an empty and a nested batch) to the leader over Raft RPC.
+    BadPeer,
     /// Several kinds at once.
     Mixed,
 }
 
 impl ClusterFault {
     /// Every kind.
-    pub const ALL: [ClusterFault; 19] = [
+    pub const ALL: [ClusterFault; 20] = [
         ClusterFault::Partition,
         ClusterFault::OneWay,
         ClusterFault::LeaderIsolated,
@@ -77,6 +80,7 @@ impl ClusterFault {
         ClusterFault::CorruptRead,
         ClusterFault::ClockSkew,
         ClusterFault::Membership,
+        ClusterFault::BadPeer,
         ClusterFault::Mixed,
     ];
 
@@ -101,6 +105,7 @@ impl ClusterFault {
             ClusterFault::CorruptRead => "corrupt-read",
             ClusterFault::ClockSkew => "clock-skew",
             ClusterFault::Membership => "membership",
+            ClusterFault::BadPeer => "bad-peer",
             ClusterFault::Mixed => "mixed",
         }
     }

@@ -3,7 +3,7 @@
 //! and records every invocation and completion (ok, failed, unknown) with
 //! simulated times in the shared history.
 
-use super::node_host::{host_name, RESP_PORT};
+use super::node_host::{host_name, RESP_PORT, SMALL_VALUE_BYTES_MAX};
 use super::resp::{Reply, RespClient};
 use super::world::World;
 use ballast_history::judge::{op_text, outcome_text};
@@ -21,6 +21,12 @@ pub const SLOTS: u32 = 6;
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The password the nodes require.
 pub const PASSWORD: &[u8] = b"simulated-password";
+/// The time to live of the workload's expiring writes: longer than a run,
+/// so without skew nothing expires, and shorter than the clock skews of
+/// `ClusterFault::ClockSkew` (up to 300 s either way), so that a node
+/// expiring keys by its own clock instead of the log's would drop keys
+/// the others keep.
+const TTL_MS: &[u8] = b"60000";
 
 /// What a reply means for the history.
 fn outcome_of(
@@ -142,7 +148,11 @@ pub async fn client(c: u64, nodes: Vec<u64>, world: World, seed: u64) {
         };
         let slot = rng.gen_range(0..SLOTS);
         seq += 1;
-        let value = format!("c{c}-{seq}").into_bytes();
+        let mut value = format!("c{c}-{seq}").into_bytes();
+        if rng.gen_range(0..20) == 0 {
+            // Above one node's value limit (see `SMALL_LIMITS_NODE`).
+            value.resize(SMALL_VALUE_BYTES_MAX as usize + 512, b'.');
+        }
         let key = world.key_for(slot);
         let broke = match rng.gen_range(0..100) {
             0..=39 => {
@@ -209,6 +219,25 @@ pub async fn client(c: u64, nodes: Vec<u64>, world: World, seed: u64) {
                 });
                 finish(&world, c, id, &key, &op, o);
                 broke
+            }
+            92..=95 => {
+                // A write with a time to live, on a key the register
+                // history does not track (under skewed clocks it may expire
+                // by the log's time within the run): its expiry follows the
+                // log's clock, so replicas must keep it alike whatever their
+                // own clocks say (the convergence oracle compares state
+                // hashes, which cover expiries).
+                let ttl_key = format!("ttl-{slot}").into_bytes();
+                let r = ask(&world, c, con, &[b"SET", &ttl_key, &value, b"PX", TTL_MS]).await;
+                world.event(format!(
+                    "c{c} ttl-{slot} SET PX -> {}",
+                    match &r {
+                        Ok(Reply::Status(_)) => "ok",
+                        Ok(_) => "refused",
+                        Err(_) => "no reply",
+                    }
+                ));
+                r.is_err()
             }
             _ => {
                 // MSET of this slot's key and the next slot's: one write
