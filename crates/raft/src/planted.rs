@@ -77,11 +77,14 @@ pub enum NodeBug {
     /// power loss leaves a state machine ahead of its own log. Planted for
     /// the cluster simulation.
     FlushBarrierSkipped,
+    /// EXEC ignores WATCH: apply runs a transaction whatever its watched
+    /// keys hold now (issue 13; test `watch_aborts_exec_when_a_watched_key_changed`).
+    WatchIgnored,
 }
 
 impl NodeBug {
     /// Every switch.
-    pub const ALL: [NodeBug; 11] = [
+    pub const ALL: [NodeBug; 12] = [
         NodeBug::LeaderRestoreUnpersistedCommit,
         NodeBug::SkipRequestValidation,
         NodeBug::ExpireByLocalClock,
@@ -93,6 +96,7 @@ impl NodeBug {
         NodeBug::TruncateBelowApplied,
         NodeBug::ReadWithoutReadIndex,
         NodeBug::FlushBarrierSkipped,
+        NodeBug::WatchIgnored,
     ];
 
     /// The switch's name in flags, reports and `BALLAST_PLANTED_BUGS`.
@@ -109,6 +113,7 @@ impl NodeBug {
             NodeBug::TruncateBelowApplied => "truncate-below-applied",
             NodeBug::ReadWithoutReadIndex => "read-without-read-index",
             NodeBug::FlushBarrierSkipped => "flush-barrier-skipped",
+            NodeBug::WatchIgnored => "watch-ignored",
         }
     }
 
