@@ -80,11 +80,16 @@ pub enum NodeBug {
     /// EXEC ignores WATCH: apply runs a transaction whatever its watched
     /// keys hold now (issue 13; test `watch_aborts_exec_when_a_watched_key_changed`).
     WatchIgnored,
+    /// EXEC proposes each queued command as a log entry of its own
+    /// instead of one Transaction entry: not atomic, and a crash between
+    /// entries leaves part of a transaction (issue 13; test
+    /// `transactions_are_one_entry_and_all_or_none`).
+    ExecProposesEach,
 }
 
 impl NodeBug {
     /// Every switch.
-    pub const ALL: [NodeBug; 12] = [
+    pub const ALL: [NodeBug; 13] = [
         NodeBug::LeaderRestoreUnpersistedCommit,
         NodeBug::SkipRequestValidation,
         NodeBug::ExpireByLocalClock,
@@ -97,6 +102,7 @@ impl NodeBug {
         NodeBug::ReadWithoutReadIndex,
         NodeBug::FlushBarrierSkipped,
         NodeBug::WatchIgnored,
+        NodeBug::ExecProposesEach,
     ];
 
     /// The switch's name in flags, reports and `BALLAST_PLANTED_BUGS`.
@@ -114,6 +120,7 @@ impl NodeBug {
             NodeBug::ReadWithoutReadIndex => "read-without-read-index",
             NodeBug::FlushBarrierSkipped => "flush-barrier-skipped",
             NodeBug::WatchIgnored => "watch-ignored",
+            NodeBug::ExecProposesEach => "exec-proposes-each",
         }
     }
 

@@ -281,6 +281,9 @@ pub(super) async fn exec<A: KvApi>(
     if placeholder {
         requests.push(Request::Read { keys: Vec::new() });
     }
+    if exec_proposes_each() {
+        return exec_one_by_one(&shared, queued, requests).await;
+    }
     let answers = match shared
         .api
         .write(Request::Transaction { watched, requests })
@@ -306,6 +309,47 @@ pub(super) async fn exec<A: KvApi>(
         });
     }
     Reply::Array(replies)
+}
+
+/// Whether the planted [`NodeBug::ExecProposesEach`] is on (read once
+/// from `BALLAST_PLANTED_BUGS`; never without the `planted-bugs` feature).
+fn exec_proposes_each() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        ballast_raft::planted::Planted::from_env()
+            .is_ok_and(|planted| planted.has(ballast_raft::planted::NodeBug::ExecProposesEach))
+    })
+}
+
+/// The planted [`NodeBug::ExecProposesEach`]: each queued request as an
+/// entry of its own, as a transaction must never be run.
+async fn exec_one_by_one<A: KvApi>(
+    shared: &Shared<A>,
+    queued: Vec<Queued>,
+    requests: Vec<Request>,
+) -> Reply {
+    let mut answers = Vec::with_capacity(requests.len());
+    for request in requests {
+        answers.push(
+            shared
+                .api
+                .write(request)
+                .await
+                .unwrap_or_else(|error| Response::Rejected(error.to_string())),
+        );
+    }
+    let mut answers = answers.into_iter();
+    Reply::Array(
+        queued
+            .into_iter()
+            .map(|q| match q {
+                Queued::Local(reply) => reply,
+                Queued::Planned(planned) => answers
+                    .next()
+                    .map_or(Reply::NullBulk, |r| shared.shape(&planned.shape, r)),
+            })
+            .collect(),
+    )
 }
 
 fn local_or_missing(queued: Queued) -> Reply {
