@@ -13,8 +13,13 @@ mod args;
 mod grammar;
 mod types;
 use args::{integer, unknown_command, wrong_arity};
-use grammar::{parse_client_query, parse_command_query, parse_hello, parse_scan, parse_set};
-pub use types::{ClientQuery, Command, CommandQuery, SetCondition, TimeUnit};
+use grammar::{
+    parse_client_query, parse_command_query, parse_expire_condition, parse_getex, parse_hello,
+    parse_scan, parse_set,
+};
+pub use types::{
+    ClientQuery, Command, CommandQuery, ExpireCondition, ExpiryChange, SetCondition, TimeUnit,
+};
 
 impl Command {
     /// Parses a decoded request (command name first). Names and options
@@ -74,13 +79,16 @@ impl Command {
                     _ => Command::MGet { keys },
                 }
             }
-            b"mset" => {
+            b"mset" | b"msetnx" => {
                 arity(!rest.is_empty() && rest.len() % 2 == 0)?;
-                Command::MSet {
-                    pairs: rest
-                        .chunks_exact(2)
-                        .map(|pair| (pair[0].clone(), pair[1].clone()))
-                        .collect(),
+                let pairs = rest
+                    .chunks_exact(2)
+                    .map(|pair| (pair[0].clone(), pair[1].clone()))
+                    .collect();
+                if name.as_slice() == b"mset" {
+                    Command::MSet { pairs }
+                } else {
+                    Command::MSetNx { pairs }
                 }
             }
             b"incr" | b"decr" => {
@@ -99,9 +107,12 @@ impl Command {
             }
             b"expire" | b"pexpire" => {
                 arity(rest.len() >= 2)?;
+                let (ttl_ms, condition) = expire_amount_ms(&name, rest)?;
                 Command::Expire {
                     key: rest[0].clone(),
-                    ttl_ms: expire_amount_ms(&name, rest)?,
+                    ttl_ms,
+                    condition,
+                    unit: unit_of(&name),
                 }
             }
             b"ttl" | b"pttl" => {
@@ -216,9 +227,11 @@ impl Command {
             }
             b"expireat" | b"pexpireat" => {
                 arity(rest.len() >= 2)?;
+                let (at_ms, condition) = expire_amount_ms(&name, rest)?;
                 Command::ExpireAt {
                     key: rest[0].clone(),
-                    at_ms: expire_amount_ms(&name, rest)?,
+                    at_ms,
+                    condition,
                 }
             }
             b"expiretime" | b"pexpiretime" => {
@@ -257,6 +270,68 @@ impl Command {
                     new: rest[2].clone(),
                 }
             }
+            b"getdel" => {
+                arity(rest.len() == 1)?;
+                Command::GetDel {
+                    key: rest[0].clone(),
+                }
+            }
+            b"getex" => {
+                arity(!rest.is_empty())?;
+                Command::GetEx {
+                    key: rest[0].clone(),
+                    change: parse_getex(&rest[1..])?,
+                }
+            }
+            b"append" => {
+                arity(rest.len() == 2)?;
+                Command::Append {
+                    key: rest[0].clone(),
+                    value: rest[1].clone(),
+                }
+            }
+            b"setrange" => {
+                arity(rest.len() == 3)?;
+                let offset = integer(&rest[1])?;
+                Command::SetRange {
+                    key: rest[0].clone(),
+                    offset: u64::try_from(offset).map_err(|_| Error::OffsetOutOfRange)?,
+                    value: rest[2].clone(),
+                }
+            }
+            b"incrbyfloat" => {
+                arity(rest.len() == 2)?;
+                if !ballast_raft::state_machine::is_redis_float(&rest[1]) {
+                    return Err(Error::NotAFloat);
+                }
+                Command::IncrByFloat {
+                    key: rest[0].clone(),
+                    increment: rest[1].clone(),
+                }
+            }
+            b"rename" | b"renamenx" => {
+                arity(rest.len() == 2)?;
+                Command::Rename {
+                    from: rest[0].clone(),
+                    to: rest[1].clone(),
+                    only_if_absent: name.as_slice() == b"renamenx",
+                }
+            }
+            b"multi" | b"exec" | b"discard" | b"unwatch" => {
+                arity(rest.is_empty())?;
+                match name.as_slice() {
+                    b"multi" => Command::Multi,
+                    b"exec" => Command::Exec,
+                    b"discard" => Command::Discard,
+                    _ => Command::Unwatch,
+                }
+            }
+            b"watch" => {
+                arity(!rest.is_empty())?;
+                Command::Watch {
+                    keys: rest.to_vec(),
+                }
+            }
             _ => return Err(unknown_command(args)),
         };
         Ok(command)
@@ -273,21 +348,18 @@ fn unit_of(name: &[u8]) -> TimeUnit {
 }
 
 /// The time argument of EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT, in
-/// milliseconds. Redis 7's NX / XX / GT / LT are not served (yet): any
-/// third argument is refused.
-fn expire_amount_ms(name: &[u8], rest: &[Bytes]) -> Result<i64, Error> {
-    if let Some(option) = rest.get(2) {
-        return Err(Error::UnsupportedOption {
-            option: String::from_utf8_lossy(option).into_owned(),
-        });
-    }
+/// milliseconds, and Redis 7's NX / XX / GT / LT after it. As in Redis,
+/// the options are checked before the time is parsed.
+fn expire_amount_ms(name: &[u8], rest: &[Bytes]) -> Result<(i64, ExpireCondition), Error> {
+    let condition = parse_expire_condition(&rest[2..])?;
     let amount = integer(&rest[1])?;
-    match unit_of(name) {
-        TimeUnit::Milliseconds => Ok(amount),
+    let amount = match unit_of(name) {
+        TimeUnit::Milliseconds => amount,
         TimeUnit::Seconds => amount
             .checked_mul(1000)
             .ok_or_else(|| Error::InvalidExpireTime {
                 command: String::from_utf8_lossy(name).into_owned(),
-            }),
-    }
+            })?,
+    };
+    Ok((amount, condition))
 }

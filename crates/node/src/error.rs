@@ -75,6 +75,24 @@ pub enum Error {
         option: String,
     },
 
+    /// EXPIRE with NX and one of XX, GT, LT: use one of them.
+    #[error("ERR NX and XX, GT or LT options at the same time are not compatible")]
+    ExpireNxWithOthers,
+
+    /// EXPIRE with both GT and LT: use one of them.
+    #[error("ERR GT and LT options at the same time are not compatible")]
+    ExpireGtWithLt,
+
+    /// SETRANGE with a negative offset.
+    #[error("ERR offset is out of range")]
+    OffsetOutOfRange,
+
+    /// INCRBYFLOAT's increment is not a number Redis reads (decimal,
+    /// optionally signed, with an exponent; `inf`). Hexadecimal floats
+    /// are not served.
+    #[error("ERR value is not a valid float")]
+    NotAFloat,
+
     /// HELLO's protocol version is not an integer.
     #[error("ERR Protocol version is not an integer or out of range")]
     InvalidProtocolVersion,

@@ -213,6 +213,10 @@ fn redis_py_with_default_options_connects_and_serves_strings() {
     assert_eq!(line("overflow"), "increment or decrement would overflow");
     assert_eq!(line("pipeline"), "[True, 2, b'2']");
     assert_eq!(line("info"), "7.0.0");
+    assert_eq!(line("transaction"), "[True, 2, 2.5, b'2.5', None]");
+    assert_eq!(line("watch"), "[True] b'10'");
+    assert_eq!(line("watched"), "WatchError b'changed'");
+    assert_eq!(line("strings"), "2 4 b'ab\\x00x' True False True b'1' True");
     println!("redis-py {} passed", line("version"));
 }
 
@@ -305,4 +309,75 @@ fn redis_crate_pipelines_in_resp2_and_resp3() {
         };
         assert_eq!(proto, Some(redis::Value::Int(expected_proto)), "{protocol}");
     }
+}
+
+/// The `redis` crate's async API (tokio), with its pipelines, atomic
+/// pipelines (MULTI/EXEC) and `redis::transaction`'s WATCH loop on the
+/// sync API.
+#[test]
+fn redis_crate_async_pipelines_and_transactions() {
+    let node = RealNode::up();
+    let url = format!("redis://127.0.0.1:{}/", node.port);
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("async connect");
+        let (set, incr): (String, i64) = redis::pipe()
+            .set("async", 1)
+            .incr("async", 2)
+            .query_async(&mut c)
+            .await
+            .expect("async pipeline");
+        assert_eq!((set.as_str(), incr), ("OK", 3));
+        let (incr, float, gone): (i64, f64, Option<String>) = redis::pipe()
+            .atomic()
+            .incr("async", 1)
+            .cmd("INCRBYFLOAT")
+            .arg("async")
+            .arg("0.25")
+            .cmd("GETDEL")
+            .arg("async")
+            .query_async(&mut c)
+            .await
+            .expect("async MULTI/EXEC");
+        assert_eq!((incr, float, gone.as_deref()), (4, 4.25, Some("4.25")));
+    });
+    let mut c = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .expect("connect");
+    let () = redis::cmd("SET")
+        .arg("balance")
+        .arg(10)
+        .query(&mut c)
+        .expect("SET");
+    let mut other = client.get_connection().expect("second connection");
+    let mut attempts = 0;
+    let (balance,): (i64,) = redis::transaction(&mut c, &["balance"], |c, pipe| {
+        attempts += 1;
+        let balance: i64 = redis::cmd("GET").arg("balance").query(c)?;
+        if attempts == 1 {
+            // Another client changes the key between WATCH and EXEC:
+            // EXEC answers null and the helper retries.
+            let () = redis::cmd("SET")
+                .arg("balance")
+                .arg(100)
+                .query(&mut other)?;
+        }
+        pipe.set("balance", balance + 1)
+            .ignore()
+            .get("balance")
+            .query(c)
+    })
+    .expect("redis::transaction");
+    assert_eq!(
+        (balance, attempts),
+        (101, 2),
+        "the first EXEC aborted, the retry ran"
+    );
 }

@@ -1,7 +1,7 @@
 //! Command parsing gives clients Redis's own answers: arity, syntax,
 //! integer, cursor and protocol-version errors, word for word.
 
-use ballast_node::command::{CommandQuery, SetCondition, TimeUnit};
+use ballast_node::command::{CommandQuery, ExpireCondition, SetCondition, TimeUnit};
 use ballast_node::{Command, Error};
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -282,14 +282,18 @@ fn expiry_commands() {
         parse("EXPIRE k 10").unwrap(),
         Command::Expire {
             key: b("k"),
-            ttl_ms: 10_000
+            ttl_ms: 10_000,
+            condition: ExpireCondition::default(),
+            unit: TimeUnit::Seconds,
         }
     );
     assert_eq!(
         parse("PEXPIRE k 10").unwrap(),
         Command::Expire {
             key: b("k"),
-            ttl_ms: 10
+            ttl_ms: 10,
+            condition: ExpireCondition::default(),
+            unit: TimeUnit::Milliseconds,
         }
     );
     // Not positive is allowed: it deletes the key, as in Redis.
@@ -297,7 +301,9 @@ fn expiry_commands() {
         parse("EXPIRE k -1").unwrap(),
         Command::Expire {
             key: b("k"),
-            ttl_ms: -1000
+            ttl_ms: -1000,
+            condition: ExpireCondition::default(),
+            unit: TimeUnit::Seconds,
         }
     );
     assert_eq!(
@@ -308,7 +314,19 @@ fn expiry_commands() {
         error("EXPIRE k 9223372036854775807"),
         "ERR invalid expire time in 'expire' command"
     );
-    assert_eq!(error("EXPIRE k 10 NX"), "ERR Unsupported option NX");
+    assert_eq!(
+        parse("EXPIRE k 10 nx").unwrap(),
+        Command::Expire {
+            key: b("k"),
+            ttl_ms: 10_000,
+            condition: ExpireCondition {
+                nx: true,
+                ..ExpireCondition::default()
+            },
+            unit: TimeUnit::Seconds,
+        }
+    );
+    assert_eq!(error("EXPIRE k 10 FOO"), "ERR Unsupported option FOO");
     assert_eq!(
         parse("TTL k").unwrap(),
         Command::Ttl {

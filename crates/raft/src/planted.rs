@@ -82,7 +82,7 @@ pub enum NodeBug {
     /// the directory's fsync, so a power loss can bring back an older
     /// vote (the node votes twice in one term) or leave the renamed file
     /// empty (the node cannot start). Planted for the cluster
-    /// simulation (election safety) and the log store's own simulation.
+    /// simulation and the log store's own simulation.
     VoteNotFsynced,
     /// A log truncation (`truncate_after`) is not made durable: the cut
     /// segment's `set_len` is not fsynced and the removal of later
@@ -95,11 +95,19 @@ pub enum NodeBug {
     /// in the manifest): a power loss after the install leaves tables the
     /// manifest names without their content.
     SnapshotInstallWithoutFsync,
+    /// EXEC ignores WATCH: apply runs a transaction whatever its watched
+    /// keys hold now (issue 13; test `watch_aborts_exec_when_a_watched_key_changed`).
+    WatchIgnored,
+    /// EXEC proposes each queued command as a log entry of its own
+    /// instead of one Transaction entry: not atomic, and a crash between
+    /// entries leaves part of a transaction (issue 13; test
+    /// `transactions_are_one_entry_and_all_or_none`).
+    ExecProposesEach,
 }
 
 impl NodeBug {
     /// Every switch.
-    pub const ALL: [NodeBug; 14] = [
+    pub const ALL: [NodeBug; 16] = [
         NodeBug::LeaderRestoreUnpersistedCommit,
         NodeBug::SkipRequestValidation,
         NodeBug::ExpireByLocalClock,
@@ -114,6 +122,8 @@ impl NodeBug {
         NodeBug::VoteNotFsynced,
         NodeBug::TruncationNotDurable,
         NodeBug::SnapshotInstallWithoutFsync,
+        NodeBug::WatchIgnored,
+        NodeBug::ExecProposesEach,
     ];
 
     /// The switch's name in flags, reports and `BALLAST_PLANTED_BUGS`.
@@ -133,6 +143,8 @@ impl NodeBug {
             NodeBug::VoteNotFsynced => "vote-not-fsynced",
             NodeBug::TruncationNotDurable => "truncation-not-durable",
             NodeBug::SnapshotInstallWithoutFsync => "snapshot-install-without-fsync",
+            NodeBug::WatchIgnored => "watch-ignored",
+            NodeBug::ExecProposesEach => "exec-proposes-each",
         }
     }
 

@@ -5,7 +5,9 @@
 use bytes::Bytes;
 
 use super::args::{integer, truncated, wrong_arity, UNKNOWN_COMMAND_QUOTE_BYTES_MAX};
-use super::types::{ClientQuery, Command, CommandQuery, SetCondition, TimeUnit};
+use super::types::{
+    ClientQuery, Command, CommandQuery, ExpireCondition, ExpiryChange, SetCondition, TimeUnit,
+};
 use crate::error::Error;
 use crate::resp::integer::parse_i64;
 use crate::resp::Protocol;
@@ -64,6 +66,83 @@ pub(super) fn parse_set(rest: &[Bytes]) -> Result<Command, Error> {
         condition,
         get,
     })
+}
+
+/// Redis 7's EXPIRE options: any of NX, XX, GT, LT (repeats allowed),
+/// then the combinations it refuses, with its texts.
+pub(super) fn parse_expire_condition(options: &[Bytes]) -> Result<ExpireCondition, Error> {
+    let mut condition = ExpireCondition::default();
+    for option in options {
+        match option.to_ascii_uppercase().as_slice() {
+            b"NX" => condition.nx = true,
+            b"XX" => condition.xx = true,
+            b"GT" => condition.gt = true,
+            b"LT" => condition.lt = true,
+            _ => {
+                return Err(Error::UnsupportedOption {
+                    option: String::from_utf8_lossy(option).into_owned(),
+                })
+            }
+        }
+    }
+    if condition.nx && (condition.xx || condition.gt || condition.lt) {
+        return Err(Error::ExpireNxWithOthers);
+    }
+    if condition.gt && condition.lt {
+        return Err(Error::ExpireGtWithLt);
+    }
+    Ok(condition)
+}
+
+/// Redis 7's GETEX grammar: at most one of EX, PX, EXAT, PXAT (each with
+/// its value) and PERSIST, else a syntax error; then the time, which must
+/// be positive and fit milliseconds.
+pub(super) fn parse_getex(options: &[Bytes]) -> Result<Option<ExpiryChange>, Error> {
+    let mut chosen: Option<(Vec<u8>, Option<&Bytes>)> = None;
+    let mut index = 0;
+    while index < options.len() {
+        let option = options[index].to_ascii_uppercase();
+        let next = options.get(index + 1);
+        match (option.as_slice(), next) {
+            // The same option again is allowed (the last one counts), as
+            // in Redis; two different ones are not.
+            (b"PERSIST", _) if chosen.as_ref().is_none_or(|(o, _)| *o == option) => {
+                chosen = Some((option, None))
+            }
+            (b"EX" | b"PX" | b"EXAT" | b"PXAT", Some(value))
+                if chosen.as_ref().is_none_or(|(o, _)| *o == option) =>
+            {
+                chosen = Some((option, Some(value)));
+                index += 1;
+            }
+            _ => return Err(Error::Syntax),
+        }
+        index += 1;
+    }
+    let Some((option, value)) = chosen else {
+        return Ok(None);
+    };
+    let Some(value) = value else {
+        return Ok(Some(ExpiryChange::Persist));
+    };
+    let invalid = || Error::InvalidExpireTime {
+        command: "getex".to_string(),
+    };
+    let amount = integer(value)?;
+    if amount <= 0 {
+        return Err(invalid());
+    }
+    let seconds = matches!(option.as_slice(), b"EX" | b"EXAT");
+    let ms = if seconds {
+        amount.checked_mul(1000).ok_or_else(invalid)?
+    } else {
+        amount
+    };
+    Ok(Some(if option.ends_with(b"AT") {
+        ExpiryChange::AtMs(ms)
+    } else {
+        ExpiryChange::InMs(ms)
+    }))
 }
 
 /// Redis's SCAN grammar: the cursor first (`ERR invalid cursor`), then

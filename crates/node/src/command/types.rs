@@ -70,6 +70,10 @@ pub enum Command {
         key: Bytes,
         /// Time to live from now, converted to milliseconds.
         ttl_ms: i64,
+        /// Redis 7's NX / XX / GT / LT.
+        condition: ExpireCondition,
+        /// The unit the client gave (EXPIRE or PEXPIRE), for error texts.
+        unit: TimeUnit,
     },
     /// `TTL key` and `PTTL key`: remaining time to live, -1 without TTL,
     /// -2 when the key is missing.
@@ -159,6 +163,8 @@ pub enum Command {
         key: Bytes,
         /// Absolute deadline in milliseconds since the Unix epoch.
         at_ms: i64,
+        /// Redis 7's NX / XX / GT / LT.
+        condition: ExpireCondition,
     },
     /// `EXPIRETIME key` and `PEXPIRETIME key`: the absolute deadline, -1
     /// without TTL, -2 when the key is missing.
@@ -199,7 +205,82 @@ pub enum Command {
         /// The value to store.
         new: Bytes,
     },
+    /// `GETDEL key`: the value, and the key removed.
+    GetDel {
+        /// The key.
+        key: Bytes,
+    },
+    /// `GETEX key [EX s | PX ms | EXAT ts | PXAT ms | PERSIST]`.
+    GetEx {
+        /// The key.
+        key: Bytes,
+        /// The expiry to set; `None`: a plain read.
+        change: Option<ExpiryChange>,
+    },
+    /// `APPEND key value`: the new length.
+    Append {
+        /// The key.
+        key: Bytes,
+        /// The bytes to append.
+        value: Bytes,
+    },
+    /// `SETRANGE key offset value`: the new length.
+    SetRange {
+        /// The key.
+        key: Bytes,
+        /// Byte offset, not negative.
+        offset: u64,
+        /// The bytes to write.
+        value: Bytes,
+    },
+    /// `INCRBYFLOAT key increment`: the new value as Redis prints it.
+    IncrByFloat {
+        /// The key.
+        key: Bytes,
+        /// The increment, a float Redis accepts (checked by the parser).
+        increment: Bytes,
+    },
+    /// `RENAME key newkey` and `RENAMENX key newkey`.
+    Rename {
+        /// The source key.
+        from: Bytes,
+        /// The destination key.
+        to: Bytes,
+        /// RENAMENX: only if `to` does not exist.
+        only_if_absent: bool,
+    },
+    /// `MSETNX key value [key value ...]`: all or nothing, 1 or 0.
+    MSetNx {
+        /// At least one pair.
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// `MULTI`: start queueing.
+    Multi,
+    /// `EXEC`: run what was queued, as one log entry.
+    Exec,
+    /// `DISCARD`: drop what was queued.
+    Discard,
+    /// `WATCH key [key ...]`: EXEC aborts if one of them changes.
+    Watch {
+        /// At least one key.
+        keys: Vec<Bytes>,
+    },
+    /// `UNWATCH`.
+    Unwatch,
 }
+
+/// GETEX's expiry option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryChange {
+    /// PERSIST: drop the expiry.
+    Persist,
+    /// EX / PX: milliseconds from now, positive.
+    InMs(i64),
+    /// EXAT / PXAT: milliseconds since the Unix epoch, positive.
+    AtMs(i64),
+}
+
+pub use ballast_raft::typ::ExpireCondition;
 
 /// SET's NX / XX condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

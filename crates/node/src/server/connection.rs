@@ -13,9 +13,11 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::access::Access;
 use super::metrics::Metrics;
 use super::shared::{ClientEntry, Shared};
 use super::table::{self, COMMANDS};
+use super::transaction::{self, aborts_transaction, command_name, Job, Queued, Seen, Transaction};
 use crate::api::{KvApi, Ordered};
 use crate::command::{ClientQuery, Command, CommandQuery};
 use crate::error::Error;
@@ -23,10 +25,6 @@ use crate::resp::{encode_as, Decoder, Protocol, Reply};
 
 /// Bytes asked of the socket per read when the buffer has less room.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
-
-/// Above this many key comparisons two requests are taken to conflict
-/// without comparing, so that checking costs little even for huge MSETs.
-const CONFLICT_COMPARISONS_MAX: usize = 4096;
 
 /// The Redis version ballast answers to (HELLO, INFO): clients gate
 /// features on it, and ballast serves Redis 7's commands it lists.
@@ -39,90 +37,6 @@ select the RESP protocol version at the same time";
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 const AUTH_WITHOUT_PASSWORD: &str = "ERR AUTH <password> called without any password configured \
 for the default user. Are you sure your configuration is correct?";
-
-/// Which keys a request touches, for the conflict rule.
-#[derive(Debug)]
-struct Access {
-    write: bool,
-    /// Writes without reading first: such a request only needs the
-    /// earlier conflicting writes to be ordered, not answered.
-    blind_write: bool,
-    /// `None`: every key (SCAN, DBSIZE, INFO).
-    keys: Option<Vec<Bytes>>,
-}
-
-impl Access {
-    fn of(command: &Command) -> Access {
-        let keys = |keys: &[Bytes]| Some(keys.to_vec());
-        match command {
-            Command::Get { key }
-            | Command::Ttl { key, .. }
-            | Command::Strlen { key }
-            | Command::GetRange { key, .. }
-            | Command::Type { key }
-            | Command::ExpireTime { key, .. } => Access {
-                write: false,
-                blind_write: false,
-                keys: keys(std::slice::from_ref(key)),
-            },
-            Command::Exists { keys: k }
-            | Command::MGet { keys: k }
-            | Command::Touch { keys: k } => Access {
-                write: false,
-                blind_write: false,
-                keys: keys(k),
-            },
-            // PERSIST reads (on this connection's behalf) before it writes.
-            Command::Persist { key } => Access {
-                write: true,
-                blind_write: false,
-                keys: keys(std::slice::from_ref(key)),
-            },
-            // The conditions of SET NX, INCR and CAS are evaluated when the
-            // log entry is applied, in log order: still one blind write.
-            Command::Set { key, .. }
-            | Command::IncrBy { key, .. }
-            | Command::Expire { key, .. }
-            | Command::ExpireAt { key, .. }
-            | Command::SetNx { key, .. }
-            | Command::GetSet { key, .. }
-            | Command::Cas { key, .. } => Access {
-                write: true,
-                blind_write: true,
-                keys: keys(std::slice::from_ref(key)),
-            },
-            Command::Del { keys: k } => Access {
-                write: true,
-                blind_write: true,
-                keys: keys(k),
-            },
-            Command::MSet { pairs } => Access {
-                write: true,
-                blind_write: true,
-                keys: Some(pairs.iter().map(|(key, _)| key.clone()).collect()),
-            },
-            // SCAN, DBSIZE, INFO, and (never dispatched) the local ones.
-            _ => Access {
-                write: false,
-                blind_write: false,
-                keys: None,
-            },
-        }
-    }
-
-    fn conflicts(&self, other: &Access) -> bool {
-        if !self.write && !other.write {
-            return false;
-        }
-        match (&self.keys, &other.keys) {
-            (Some(mine), Some(theirs)) => {
-                mine.len().saturating_mul(theirs.len()) > CONFLICT_COMPARISONS_MAX
-                    || mine.iter().any(|key| theirs.contains(key))
-            }
-            _ => true,
-        }
-    }
-}
 
 /// A request read from the connection, in order. Each carries the
 /// protocol the connection spoke when it was read: a HELLO changes the
@@ -146,11 +60,13 @@ struct Done {
     reply: Reply,
     metric: usize,
     received: Instant,
+    /// A WATCH's generation and what it read.
+    watched: Option<(u64, Seen)>,
 }
 
 /// A parsed request waiting for an earlier, conflicting one.
 struct Held {
-    command: Command,
+    job: Job,
     access: Access,
     metric: usize,
     received: Instant,
@@ -178,6 +94,8 @@ struct Connection<A> {
     closing: bool,
     /// The client closed its sending side.
     read_closed: bool,
+    /// MULTI and WATCH state.
+    tx: Transaction,
 }
 
 /// Counts the connection as open for as long as it lives, aborts included.
@@ -243,6 +161,7 @@ pub(crate) async fn run<A: KvApi>(
         held: None,
         closing: false,
         read_closed: false,
+        tx: Transaction::default(),
     };
     connection.serve(stream, stop).await;
 }
@@ -400,29 +319,95 @@ impl<A: KvApi> Connection<A> {
         let no_auth_command = name
             .and_then(table::lookup)
             .is_some_and(|index| COMMANDS[index].flags.contains(&"no_auth"));
+        let args_bytes: usize = args.iter().map(Bytes::len).sum();
         let command = match Command::parse(&args) {
             Ok(command) => command,
             Err(error) => {
                 // Redis checks the name and arity before authentication,
                 // the other arguments after.
-                let before_auth = matches!(
-                    error,
-                    Error::UnknownCommand { .. } | Error::WrongArity { .. }
-                );
+                let before_auth = aborts_transaction(&error);
                 let reply = if self.authenticated || before_auth || no_auth_command {
                     error.to_reply()
                 } else {
                     Reply::Error(NOAUTH.to_string())
                 };
+                if self.tx.in_multi() && self.authenticated && !before_auth {
+                    // Redis checks other arguments when the command runs:
+                    // at EXEC, in its place.
+                    let queued = self.tx.enqueue(Queued::Local(reply), args_bytes);
+                    self.answer(queued, metric, received);
+                    return;
+                }
+                let reply = match &error {
+                    // Redis answers a refused EXEC so, in MULTI or not.
+                    Error::WrongArity { command } if command == "exec" => {
+                        self.tx.abort_exec(&error)
+                    }
+                    _ => reply,
+                };
+                self.tx.flag();
                 self.answer(reply, metric, received);
                 return;
             }
         };
         if !self.authenticated && !no_auth_command {
+            self.tx.flag();
             self.answer(Reply::Error(NOAUTH.to_string()), metric, received);
             return;
         }
-        let reply = match command {
+        let outcome = match command {
+            Command::Multi
+            | Command::Exec
+            | Command::Discard
+            | Command::Watch { .. }
+            | Command::Unwatch => self.tx.command(command),
+            Command::Quit => self.local_reply(Command::Quit).map_err(Job::Command),
+            command if self.tx.in_multi() => Ok(self.queue(command, args_bytes)),
+            command => self.local_reply(command).map_err(Job::Command),
+        };
+        match outcome {
+            Ok(reply) => self.answer(reply, metric, received),
+            Err(job) => self.dispatch_job(job, metric, received),
+        }
+    }
+
+    /// A command parsed while in MULTI (not MULTI, EXEC, DISCARD, WATCH,
+    /// QUIT): queued, answered `+QUEUED`.
+    fn queue(&mut self, command: Command, args_bytes: usize) -> Reply {
+        let queued = match self.local_reply(command) {
+            Ok(reply) => Queued::Local(reply),
+            Err(command) => match self.shared.plan(&command, true) {
+                Ok(Some(planned)) => Queued::Planned(planned),
+                Ok(None) => Queued::Local(Reply::Error(format!(
+                    "ERR {} is not served inside MULTI; run it outside the transaction",
+                    command_name(&command)
+                ))),
+                Err(reply) => Queued::Local(reply),
+            },
+        };
+        self.tx.enqueue(queued, args_bytes)
+    }
+
+    /// Dispatches a job; it waits for the earlier requests it conflicts
+    /// with, as every request does.
+    fn dispatch_job(&mut self, job: Job, metric: usize, received: Instant) {
+        let held = Held {
+            access: Access::of_job(&job),
+            job,
+            metric,
+            received,
+        };
+        if self.blocked(&held.access) {
+            self.held = Some(held);
+        } else {
+            self.spawn(held);
+        }
+    }
+
+    /// The reply of a command the connection answers by itself (PING,
+    /// AUTH, HELLO, ...), or the command back if it needs the API.
+    fn local_reply(&mut self, command: Command) -> Result<Reply, Command> {
+        Ok(match command {
             Command::Ping { message: None } => Reply::Simple("PONG".to_string()),
             Command::Ping {
                 message: Some(message),
@@ -458,23 +443,8 @@ impl<A: KvApi> Connection<A> {
                 self.closing = true;
                 Reply::ok()
             }
-            command => {
-                let access = Access::of(&command);
-                let held = Held {
-                    command,
-                    access,
-                    metric,
-                    received,
-                };
-                if self.blocked(&held.access) {
-                    self.held = Some(held);
-                } else {
-                    self.spawn(held);
-                }
-                return;
-            }
-        };
-        self.answer(reply, metric, received);
+            command => return Err(command),
+        })
     }
 
     fn next_seq(&self) -> u64 {
@@ -497,14 +467,28 @@ impl<A: KvApi> Connection<A> {
             protocol: self.protocol,
         });
         let shared = self.shared.clone();
-        let (command, metric, received) = (held.command, held.metric, held.received);
+        let (metric, received) = (held.metric, held.received);
+        // EXEC takes the watches when it runs: a WATCH before it has
+        // finished by then (EXEC waits for every earlier request).
+        let watched = match &held.job {
+            Job::Exec(_) => self.tx.take_watched(),
+            _ => Vec::new(),
+        };
         self.running.spawn(async move {
-            let reply = shared.execute(command, signal).await;
+            let (reply, watched) = match held.job {
+                Job::Command(command) => (shared.execute(command, signal).await, None),
+                Job::Watch(keys, generation) => {
+                    let (reply, seen) = transaction::watch(&shared, keys).await;
+                    (reply, seen.map(|seen| (generation, seen)))
+                }
+                Job::Exec(queued) => (transaction::exec(shared, queued, watched).await, None),
+            };
             Done {
                 seq,
                 reply,
                 metric,
                 received,
+                watched,
             }
         });
     }
@@ -526,6 +510,9 @@ impl<A: KvApi> Connection<A> {
 
     fn complete(&mut self, done: Done) {
         self.record(done.metric, done.received, &done.reply);
+        if let Some((generation, seen)) = done.watched {
+            self.tx.watched(generation, seen);
+        }
         let index = done.seq.checked_sub(self.first_seq).map(|i| i as usize);
         match index.and_then(|index| self.slots.get_mut(index)) {
             Some(slot @ Slot::Running { .. }) => {

@@ -3,34 +3,14 @@
 
 use std::fmt::Write as _;
 
-use ballast_raft::{BatchOp, Request, Response, SetCondition as RaftSetCondition};
+use ballast_raft::{Request, Response};
 use bytes::Bytes;
 
+use super::replies::{api_error_reply, expire_time_reply, unexpected, Step};
 use super::shared::Shared;
-use crate::api::{ApiError, Consistency, KvApi, Ordered, Value};
-use crate::command::{Command, SetCondition, TimeUnit};
+use crate::api::{Consistency, KvApi, Ordered, Value};
+use crate::command::Command;
 use crate::resp::Reply;
-
-/// The error reply for an [`ApiError`]. The first word is a code a client
-/// can match on (README, "Error replies"). Outcome unknown (a write may or
-/// may not be applied): `TIMEOUT` and `UNKNOWN`, and nothing else. Nothing
-/// applied: `TRYAGAIN` (no leader: retry after a short wait; Redis Cluster
-/// clients already retry on it), `SHUTDOWN`, `ERR` (the request is not
-/// acceptable) and `UNAVAILABLE` (could not be served).
-pub fn api_error_reply(error: &ApiError) -> Reply {
-    let code = match error {
-        ApiError::NoLeader => "TRYAGAIN",
-        ApiError::Timeout { .. } => "TIMEOUT",
-        ApiError::ShuttingDown => "SHUTDOWN",
-        ApiError::Invalid(_) => "ERR",
-        ApiError::Unavailable(_) => "UNAVAILABLE",
-        ApiError::Unknown(_) => "UNKNOWN",
-    };
-    Reply::Error(format!("{code} {error}"))
-}
-
-/// What a failed step answers.
-pub(super) type Step<T> = Result<T, Reply>;
 
 fn check_size(what: &str, bytes: usize, bytes_max: usize) -> Step<()> {
     if bytes > bytes_max {
@@ -39,19 +19,6 @@ fn check_size(what: &str, bytes: usize, bytes_max: usize) -> Step<()> {
         )));
     }
     Ok(())
-}
-
-fn integer_reply(flag: bool) -> Reply {
-    Reply::Integer(i64::from(flag))
-}
-
-pub(super) fn unexpected(response: Response) -> Reply {
-    match response {
-        Response::Rejected(why) => Reply::Error(format!("ERR {why}")),
-        other => Reply::Error(format!(
-            "ERR internal error: the node answered {other:?} to this request"
-        )),
-    }
 }
 
 impl<A: KvApi> Shared<A> {
@@ -97,11 +64,17 @@ impl<A: KvApi> Shared<A> {
     /// A relative TTL for the request: the leader's log turns it into a
     /// deadline from the entry's time, so no node's own clock (this one's
     /// included) decides when the key expires. Refused like Redis when
-    /// negative or so large that a deadline from now would overflow.
-    fn ttl(&self, ttl_ms: i64, command: &str) -> Step<u64> {
+    /// negative or so large that a deadline from now would overflow a
+    /// signed 64-bit count of milliseconds (Redis's bound).
+    pub(super) fn ttl(&self, ttl_ms: i64, command: &str) -> Step<u64> {
         u64::try_from(ttl_ms)
             .ok()
-            .filter(|ttl_ms| self.api.now_ms().checked_add(*ttl_ms).is_some())
+            .filter(|ttl_ms| {
+                self.api
+                    .now_ms()
+                    .checked_add(*ttl_ms)
+                    .is_some_and(|at_ms| i64::try_from(at_ms).is_ok())
+            })
             .ok_or_else(|| Reply::Error(format!("ERR invalid expire time in '{command}' command")))
     }
 
@@ -116,64 +89,25 @@ impl<A: KvApi> Shared<A> {
     }
 
     async fn execute_step(&self, command: Command, ordered: Ordered) -> Step<Reply> {
+        if let Command::Persist { key } = &command {
+            return self.persist(key.clone(), ordered).await;
+        }
+        if let Some(planned) = self.plan(&command, false)? {
+            let response = self
+                .api
+                .write_ordered(planned.request, ordered)
+                .await
+                .map_err(|error| api_error_reply(&error))?;
+            return Ok(self.shape(&planned.shape, response));
+        }
         Ok(match command {
-            Command::Get { key } => match self.read(vec![key]).await?.pop().flatten() {
-                Some(value) => Reply::Bulk(value.value),
-                None => Reply::NullBulk,
-            },
-            Command::Set {
-                key,
-                value,
-                expire_ms,
-                condition,
-                get,
-            } => {
-                self.check_key(&key)?;
-                self.check_value(&value)?;
-                let ttl_ms = match expire_ms {
-                    Some(ms) => Some(self.ttl(ms, "set")?),
-                    None => None,
-                };
-                let condition = match condition {
-                    None => RaftSetCondition::Always,
-                    Some(SetCondition::IfAbsent) => RaftSetCondition::IfAbsent,
-                    Some(SetCondition::IfPresent) => RaftSetCondition::IfPresent,
-                };
-                let request = match ttl_ms {
-                    Some(ttl_ms) => Request::SetWithTtl {
-                        key: key.to_vec(),
-                        value: value.to_vec(),
-                        ttl_ms,
-                        condition,
-                        return_old: get,
-                    },
-                    None => Request::Set {
-                        key: key.to_vec(),
-                        value: value.to_vec(),
-                        expire_at_ms: None,
-                        condition,
-                        return_old: get,
-                    },
-                };
-                match self.write(request, ordered).await? {
-                    Response::Set { old, .. } if get => {
-                        old.map_or(Reply::NullBulk, |old| Reply::Bulk(old.into()))
-                    }
-                    Response::Set { written: true, .. } => Reply::ok(),
-                    Response::Set { written: false, .. } => Reply::NullBulk,
-                    other => unexpected(other),
+            Command::Get { key } | Command::GetEx { key, change: None } => {
+                match self.read(vec![key]).await?.pop().flatten() {
+                    Some(value) => Reply::Bulk(value.value),
+                    None => Reply::NullBulk,
                 }
             }
-            Command::Del { keys } => {
-                let request = Request::DeleteMany {
-                    keys: keys.iter().map(|key| key.to_vec()).collect(),
-                };
-                match self.write(request, ordered).await? {
-                    Response::Integer(count) => Reply::Integer(count),
-                    other => unexpected(other),
-                }
-            }
-            Command::Exists { keys } => {
+            Command::Exists { keys } | Command::Touch { keys } => {
                 let values = self.read(keys).await?;
                 let present = values.iter().filter(|value| value.is_some()).count();
                 Reply::Integer(i64::try_from(present).unwrap_or(i64::MAX))
@@ -196,90 +130,9 @@ impl<A: KvApi> Shared<A> {
                         .collect(),
                 )
             }
-            Command::MSet { pairs } => {
-                let mut ops = Vec::with_capacity(pairs.len());
-                for (key, value) in pairs {
-                    self.check_key(&key)?;
-                    self.check_value(&value)?;
-                    ops.push(BatchOp::Put {
-                        key: key.to_vec(),
-                        value: value.to_vec(),
-                    });
-                }
-                match self.write(Request::Batch(ops), ordered).await? {
-                    Response::Done => Reply::ok(),
-                    other => unexpected(other),
-                }
-            }
-            Command::IncrBy { key, delta } => {
-                self.check_key(&key)?;
-                let request = Request::IncrBy {
-                    key: key.to_vec(),
-                    delta,
-                };
-                match self.write(request, ordered).await? {
-                    Response::Integer(value) => Reply::Integer(value),
-                    other => unexpected(other),
-                }
-            }
-            Command::Expire { key, ttl_ms } => {
-                let command = "expire";
-                let request = if ttl_ms <= 0 {
-                    // Redis deletes the key for a time in the past.
-                    Request::Delete { key: key.to_vec() }
-                } else {
-                    Request::ExpireIn {
-                        key: key.to_vec(),
-                        ttl_ms: self.ttl(ttl_ms, command)?,
-                    }
-                };
-                match self.write(request, ordered).await? {
-                    Response::Existed(existed) => integer_reply(existed),
-                    other => unexpected(other),
-                }
-            }
             Command::Ttl { key, unit } => {
                 let value = self.read(vec![key]).await?.pop().flatten();
-                let now_ms = self.api.now_ms();
-                match value {
-                    None => Reply::Integer(-2),
-                    Some(Value {
-                        expire_at_ms: None, ..
-                    }) => Reply::Integer(-1),
-                    Some(Value {
-                        expire_at_ms: Some(at_ms),
-                        ..
-                    }) if at_ms <= now_ms => Reply::Integer(-2),
-                    Some(Value {
-                        expire_at_ms: Some(at_ms),
-                        ..
-                    }) => {
-                        let left_ms = i64::try_from(at_ms - now_ms).unwrap_or(i64::MAX);
-                        Reply::Integer(match unit {
-                            TimeUnit::Milliseconds => left_ms,
-                            // Redis rounds to the nearest second.
-                            TimeUnit::Seconds => left_ms.saturating_add(500) / 1000,
-                        })
-                    }
-                }
-            }
-            Command::Persist { key } => {
-                // Redis answers 0 for a key without a TTL; only a key that
-                // has one is worth a replicated write. Answering 0 from the
-                // read is linearizable at the read.
-                match self.read(vec![key.clone()]).await?.pop().flatten() {
-                    Some(Value {
-                        expire_at_ms: Some(_),
-                        ..
-                    }) => match self
-                        .write(Request::Persist { key: key.to_vec() }, ordered)
-                        .await?
-                    {
-                        Response::Existed(existed) => integer_reply(existed),
-                        other => unexpected(other),
-                    },
-                    _ => Reply::Integer(0),
-                }
+                self.ttl_reply(value, unit)
             }
             Command::Scan {
                 cursor,
@@ -296,45 +149,33 @@ impl<A: KvApi> Shared<A> {
                 Reply::Integer(i64::try_from(count).unwrap_or(i64::MAX))
             }
             Command::Info { sections } => Reply::Verbatim(self.info(&sections).await),
-            Command::Cas { key, expected, new } => {
-                self.check_key(&key)?;
-                self.check_value(&new)?;
-                let request = Request::Cas {
-                    key: key.to_vec(),
-                    expected: Some(expected.to_vec()),
-                    new: new.to_vec(),
-                };
-                match self.write(request, ordered).await? {
-                    Response::Cas { swapped, .. } => integer_reply(swapped),
-                    other => unexpected(other),
-                }
-            }
-            Command::SetNx { key, value } => {
-                self.set_and_answer(key, value, RaftSetCondition::IfAbsent, false, ordered)
-                    .await?
-            }
-            Command::GetSet { key, value } => {
-                self.set_and_answer(key, value, RaftSetCondition::Always, true, ordered)
-                    .await?
-            }
             Command::Strlen { key } => self.strlen(key).await?,
             Command::GetRange { key, start, end } => self.get_range(key, start, end).await?,
             Command::Type { key } => self.type_of(key).await?,
-            Command::ExpireTime { key, unit } => self.expire_time(key, unit).await?,
-            Command::Touch { keys } => self.touch(keys).await?,
-            Command::ExpireAt { key, at_ms } => self.expire_at(key, at_ms, ordered).await?,
+            Command::ExpireTime { key, unit } => expire_time_reply(self.read_one(key).await?, unit),
             Command::Keys { pattern } => self.keys(pattern).await?,
-            Command::Ping { .. }
-            | Command::Echo { .. }
-            | Command::Command(_)
-            | Command::Auth { .. }
-            | Command::Hello { .. }
-            | Command::Select
-            | Command::Time
-            | Command::Client(_)
-            | Command::Quit => Reply::Error(
+            _ => Reply::Error(
                 "ERR internal error: a connection command reached the executor".to_string(),
             ),
+        })
+    }
+
+    /// PERSIST: Redis answers 0 for a key without a TTL; only a key that
+    /// has one is worth a replicated write. Answering 0 from the read is
+    /// linearizable at the read.
+    async fn persist(&self, key: Bytes, ordered: Ordered) -> Step<Reply> {
+        Ok(match self.read(vec![key.clone()]).await?.pop().flatten() {
+            Some(Value {
+                expire_at_ms: Some(_),
+                ..
+            }) => match self
+                .write(Request::Persist { key: key.to_vec() }, ordered)
+                .await?
+            {
+                Response::Existed(existed) => Reply::Integer(i64::from(existed)),
+                other => unexpected(other),
+            },
+            _ => Reply::Integer(0),
         })
     }
 
@@ -508,67 +349,5 @@ impl<A: KvApi> Shared<A> {
             }
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn api_errors_become_replies_a_client_can_act_on() {
-        let text = |error: ApiError| match api_error_reply(&error) {
-            Reply::Error(text) => text,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(
-            text(ApiError::NoLeader),
-            "TRYAGAIN no leader is known right now; retry shortly"
-        );
-        assert_eq!(
-            text(ApiError::Timeout { ms: 5000 }),
-            "TIMEOUT timed out after 5000 ms; the outcome is unknown"
-        );
-        assert_eq!(
-            text(ApiError::ShuttingDown),
-            "SHUTDOWN the node is shutting down"
-        );
-        assert_eq!(
-            text(ApiError::Invalid("key too long".into())),
-            "ERR key too long"
-        );
-        assert_eq!(
-            text(ApiError::Unavailable("disk failed".into())),
-            "UNAVAILABLE disk failed"
-        );
-        assert_eq!(
-            text(ApiError::Unknown("lost the leader mid-request".into())),
-            "UNKNOWN lost the leader mid-request; the write may or may not be applied"
-        );
-    }
-
-    /// A client matching on the first word learns whether a write may
-    /// have happened: exactly TIMEOUT and UNKNOWN say so.
-    #[test]
-    fn only_timeout_and_unknown_say_the_outcome_is_unknown() {
-        let all = [
-            ApiError::NoLeader,
-            ApiError::Timeout { ms: 1 },
-            ApiError::ShuttingDown,
-            ApiError::Invalid("x".into()),
-            ApiError::Unavailable("x".into()),
-            ApiError::Unknown("x".into()),
-        ];
-        for error in all {
-            let Reply::Error(text) = api_error_reply(&error) else {
-                panic!("not an error reply");
-            };
-            let code = text.split(' ').next().unwrap_or_default();
-            assert_eq!(
-                matches!(code, "TIMEOUT" | "UNKNOWN"),
-                error.outcome_unknown(),
-                "{text}"
-            );
-        }
     }
 }

@@ -69,14 +69,18 @@
 //! finish and write the requests already read, and gives up on those still
 //! running after `shutdown_grace_ms`.
 
+mod access;
 mod config;
 mod connection;
 mod cursors;
 mod execute;
 mod keyspace;
 pub mod metrics;
+mod plan;
+mod replies;
 mod shared;
 pub mod table;
+mod transaction;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -90,8 +94,8 @@ use crate::api::KvApi;
 use crate::error::Error;
 
 pub use config::ServerConfig;
-pub use execute::api_error_reply;
 pub use metrics::Metrics;
+pub use replies::api_error_reply;
 
 use shared::Shared;
 

@@ -95,6 +95,19 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("time", 1, &["loading", "stale", "fast"], NO_KEYS, "server", "Returns the server time."),
     spec("client", -2, &[], NO_KEYS, "connection", "A container for client connection commands (ID, GETNAME, SETNAME, SETINFO, INFO, LIST)."),
     spec("cas", 4, &["write", "denyoom"], ONE_KEY, "string", "Sets a key to a new value only if it holds the expected value; replies 1 if it was swapped, 0 if not."),
+    spec("getdel", 2, &["write", "fast"], ONE_KEY, "string", "Returns the string value of a key after deleting the key."),
+    spec("getex", -2, &["write", "fast"], ONE_KEY, "string", "Returns the string value of a key after setting its expiration time."),
+    spec("append", 3, &["write", "denyoom", "fast"], ONE_KEY, "string", "Appends a string to the value of a key. Creates the key if it doesn't exist."),
+    spec("setrange", 4, &["write", "denyoom"], ONE_KEY, "string", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist."),
+    spec("incrbyfloat", 3, &["write", "denyoom", "fast"], ONE_KEY, "string", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist."),
+    spec("rename", 3, &["write"], (1, 2, 1), "keyspace", "Renames a key and overwrites the destination."),
+    spec("renamenx", 3, &["write", "fast"], (1, 2, 1), "keyspace", "Renames a key only when the target key name doesn't exist."),
+    spec("msetnx", -3, &["write", "denyoom"], (1, -1, 2), "string", "Atomically modifies the string values of one or more keys only when all keys don't exist."),
+    spec("multi", 1, &["noscript", "loading", "stale", "fast"], NO_KEYS, "transaction", "Starts a transaction."),
+    spec("exec", 1, &["noscript", "loading", "stale"], NO_KEYS, "transaction", "Executes all commands in a transaction."),
+    spec("discard", 1, &["noscript", "loading", "stale", "fast"], NO_KEYS, "transaction", "Discards a transaction."),
+    spec("watch", -2, &["noscript", "loading", "stale", "fast"], ALL_KEYS, "transaction", "Monitors changes to keys to determine the execution of a transaction."),
+    spec("unwatch", 1, &["noscript", "loading", "stale", "fast"], NO_KEYS, "transaction", "Forgets about watched keys of a transaction."),
 ];
 
 /// The index in [`COMMANDS`] of the command named `name` (any case).
@@ -160,6 +173,6 @@ mod tests {
                 Some(COMMANDS.iter().position(|s| s == spec).unwrap())
             );
         }
-        assert_eq!(lookup(b"flushall"), None);
+        assert_eq!(lookup(b"nosuchcommand"), None);
     }
 }

@@ -37,3 +37,26 @@ p.set("p1", "1").incr("p1").get("p1")
 print("pipeline", p.execute())
 info = r.info("server")
 print("info", info["redis_version"])
+# MULTI/EXEC as redis-py sends it, and WATCH with its retry helper.
+t = r.pipeline(transaction=True)
+t.set("t1", "1").incr("t1").incrbyfloat("t1", 0.5).getdel("t1").get("t1")
+print("transaction", t.execute())
+r.set("w", "5")
+def double(pipe):
+    value = int(pipe.get("w"))
+    pipe.multi()
+    pipe.set("w", value * 2)
+print("watch", r.transaction(double, "w"), r.get("w"))
+with r.pipeline(transaction=True) as p:
+    p.watch("w")
+    r.set("w", "changed")
+    p.multi()
+    p.set("w", "lost")
+    try:
+        p.execute()
+        print("watched", "no error")
+    except redis.WatchError:
+        print("watched", "WatchError", r.get("w"))
+print("strings", r.append("ap", "ab"), r.setrange("ap", 3, "x"), r.get("ap"),
+      r.rename("ap", "ap2"), r.renamenx("ap2", "nx"), r.msetnx({"m1": 1, "m2": 2}),
+      r.getex("m1", px=100000), r.expire("m1", 50, lt=True))

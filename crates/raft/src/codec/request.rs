@@ -8,7 +8,7 @@
 
 use super::write::{put_bytes, put_len, put_opt_u64};
 use crate::byte_reader::{malformed, ByteReader, DecodeError};
-use crate::typ::{BatchOp, Request, SetCondition};
+use crate::typ::{BatchOp, Deadline, ExpireCondition, Request, SetCondition, Watched};
 
 const REQ_PUT: u8 = 1;
 const REQ_DELETE: u8 = 2;
@@ -22,6 +22,28 @@ const REQ_DELETE_MANY: u8 = 9;
 pub(super) const REQ_MULTI: u8 = 10;
 const REQ_SET_WITH_TTL: u8 = 11;
 const REQ_EXPIRE_IN: u8 = 12;
+// Tags 13 to 22 came with the Redis string and transaction commands: a
+// node that predates them refuses such an entry as malformed (see
+// FORMAT-raftlog.md, "Rolling upgrades"); the tags above never change.
+const REQ_GET_DEL: u8 = 13;
+const REQ_GET_EX: u8 = 14;
+const REQ_APPEND: u8 = 15;
+const REQ_SET_RANGE: u8 = 16;
+const REQ_INCR_BY_FLOAT: u8 = 17;
+const REQ_RENAME: u8 = 18;
+const REQ_MSET_NX: u8 = 19;
+const REQ_EXPIRE_WHEN: u8 = 20;
+const REQ_READ: u8 = 21;
+const REQ_TRANSACTION: u8 = 22;
+
+const DEADLINE_PERSIST: u8 = 0;
+const DEADLINE_AT: u8 = 1;
+const DEADLINE_IN: u8 = 2;
+
+const EXPIRE_NX: u8 = 1;
+const EXPIRE_XX: u8 = 2;
+const EXPIRE_GT: u8 = 4;
+const EXPIRE_LT: u8 = 8;
 
 const SET_ALWAYS: u8 = 0;
 const SET_IF_ABSENT: u8 = 1;
@@ -132,6 +154,98 @@ pub fn encode_request(dst: &mut Vec<u8>, req: &Request) {
                 put_bytes(dst, k);
             }
         }
+        Request::GetDel { key } => {
+            dst.push(REQ_GET_DEL);
+            put_bytes(dst, key);
+        }
+        Request::GetEx { key, expiry } => {
+            dst.push(REQ_GET_EX);
+            put_bytes(dst, key);
+            put_deadline(dst, *expiry);
+        }
+        Request::Append {
+            key,
+            value,
+            value_bytes_max,
+        } => {
+            dst.push(REQ_APPEND);
+            put_bytes(dst, key);
+            put_bytes(dst, value);
+            dst.extend_from_slice(&value_bytes_max.to_le_bytes());
+        }
+        Request::SetRange { key, offset, value } => {
+            dst.push(REQ_SET_RANGE);
+            put_bytes(dst, key);
+            dst.extend_from_slice(&offset.to_le_bytes());
+            put_bytes(dst, value);
+        }
+        Request::IncrByFloat { key, increment } => {
+            dst.push(REQ_INCR_BY_FLOAT);
+            put_bytes(dst, key);
+            put_bytes(dst, increment);
+        }
+        Request::Rename {
+            from,
+            to,
+            only_if_absent,
+        } => {
+            dst.push(REQ_RENAME);
+            put_bytes(dst, from);
+            put_bytes(dst, to);
+            dst.push(u8::from(*only_if_absent));
+        }
+        Request::MSetNx { pairs } => {
+            dst.push(REQ_MSET_NX);
+            put_len(dst, pairs.len());
+            for (k, v) in pairs {
+                put_bytes(dst, k);
+                put_bytes(dst, v);
+            }
+        }
+        Request::ExpireWhen {
+            key,
+            deadline,
+            condition,
+        } => {
+            dst.push(REQ_EXPIRE_WHEN);
+            put_bytes(dst, key);
+            put_deadline(dst, Some(*deadline));
+            let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+            dst.push(
+                flag(condition.nx, EXPIRE_NX)
+                    | flag(condition.xx, EXPIRE_XX)
+                    | flag(condition.gt, EXPIRE_GT)
+                    | flag(condition.lt, EXPIRE_LT),
+            );
+        }
+        Request::Read { keys } => {
+            dst.push(REQ_READ);
+            put_len(dst, keys.len());
+            for k in keys {
+                put_bytes(dst, k);
+            }
+        }
+        Request::Transaction { watched, requests } => {
+            // Never empty, never nested, never holding a Multi: as for
+            // Multi, `check_structure` refuses what the decoder would.
+            dst.push(REQ_TRANSACTION);
+            put_len(dst, watched.len());
+            for w in watched {
+                put_bytes(dst, &w.key);
+                match &w.seen {
+                    None => dst.push(0),
+                    Some((value, expire_at_ms)) => {
+                        dst.push(1);
+                        put_bytes(dst, value);
+                        put_opt_u64(dst, *expire_at_ms);
+                    }
+                }
+            }
+            put_len(dst, requests.len());
+            for r in requests {
+                encode_request(dst, r);
+            }
+        }
         Request::Multi(reqs) => {
             // Never empty, never nested: the decoder refuses both, and so
             // does `Request::check_structure`, which the proposer runs on
@@ -144,6 +258,43 @@ pub fn encode_request(dst: &mut Vec<u8>, req: &Request) {
             }
         }
     }
+}
+
+/// A deadline, or (`None`) PERSIST: a kind byte, then the u64 if any.
+fn put_deadline(dst: &mut Vec<u8>, deadline: Option<Deadline>) {
+    match deadline {
+        None => dst.push(DEADLINE_PERSIST),
+        Some(Deadline::At(ms)) => {
+            dst.push(DEADLINE_AT);
+            dst.extend_from_slice(&ms.to_le_bytes());
+        }
+        Some(Deadline::In(ms)) => {
+            dst.push(DEADLINE_IN);
+            dst.extend_from_slice(&ms.to_le_bytes());
+        }
+    }
+}
+
+fn decode_deadline(r: &mut ByteReader<'_>) -> DResult<Option<Deadline>> {
+    Ok(match r.u8("deadline kind")? {
+        DEADLINE_PERSIST => None,
+        DEADLINE_AT => Some(Deadline::At(r.u64("deadline")?)),
+        DEADLINE_IN => Some(Deadline::In(r.u64("deadline")?)),
+        k => return malformed(format!("unknown deadline kind {k}")),
+    })
+}
+
+fn decode_expire_condition(r: &mut ByteReader<'_>) -> DResult<ExpireCondition> {
+    let bits = r.u8("expire condition")?;
+    if bits & !(EXPIRE_NX | EXPIRE_XX | EXPIRE_GT | EXPIRE_LT) != 0 {
+        return malformed(format!("unknown expire condition bits {bits:#x}"));
+    }
+    Ok(ExpireCondition {
+        nx: bits & EXPIRE_NX != 0,
+        xx: bits & EXPIRE_XX != 0,
+        gt: bits & EXPIRE_GT != 0,
+        lt: bits & EXPIRE_LT != 0,
+    })
 }
 
 fn set_condition_byte(c: SetCondition) -> u8 {
@@ -173,12 +324,21 @@ fn decode_flag(r: &mut ByteReader<'_>, what: &str) -> DResult<bool> {
 
 /// Decodes one request from the front of `r`.
 pub(super) fn decode_request(r: &mut ByteReader<'_>) -> DResult<Request> {
-    decode_request_in(r, false)
+    decode_request_in(r, Level::Top)
 }
 
-/// Decodes one request; `nested` inside a Multi, where another Multi is
-/// corruption.
-fn decode_request_in(r: &mut ByteReader<'_>, nested: bool) -> DResult<Request> {
+/// Where a request sits: inside a Multi another Multi is corruption,
+/// inside a Transaction a Multi or a Transaction is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Top,
+    InMulti,
+    InTransaction,
+}
+
+/// Decodes one request at `level`.
+fn decode_request_in(r: &mut ByteReader<'_>, level: Level) -> DResult<Request> {
+    let nested = level != Level::Top;
     let tag = r.u8("request tag")?;
     Ok(match tag {
         REQ_PUT => Request::Put {
@@ -268,9 +428,89 @@ fn decode_request_in(r: &mut ByteReader<'_>, nested: bool) -> DResult<Request> {
             }
             let mut reqs = Vec::with_capacity(n);
             for _ in 0..n {
-                reqs.push(decode_request_in(r, true)?);
+                reqs.push(decode_request_in(r, Level::InMulti)?);
             }
             Request::Multi(reqs)
+        }
+        REQ_GET_DEL => Request::GetDel {
+            key: r.bytes("key")?,
+        },
+        REQ_GET_EX => Request::GetEx {
+            key: r.bytes("key")?,
+            expiry: decode_deadline(r)?,
+        },
+        REQ_APPEND => Request::Append {
+            key: r.bytes("key")?,
+            value: r.bytes("value")?,
+            value_bytes_max: r.u64("value_bytes_max")?,
+        },
+        REQ_SET_RANGE => Request::SetRange {
+            key: r.bytes("key")?,
+            offset: r.u64("offset")?,
+            value: r.bytes("value")?,
+        },
+        REQ_INCR_BY_FLOAT => Request::IncrByFloat {
+            key: r.bytes("key")?,
+            increment: r.bytes("increment")?,
+        },
+        REQ_RENAME => Request::Rename {
+            from: r.bytes("key")?,
+            to: r.bytes("new key")?,
+            only_if_absent: decode_flag(r, "only_if_absent")?,
+        },
+        REQ_MSET_NX => {
+            // Each pair takes at least its two 4-byte lengths.
+            let n = r.count(8, "pair count")?;
+            let mut pairs = Vec::with_capacity(n);
+            for _ in 0..n {
+                pairs.push((r.bytes("key")?, r.bytes("value")?));
+            }
+            Request::MSetNx { pairs }
+        }
+        REQ_EXPIRE_WHEN => {
+            let key = r.bytes("key")?;
+            let Some(deadline) = decode_deadline(r)? else {
+                return malformed("an expire without a deadline".to_string());
+            };
+            Request::ExpireWhen {
+                key,
+                deadline,
+                condition: decode_expire_condition(r)?,
+            }
+        }
+        REQ_READ => {
+            let n = r.count(4, "key count")?;
+            let mut keys = Vec::with_capacity(n);
+            for _ in 0..n {
+                keys.push(r.bytes("key")?);
+            }
+            Request::Read { keys }
+        }
+        REQ_TRANSACTION if level == Level::InTransaction => {
+            return malformed("a transaction inside a transaction".to_string())
+        }
+        REQ_TRANSACTION => {
+            // Each watched key takes its length and a flag byte.
+            let n = r.count(5, "watched key count")?;
+            let mut watched = Vec::with_capacity(n);
+            for _ in 0..n {
+                let key = r.bytes("key")?;
+                let seen = match r.u8("watched value flag")? {
+                    0 => None,
+                    1 => Some((r.bytes("watched value")?, r.opt_u64("watched expiry")?)),
+                    f => return malformed(format!("bad option flag {f}")),
+                };
+                watched.push(Watched { key, seen });
+            }
+            let n = r.count(5, "transaction request count")?;
+            if n == 0 {
+                return malformed("an empty transaction".to_string());
+            }
+            let mut requests = Vec::with_capacity(n);
+            for _ in 0..n {
+                requests.push(decode_request_in(r, Level::InTransaction)?);
+            }
+            Request::Transaction { watched, requests }
         }
         t => return malformed(format!("unknown request tag {t}")),
     })

@@ -5,7 +5,8 @@
 use super::request::REQ_MULTI;
 use super::*;
 use crate::typ::{
-    log_id, BatchOp, Entry, Membership, Node, NodeId, Proposal, Request, SetCondition,
+    log_id, BatchOp, Deadline, Entry, ExpireCondition, Membership, Node, NodeId, Proposal, Request,
+    SetCondition, Watched,
 };
 use openraft::EntryPayload;
 use std::collections::{BTreeMap, BTreeSet};
@@ -109,10 +110,37 @@ fn every_request_kind_round_trips_and_prefixes_are_refused() {
             Request::Batch(vec![]),
         ]),
     ];
-    for r in reqs {
+    for r in reqs.into_iter().chain(string_command_requests(b"k")) {
         round_trip(EntryPayload::Normal(Proposal::new(1_700_000_000_000, r)));
     }
     round_trip(EntryPayload::Blank);
+}
+
+/// Tags 1 to 12 are what nodes before the string commands wrote and read:
+/// their bytes must never change (a rolling upgrade mixes both).
+#[test]
+fn the_tags_of_older_request_kinds_are_unchanged() {
+    let tag = |r: Request| {
+        let mut buf = Vec::new();
+        encode_request(&mut buf, &r);
+        buf[0]
+    };
+    let key = || b"k".to_vec();
+    assert_eq!(tag(Request::Delete { key: key() }), 2);
+    assert_eq!(tag(Request::Multi(vec![Request::incr("n")])), REQ_MULTI);
+    assert_eq!(REQ_MULTI, 10);
+    assert_eq!(
+        tag(Request::ExpireIn {
+            key: key(),
+            ttl_ms: 1
+        }),
+        12
+    );
+    let new_tags: Vec<u8> = string_command_requests(b"k").into_iter().map(tag).collect();
+    assert!(
+        new_tags.iter().all(|t| (13..=22).contains(t)),
+        "{new_tags:?}"
+    );
 }
 
 #[test]
@@ -145,6 +173,73 @@ fn a_nested_or_empty_multi_is_corruption() {
     let mut single = vec![REQ_MULTI, 1, 0, 0, 0];
     encode_request(&mut single, &Request::Delete { key: b"k".to_vec() });
     assert!(decode_entry(&encode(&single)).is_ok());
+}
+
+/// One of each request kind that came with the Redis string commands.
+fn string_command_requests(key: &[u8]) -> Vec<Request> {
+    let key = key.to_vec();
+    vec![
+        Request::GetDel { key: key.clone() },
+        Request::GetEx {
+            key: key.clone(),
+            expiry: None,
+        },
+        Request::GetEx {
+            key: key.clone(),
+            expiry: Some(Deadline::At(u64::MAX)),
+        },
+        Request::Append {
+            key: key.clone(),
+            value: b"tail".to_vec(),
+            value_bytes_max: 512 << 20,
+        },
+        Request::SetRange {
+            key: key.clone(),
+            offset: 7,
+            value: vec![],
+        },
+        Request::IncrByFloat {
+            key: key.clone(),
+            increment: b"-1.5e3".to_vec(),
+        },
+        Request::Rename {
+            from: key.clone(),
+            to: b"to".to_vec(),
+            only_if_absent: true,
+        },
+        Request::MSetNx {
+            pairs: vec![(key.clone(), b"1".to_vec()), (b"b".to_vec(), vec![])],
+        },
+        Request::MSetNx { pairs: vec![] },
+        Request::ExpireWhen {
+            key: key.clone(),
+            deadline: Deadline::In(0),
+            condition: ExpireCondition {
+                xx: true,
+                gt: true,
+                ..ExpireCondition::default()
+            },
+        },
+        Request::Read {
+            keys: vec![key.clone(), key.clone()],
+        },
+        Request::Transaction {
+            watched: vec![
+                Watched {
+                    key: key.clone(),
+                    seen: None,
+                },
+                Watched {
+                    key: b"w".to_vec(),
+                    seen: Some((b"v".to_vec(), Some(3))),
+                },
+            ],
+            requests: vec![
+                Request::incr(key.clone()),
+                Request::Read { keys: vec![key] },
+            ],
+        },
+    ]
 }
 
 /// Requests of every kind, with empty and non-empty keys, and `Multi`s
@@ -196,15 +291,24 @@ fn requests_to_depth(depth: usize) -> Vec<Request> {
                 ttl_ms: 0,
             },
         ]);
+        leaves.extend(string_command_requests(&key));
     }
     leaves.extend([Request::Batch(vec![]), Request::DeleteMany { keys: vec![] }]);
     let mut all = leaves.clone();
     if depth > 0 {
         let inner = requests_to_depth(depth - 1);
         all.push(Request::Multi(vec![]));
+        all.push(Request::Transaction {
+            watched: vec![],
+            requests: vec![],
+        });
         for r in &inner {
             all.push(Request::Multi(vec![r.clone()]));
             all.push(Request::Multi(vec![leaves[0].clone(), r.clone()]));
+            all.push(Request::Transaction {
+                watched: vec![],
+                requests: vec![r.clone()],
+            });
         }
     }
     all

@@ -9,19 +9,19 @@ use super::machine::StateMachine;
 use crate::codec::encode_marker_at;
 use crate::error::Result;
 use crate::planted::NodeBug;
-use crate::typ::{BatchOp, EntryPayload, Request, Response, SetCondition};
+use crate::typ::{BatchOp, EntryPayload, Request, Response, SetCondition, Watched};
 use ballast_storage::WriteBatch;
 use bytes::Bytes;
 use openraft::StoredMembership;
 use std::sync::atomic::Ordering;
 
 /// A key's value and expiry as of an entry's time.
-type Live = Option<(Bytes, Option<u64>)>;
+pub(super) type Live = Option<(Bytes, Option<u64>)>;
 
 /// What the earlier requests of one Multi entry wrote, by key (`None`:
 /// deleted), so that a later request of the same entry reads it: the
 /// entry's writes reach the engine only at the end, as one batch.
-type Overlay = std::collections::BTreeMap<Vec<u8>, Option<(Bytes, Option<u64>)>>;
+pub(super) type Overlay = std::collections::BTreeMap<Vec<u8>, Option<(Bytes, Option<u64>)>>;
 
 /// Whether applying `req` reads the key's current value (everything but
 /// blind writes).
@@ -84,7 +84,7 @@ fn overlay_writes(overlay: &mut Overlay, batch: &WriteBatch) {
 impl StateMachine {
     /// `key`'s value and expiry as of `at_ms`: what `overlay` says of it
     /// (earlier writes of the same entry), else the engine's.
-    fn live(&self, overlay: &Overlay, key: &[u8], at_ms: u64) -> Result<Live> {
+    pub(super) fn live(&self, overlay: &Overlay, key: &[u8], at_ms: u64) -> Result<Live> {
         match overlay.get(key) {
             Some(Some((_, Some(expire_at)))) if *expire_at <= at_ms => Ok(None),
             Some(written) => Ok(written.clone()),
@@ -96,16 +96,46 @@ impl StateMachine {
     /// answer. Reads see every earlier entry (each is written before the
     /// next is read).
     fn plan_entry(&self, req: &Request, at_ms: u64) -> Result<(WriteBatch, Response)> {
-        let Request::Multi(reqs) = req else {
-            return self.plan(req, at_ms, &Overlay::new());
-        };
-        let mut overlay = Overlay::new();
-        let mut batch = WriteBatch::new();
+        match req {
+            Request::Multi(reqs) => {
+                let mut batch = WriteBatch::new();
+                let answers =
+                    self.plan_each(reqs, at_ms, &mut Overlay::new(), &mut batch, false)?;
+                Ok((batch, Response::Multi(answers)))
+            }
+            Request::Transaction { watched, requests } => {
+                self.plan_transaction(watched, requests, at_ms, &Overlay::new())
+            }
+            _ => self.plan(req, at_ms, &Overlay::new()),
+        }
+    }
+
+    /// Plans `reqs` one after the other into `batch`, each seeing the
+    /// writes of those before it through `overlay` (always when
+    /// `overlay_all`, else only while a later request reads), and answers
+    /// each on its own.
+    fn plan_each(
+        &self,
+        reqs: &[Request],
+        at_ms: u64,
+        overlay: &mut Overlay,
+        batch: &mut WriteBatch,
+        overlay_all: bool,
+    ) -> Result<Vec<Response>> {
         let mut answers = Vec::with_capacity(reqs.len());
         // Writes need to be in the overlay only if a later request reads.
-        let last_reader = reqs.iter().rposition(reads_before_writing);
+        let last_reader = if overlay_all {
+            Some(usize::MAX)
+        } else {
+            reqs.iter().rposition(reads_before_writing)
+        };
         for (i, req) in reqs.iter().enumerate() {
-            let (b, resp) = self.plan(req, at_ms, &overlay)?;
+            let (b, resp) = match req {
+                Request::Transaction { watched, requests } => {
+                    self.plan_transaction(watched, requests, at_ms, overlay)?
+                }
+                _ => self.plan(req, at_ms, overlay)?,
+            };
             // Each request is refused on its own for what every replica
             // refuses alike (an empty key: a rule of the engine, not a
             // setting), so the entry's one batch never fails for the
@@ -113,7 +143,7 @@ impl StateMachine {
             // checking them here, with this node's settings, would let
             // replicas configured differently apply the entry differently.
             let refused = if self.planted.has(NodeBug::ApplyChecksLocalLimits) {
-                self.refused_by_local_limits(&batch, &b)?
+                self.refused_by_local_limits(batch, &b)?
             } else if b.iter().any(|e| e.key.is_empty()) {
                 Some(Response::Rejected(
                     ballast_storage::Error::EmptyKey.to_string(),
@@ -125,13 +155,47 @@ impl StateMachine {
                 Some(r) => answers.push(r),
                 None => {
                     if last_reader.is_some_and(|last| i < last) {
-                        overlay_writes(&mut overlay, &b);
+                        overlay_writes(overlay, &b);
                     }
                     batch.append(&b);
                     answers.push(resp);
                 }
             }
         }
+        Ok(answers)
+    }
+
+    /// MULTI ... EXEC as of `at_ms`, after the writes in `overlay`: if a
+    /// watched key no longer holds what the client saw at WATCH time,
+    /// nothing ([`Response::Aborted`]); else every request in order, each
+    /// answered on its own (a refused one does not undo the others, as in
+    /// Redis). The comparison is of value and expiry, so a change that
+    /// was changed back (A to B to A) is not seen (README).
+    fn plan_transaction(
+        &self,
+        watched: &[Watched],
+        requests: &[Request],
+        at_ms: u64,
+        overlay: &Overlay,
+    ) -> Result<(WriteBatch, Response)> {
+        for w in watched {
+            let now = self.live(overlay, &w.key, at_ms)?;
+            let same = match (&now, &w.seen) {
+                (None, None) => true,
+                (Some((value, expiry)), Some((seen, seen_expiry))) => {
+                    value[..] == seen[..] && expiry == seen_expiry
+                }
+                _ => false,
+            };
+            if !same && !self.planted.has(NodeBug::WatchIgnored) {
+                return Ok((WriteBatch::new(), Response::Aborted));
+            }
+        }
+        // The transaction's own reads see its earlier writes; those of a
+        // Multi around it see the Multi's (a clone: bounded by one entry).
+        let mut inner = overlay.clone();
+        let mut batch = WriteBatch::new();
+        let answers = self.plan_each(requests, at_ms, &mut inner, &mut batch, true)?;
         Ok((batch, Response::Multi(answers)))
     }
 
@@ -257,9 +321,21 @@ impl StateMachine {
                 };
                 self.plan_set(&mut b, set, at_ms, overlay)?
             }
-            // Only inside a Multi (plan_entry takes the outer one); the
-            // codec refuses such entries, so this is never logged.
+            // Only nested (plan_entry and plan_each take the outer ones);
+            // the codec refuses such entries, so this is never logged.
             Request::Multi(_) => Response::Rejected("a multi inside a multi".into()),
+            Request::Transaction { .. } => {
+                Response::Rejected("a transaction inside a transaction".into())
+            }
+            Request::GetDel { .. }
+            | Request::GetEx { .. }
+            | Request::Append { .. }
+            | Request::SetRange { .. }
+            | Request::IncrByFloat { .. }
+            | Request::Rename { .. }
+            | Request::MSetNx { .. }
+            | Request::ExpireWhen { .. }
+            | Request::Read { .. } => self.plan_string(&mut b, req, at_ms, overlay)?,
             Request::DeleteMany { keys } => {
                 // A key named twice counts once, as in Redis: the second
                 // occurrence finds it already gone.

@@ -56,10 +56,12 @@
 //! * `state_hash`: the hash of a replica's live state.
 
 mod apply;
+mod float;
 mod machine;
 mod snapshot_build;
 mod snapshot_store;
 mod state_hash;
+mod strings;
 
 pub use crate::codec::marker::{
     decode_marker, decode_marker_at, encode_marker, encode_marker_at, MarkerAt,
@@ -67,6 +69,7 @@ pub use crate::codec::marker::{
 };
 pub use crate::snapshot::{Snapshot, SnapshotData};
 pub use crate::typ::{SnapshotMeta, StoredMembershipOf};
+pub use float::is_redis_float;
 pub use machine::{BallastRaft, ProposeContext, StateMachine};
 pub use snapshot_build::SnapshotBuilder;
 pub use snapshot_store::SNAPSHOTS_DIR;

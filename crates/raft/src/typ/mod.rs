@@ -12,6 +12,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod validate;
+pub use validate::{InvalidRequest, RequestLimits};
+
 /// The runtime openraft runs on: tokio, whose random numbers the
 /// simulation seeds per host ([`crate::runtime`]).
 pub type Runtime = crate::runtime::BallastRuntime;
@@ -254,6 +257,150 @@ pub enum Request {
         /// Milliseconds after the entry's time.
         ttl_ms: u64,
     },
+    /// GETDEL: removes `key`, answering [`Response::Value`] with the value
+    /// it held.
+    GetDel {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// GETEX with an option: answers [`Response::Value`] with the value
+    /// and changes an existing key's expiry (GETEX without options is a
+    /// read and never enters the log).
+    GetEx {
+        /// The key.
+        key: Vec<u8>,
+        /// The new expiry: `None` for PERSIST.
+        expiry: Option<Deadline>,
+    },
+    /// APPEND: appends `value` to the key's value (a missing key counts
+    /// as empty), keeping its expiry; answers [`Response::Integer`] with
+    /// the new length. The result may be at most `value_bytes_max` bytes,
+    /// the limit of the node the client spoke to, carried in the entry so
+    /// that every replica refuses alike whatever its own setting.
+    Append {
+        /// The key.
+        key: Vec<u8>,
+        /// The bytes to append.
+        value: Vec<u8>,
+        /// Longest value the result may be.
+        value_bytes_max: u64,
+    },
+    /// SETRANGE: overwrites the value from `offset` on, zero-padding a
+    /// shorter value, keeping the expiry; answers [`Response::Integer`]
+    /// with the new length. `offset + value.len()` was checked against
+    /// the value limit where the request entered (the result is never
+    /// shorter), so apply needs no limit of its own.
+    SetRange {
+        /// The key.
+        key: Vec<u8>,
+        /// Byte offset to write at.
+        offset: u64,
+        /// The bytes to write; empty writes nothing.
+        value: Vec<u8>,
+    },
+    /// INCRBYFLOAT: adds the decimal `increment` (as the client sent it,
+    /// checked where it entered) to the number at `key`, computing in
+    /// x87 extended precision in software, as Redis does with its long
+    /// double, and stores Redis's exact text; keeps the expiry. Answers
+    /// [`Response::Value`] with the new text.
+    IncrByFloat {
+        /// The key.
+        key: Vec<u8>,
+        /// The increment's text.
+        increment: Vec<u8>,
+    },
+    /// RENAME / RENAMENX: moves `from`'s value and expiry to `to`,
+    /// atomically. RENAME answers [`Response::Done`] (or
+    /// [`Response::Rejected`] "no such key"); RENAMENX
+    /// ([`only_if_absent`](Request::Rename::only_if_absent)) answers
+    /// [`Response::Existed`]: whether it renamed.
+    Rename {
+        /// The source key.
+        from: Vec<u8>,
+        /// The destination key.
+        to: Vec<u8>,
+        /// RENAMENX: only if `to` does not exist.
+        only_if_absent: bool,
+    },
+    /// MSETNX: sets every pair (no expiry) only if none of the keys
+    /// exists, atomically; answers [`Response::Existed`] (whether it set).
+    MSetNx {
+        /// The pairs, in the client's order.
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT with NX, XX, GT or LT:
+    /// sets the expiry of an existing key if `condition` holds against its
+    /// current expiry; a deadline at or before the entry's time deletes
+    /// the key. Answers [`Response::Existed`] (whether it changed).
+    ExpireWhen {
+        /// The key.
+        key: Vec<u8>,
+        /// The new deadline.
+        deadline: Deadline,
+        /// Redis 7's conditions.
+        condition: ExpireCondition,
+    },
+    /// Reads inside a transaction: answers [`Response::Values`], each key
+    /// as of the entry's time and after the transaction's earlier writes.
+    Read {
+        /// The keys, in the client's order.
+        keys: Vec<Vec<u8>>,
+    },
+    /// MULTI ... EXEC: the queued requests, applied in order in one entry,
+    /// each answered on its own ([`Response::Multi`]; a refused request
+    /// does not undo the others, as in Redis), but only if every watched
+    /// key still holds what the client read at WATCH time; otherwise
+    /// nothing is applied and the answer is [`Response::Aborted`].
+    Transaction {
+        /// WATCHed keys and what they held when watched.
+        watched: Vec<Watched>,
+        /// The queued requests; no Multi or Transaction among them.
+        requests: Vec<Request>,
+    },
+}
+
+/// A new expiry: absolute, or relative to the entry's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Deadline {
+    /// Milliseconds since the Unix epoch.
+    At(u64),
+    /// Milliseconds after the entry's time ([`Proposal::at_ms`]).
+    In(u64),
+}
+
+impl Deadline {
+    /// The absolute deadline for an entry applied at `at_ms`
+    /// (saturating: a TTL past the end of time never ends).
+    pub fn at(self, at_ms: u64) -> u64 {
+        match self {
+            Deadline::At(ms) => ms,
+            Deadline::In(ms) => at_ms.saturating_add(ms),
+        }
+    }
+}
+
+/// Redis 7's EXPIRE conditions, as flags: several may hold together (XX
+/// GT), checked in Redis's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExpireCondition {
+    /// NX: only if the key has no expiry.
+    pub nx: bool,
+    /// XX: only if the key has an expiry.
+    pub xx: bool,
+    /// GT: only if the new expiry is later (no expiry counts as never).
+    pub gt: bool,
+    /// LT: only if the new expiry is earlier (no expiry counts as never).
+    pub lt: bool,
+}
+
+/// A key WATCHed by a transaction and what it held when watched (its value
+/// and expiry, or `None` if absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watched {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its value and expiry at WATCH time.
+    pub seen: Option<(Vec<u8>, Option<u64>)>,
 }
 
 /// When a [`Request::Set`] writes.
@@ -265,249 +412,6 @@ pub enum SetCondition {
     IfAbsent,
     /// Only if the key exists (XX).
     IfPresent,
-}
-
-/// The limits a node checks every request against where it enters (the
-/// client API, a forwarded write, the proposer): the node's configured key
-/// and value limits and its largest request. Apply never checks them again
-/// (an entry in the log is applied the same way on every node, whatever
-/// each node's own settings say).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestLimits {
-    /// Longest key, in bytes (keys are never empty).
-    pub key_bytes_max: u64,
-    /// Longest value (and CAS expected value), in bytes.
-    pub value_bytes_max: u64,
-    /// Largest request, in [`Request::payload_bytes`].
-    pub request_bytes_max: u64,
-}
-
-impl RequestLimits {
-    /// Only what the log format can hold: lengths are u32 on disk.
-    pub const FORMAT: RequestLimits = RequestLimits {
-        key_bytes_max: u32::MAX as u64,
-        value_bytes_max: u32::MAX as u64,
-        request_bytes_max: u32::MAX as u64,
-    };
-}
-
-/// Why a request was refused where it entered; nothing was written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidRequest {
-    /// A `Multi` with no request: nothing to propose.
-    #[error("an empty multi request: send at least one request")]
-    EmptyMulti,
-    /// A `Multi` from outside the proposer: only the leader's proposer
-    /// groups requests into one.
-    #[error(
-        "a multi request from a client: send its requests one by one (the leader groups them)"
-    )]
-    MultiFromClient,
-    /// A `Multi` inside a `Multi`: the log format holds one level only.
-    #[error("a multi request inside a multi request: flatten it into one multi")]
-    NestedMulti,
-    /// An empty key.
-    #[error("an empty key: keys must be 1 to {max} bytes")]
-    EmptyKey {
-        /// The node's `key_bytes_max`.
-        max: u64,
-    },
-    /// A key over the node's limit.
-    #[error("a key of {len} bytes: keys must be 1 to {max} bytes (key_bytes_max)")]
-    KeyTooLarge {
-        /// The key's length.
-        len: u64,
-        /// The node's `key_bytes_max`.
-        max: u64,
-    },
-    /// A value over the node's limit.
-    #[error("a value of {len} bytes: values must be at most {max} bytes (value_bytes_max)")]
-    ValueTooLarge {
-        /// The value's length.
-        len: u64,
-        /// The node's `value_bytes_max`.
-        max: u64,
-    },
-    /// The request as a whole is over the node's limit.
-    #[error("a request of {bytes} bytes: split it; requests must be at most {max} bytes")]
-    TooLarge {
-        /// The request's [`Request::payload_bytes`].
-        bytes: u64,
-        /// The node's largest request.
-        max: u64,
-    },
-    /// More elements than the log format can count (u32).
-    #[error("a request of {count} keys or requests: at most {max} fit one log entry")]
-    TooManyElements {
-        /// The count.
-        count: u64,
-        /// `u32::MAX`.
-        max: u64,
-    },
-}
-
-impl Request {
-    /// Bytes of keys and values the request carries, plus a small charge
-    /// per key: what batching budgets with.
-    pub fn payload_bytes(&self) -> usize {
-        const PER_KEY: usize = 16;
-        let kv = |k: &[u8], v: &[u8]| PER_KEY + k.len() + v.len();
-        match self {
-            Request::Put { key, value, .. }
-            | Request::Set { key, value, .. }
-            | Request::SetWithTtl { key, value, .. } => kv(key, value),
-            Request::Delete { key }
-            | Request::ExpireIn { key, .. }
-            | Request::IncrBy { key, .. }
-            | Request::Expire { key, .. }
-            | Request::Persist { key } => kv(key, &[]),
-            Request::Cas { key, expected, new } => {
-                kv(key, new) + expected.as_ref().map_or(0, Vec::len)
-            }
-            Request::Batch(ops) => ops
-                .iter()
-                .map(|op| match op {
-                    BatchOp::Put { key, value } => kv(key, value),
-                    BatchOp::Delete { key } => kv(key, &[]),
-                })
-                .sum(),
-            Request::DeleteMany { keys } => keys.iter().map(|k| kv(k, &[])).sum(),
-            Request::Multi(reqs) => reqs.iter().map(Request::payload_bytes).sum(),
-        }
-    }
-
-    /// Whether the log format can hold the request: the codec writes and
-    /// reads exactly the requests this accepts (no empty or nested
-    /// `Multi`, every length and count within u32).
-    pub fn check_structure(&self) -> Result<(), InvalidRequest> {
-        self.validate_in(&RequestLimits::FORMAT, false, true)
-    }
-
-    /// Checks the request where it enters a node (client API, forwarded
-    /// write, proposer): [`Request::check_structure`], then `limits` on
-    /// every key, value and on the whole. A request that passes is one
-    /// every replica applies without consulting its own settings.
-    /// A `Multi` is refused here: only the proposer forms one, from
-    /// requests that each passed this check.
-    pub fn validate(&self, limits: &RequestLimits) -> Result<(), InvalidRequest> {
-        if matches!(self, Request::Multi(_)) {
-            return Err(InvalidRequest::MultiFromClient);
-        }
-        self.validate_in(limits, false, false)?;
-        let bytes = self.payload_bytes() as u64;
-        if bytes > limits.request_bytes_max {
-            return Err(InvalidRequest::TooLarge {
-                bytes,
-                max: limits.request_bytes_max,
-            });
-        }
-        Ok(())
-    }
-
-    /// `structure_only`: what the codec can hold, where an empty key is
-    /// fine (the engine refuses it at apply, on every node alike).
-    fn validate_in(
-        &self,
-        limits: &RequestLimits,
-        nested: bool,
-        structure_only: bool,
-    ) -> Result<(), InvalidRequest> {
-        let key = |k: &[u8]| {
-            let len = k.len() as u64;
-            if len == 0 && !structure_only {
-                Err(InvalidRequest::EmptyKey {
-                    max: limits.key_bytes_max,
-                })
-            } else if len > limits.key_bytes_max.min(u32::MAX as u64) {
-                Err(InvalidRequest::KeyTooLarge {
-                    len,
-                    max: limits.key_bytes_max,
-                })
-            } else {
-                Ok(())
-            }
-        };
-        let value = |v: &[u8]| {
-            let len = v.len() as u64;
-            if len > limits.value_bytes_max.min(u32::MAX as u64) {
-                Err(InvalidRequest::ValueTooLarge {
-                    len,
-                    max: limits.value_bytes_max,
-                })
-            } else {
-                Ok(())
-            }
-        };
-        let count = |n: usize| {
-            if n as u64 > u32::MAX as u64 {
-                Err(InvalidRequest::TooManyElements {
-                    count: n as u64,
-                    max: u32::MAX as u64,
-                })
-            } else {
-                Ok(())
-            }
-        };
-        match self {
-            Request::Put {
-                key: k, value: v, ..
-            }
-            | Request::Set {
-                key: k, value: v, ..
-            }
-            | Request::SetWithTtl {
-                key: k, value: v, ..
-            } => {
-                key(k)?;
-                value(v)
-            }
-            Request::Delete { key: k }
-            | Request::IncrBy { key: k, .. }
-            | Request::Expire { key: k, .. }
-            | Request::ExpireIn { key: k, .. }
-            | Request::Persist { key: k } => key(k),
-            Request::Cas {
-                key: k,
-                expected,
-                new,
-            } => {
-                key(k)?;
-                if let Some(e) = expected {
-                    value(e)?;
-                }
-                value(new)
-            }
-            Request::Batch(ops) => {
-                count(ops.len())?;
-                ops.iter().try_for_each(|op| match op {
-                    BatchOp::Put { key: k, value: v } => {
-                        key(k)?;
-                        value(v)
-                    }
-                    BatchOp::Delete { key: k } => key(k),
-                })
-            }
-            Request::DeleteMany { keys } => {
-                count(keys.len())?;
-                keys.iter().try_for_each(|k| key(k))
-            }
-            Request::Multi(_) if nested => Err(InvalidRequest::NestedMulti),
-            Request::Multi(reqs) if reqs.is_empty() => Err(InvalidRequest::EmptyMulti),
-            Request::Multi(reqs) => {
-                count(reqs.len())?;
-                reqs.iter()
-                    .try_for_each(|r| r.validate_in(limits, true, structure_only))
-            }
-        }
-    }
-
-    /// INCR: `IncrBy` with a delta of 1.
-    pub fn incr(key: impl Into<Vec<u8>>) -> Request {
-        Request::IncrBy {
-            key: key.into(),
-            delta: 1,
-        }
-    }
 }
 
 impl fmt::Display for Request {
@@ -542,6 +446,32 @@ impl fmt::Display for Request {
                 write!(f, "expire(key {}B, in {ttl_ms} ms)", key.len())
             }
             Request::Multi(reqs) => write!(f, "multi({} requests)", reqs.len()),
+            Request::GetDel { key } => write!(f, "getdel(key {}B)", key.len()),
+            Request::GetEx { key, .. } => write!(f, "getex(key {}B)", key.len()),
+            Request::Append { key, value, .. } => {
+                write!(f, "append(key {}B, value {}B)", key.len(), value.len())
+            }
+            Request::SetRange {
+                key, offset, value, ..
+            } => write!(
+                f,
+                "setrange(key {}B, at {offset}, value {}B)",
+                key.len(),
+                value.len()
+            ),
+            Request::IncrByFloat { key, .. } => write!(f, "incr_by_float(key {}B)", key.len()),
+            Request::Rename { from, to, .. } => {
+                write!(f, "rename(key {}B to {}B)", from.len(), to.len())
+            }
+            Request::MSetNx { pairs } => write!(f, "msetnx({} pairs)", pairs.len()),
+            Request::ExpireWhen { key, .. } => write!(f, "expire_when(key {}B)", key.len()),
+            Request::Read { keys } => write!(f, "read({} keys)", keys.len()),
+            Request::Transaction { watched, requests } => write!(
+                f,
+                "transaction({} requests, {} watched)",
+                requests.len(),
+                watched.len()
+            ),
         }
     }
 }
@@ -576,6 +506,13 @@ pub enum Response {
     /// (for example IncrBy on a value that is not an integer, or an
     /// overflow); the reason is for the client.
     Rejected(String),
-    /// Multi: one answer per request, in order.
+    /// Multi and Transaction: one answer per request, in order.
     Multi(Vec<Response>),
+    // New variants go last (see `Request`).
+    /// GetDel, GetEx, IncrByFloat: a value, or `None` for a missing key.
+    Value(Option<Vec<u8>>),
+    /// Read: per key, its value and expiry, or `None`.
+    Values(Vec<Option<(Vec<u8>, Option<u64>)>>),
+    /// Transaction: a watched key changed since WATCH; nothing was applied.
+    Aborted,
 }
