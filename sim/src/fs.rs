@@ -29,6 +29,14 @@
 //! Every [`SimIo`] is one simulated disk's state: nothing here is global or
 //! thread-local, so a cluster simulation creates one per host.
 
+mod faults;
+mod pause;
+
+pub use self::faults::{Fired, Injectors};
+pub use self::pause::{Latency, Pause, Tag};
+
+use self::faults::{undo_entry, Undo};
+use self::pause::tag_of;
 use crate::trace::{fnv1a, FNV_OFFSET};
 use ballast_storage::fs::{DynFile, FileHandle, FileSystem, IoOp, OpenMode};
 use rand::rngs::StdRng;
@@ -40,143 +48,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use turmoil::fs::shim::std::fs as tfs;
-
-/// Which fault injectors are armed while the workload runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Injectors {
-    /// Probability that a data write fails with an I/O error.
-    pub write_error: f64,
-    /// Probability that a file or directory fsync fails.
-    pub sync_error: f64,
-    /// Probability that a read fails with an I/O error.
-    pub read_error: f64,
-    /// Probability that a read returns data with one byte flipped.
-    pub corrupt_read: f64,
-    /// Bytes of file growth allowed before writes fail with "disk full".
-    pub space_bytes: Option<u64>,
-    /// Probability that an open (other than for reading), rename, unlink
-    /// or `set_len` fails with an I/O error, changing nothing.
-    pub meta_error: f64,
-}
-
-/// Simulated latency ranges, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Latency {
-    /// Fsync of a file.
-    pub sync_us: (u64, u64),
-    /// Fsync of a directory, rename, create, remove.
-    pub meta_us: (u64, u64),
-}
-
-impl Latency {
-    /// An ordinary SSD-ish disk.
-    pub const NORMAL: Latency = Latency {
-        sync_us: (200, 1_500),
-        meta_us: (100, 800),
-    };
-    /// A slow disk: fsyncs take milliseconds.
-    pub const SLOW: Latency = Latency {
-        sync_us: (1_000, 8_000),
-        meta_us: (500, 4_000),
-    };
-    /// The longest fsync this disk takes.
-    pub fn max_sync(&self) -> Duration {
-        Duration::from_micros(self.sync_us.1.max(self.meta_us.1))
-    }
-}
-
-/// What the file being worked on is, for crash triggers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Tag {
-    /// A WAL segment.
-    Wal,
-    /// An SSTable (flush or compaction output).
-    Table,
-    /// A manifest log.
-    Manifest,
-    /// CURRENT or CURRENT.tmp (the manifest switch).
-    Current,
-    /// Anything else.
-    Other,
-}
-
-fn tag_of(path: &Path) -> Tag {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if name.ends_with(".sst") {
-        Tag::Table
-    } else if name.starts_with("MANIFEST") {
-        Tag::Manifest
-    } else if name.starts_with("CURRENT") {
-        Tag::Current
-    } else if path
-        .parent()
-        .and_then(|p| p.file_name())
-        .is_some_and(|p| p == "wal")
-    {
-        Tag::Wal
-    } else {
-        Tag::Other
-    }
-}
-
-/// A pause the engine is sitting in (an `io_delay` it awaits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pause {
-    /// What is about to happen after the pause.
-    pub op: IoOp,
-    /// The file last touched before it.
-    pub tag: Tag,
-    /// Simulated time the pause ends.
-    pub until: Duration,
-}
-
-/// Counts of injected faults that actually fired.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Fired {
-    /// Injected write errors.
-    pub write_errors: u64,
-    /// Injected fsync errors (file or directory).
-    pub sync_errors: u64,
-    /// Injected read errors.
-    pub read_errors: u64,
-    /// Injected errors on open, rename, unlink and `set_len`.
-    pub meta_errors: u64,
-    /// Reads returned with a flipped byte.
-    pub corrupt_reads: u64,
-    /// Writes refused for lack of space.
-    pub disk_full: u64,
-    /// Pauses at least 1 ms long (slow-disk fsyncs).
-    pub slow_pauses: u64,
-    /// Writes and `set_len`s a failed fsync dropped (Linux semantics: they
-    /// are gone, and the next fsync succeeds without them).
-    pub dropped_writes: u64,
-    /// Slow (at least 1 ms) fsyncs of a WAL segment holding unsynced
-    /// writes: the pauses a waiting writer actually sat through.
-    pub slow_wal_syncs: u64,
-    /// Slow fsyncs of any file kind holding unsynced writes (WAL, table,
-    /// manifest): in the throughput preset no writer waits on a WAL fsync,
-    /// but flushes, and writers stalled behind them, wait on these.
-    pub slow_dirty_syncs: u64,
-    /// Injected fsync errors on WAL segments, and the simulated time of the
-    /// first since the last arm: the engine must accept no write after it
-    /// until it is reopened.
-    pub wal_sync_errors: u64,
-    /// Power losses that dropped something: unsynced file data or directory
-    /// entries (creates, renames, removes) not yet made durable.
-    pub power_losses_with_loss: u64,
-}
-
-/// What one write or `set_len` replaced, to roll it back when an fsync of
-/// its file fails.
-#[derive(Debug, Clone)]
-struct Undo {
-    /// File length before the change.
-    len_before: u64,
-    /// Where `bytes_before` goes back.
-    offset: u64,
-    /// The bytes the change overwrote or cut off (within `len_before`).
-    bytes_before: Vec<u8>,
-}
 
 /// The simulation's I/O state, shared by the seam and the scenario driver.
 #[derive(Debug)]
@@ -342,31 +213,6 @@ impl SimIo {
     fn logging_undo(&self) -> bool {
         self.armed && self.injectors.sync_error > 0.0
     }
-}
-
-/// Records what changing `[offset, end)` of `file` (or cutting it to
-/// `offset` when `end` is `None`) replaces.
-fn undo_entry(file: &tfs::File, offset: u64, end: Option<u64>) -> io::Result<Undo> {
-    let len_before = file.metadata()?.len();
-    let stop = end.map_or(len_before, |e| e.min(len_before));
-    let mut bytes_before = Vec::new();
-    if offset < stop {
-        bytes_before = vec![0u8; (stop - offset) as usize];
-        let mut got = 0;
-        while got < bytes_before.len() {
-            let n = file.read_at(&mut bytes_before[got..], offset + got as u64)?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        bytes_before.truncate(got);
-    }
-    Ok(Undo {
-        len_before,
-        offset,
-        bytes_before,
-    })
 }
 
 fn lock(io: &Mutex<SimIo>) -> MutexGuard<'_, SimIo> {
