@@ -29,13 +29,15 @@
 //! Every [`SimIo`] is one simulated disk's state: nothing here is global or
 //! thread-local, so a cluster simulation creates one per host.
 
+mod at_rest;
 mod faults;
 mod pause;
 
+pub use self::at_rest::{bad_sector_at_rest, rot_at_rest};
 pub use self::faults::{Fired, Injectors};
 pub use self::pause::{Latency, Pause, Tag};
 
-use self::faults::{undo_entry, Undo};
+use self::faults::{latent_error, undo_entry, BadSectors, Undo, SECTOR_BYTES};
 use self::pause::tag_of;
 use crate::trace::{fnv1a, FNV_OFFSET};
 use ballast_storage::fs::{DynFile, FileHandle, FileSystem, IoOp, OpenMode};
@@ -98,6 +100,8 @@ pub struct SimIo {
     /// Every file opened, to re-point handles a rename moves (see
     /// `TurmoilFs::rename_op`).
     open_files: Vec<std::sync::Weak<TurmoilFile>>,
+    /// Latent sector errors: they belong to the disk and outlive crashes.
+    bad: BadSectors,
 }
 
 fn now() -> Duration {
@@ -127,6 +131,7 @@ impl SimIo {
             removed_unsynced: BTreeSet::new(),
             undo: BTreeMap::new(),
             open_files: Vec::new(),
+            bad: BadSectors::default(),
         }))
     }
 
@@ -141,6 +146,13 @@ impl SimIo {
             self.first_fault = None;
             self.first_wal_sync_error = None;
         }
+    }
+
+    /// Remaps every bad sector (the disk was repaired, and the data under
+    /// them reads again): to check that a recovery refused by latent
+    /// sector errors damaged nothing.
+    pub fn repair_bad_sectors(&mut self) {
+        self.bad.clear();
     }
 
     /// True if a pause is in progress at `t` whose `op` and `tag` match.
@@ -316,6 +328,7 @@ impl TurmoilFs {
         io.meta_fault("rename")?;
         io.touch(to);
         tfs::rename(from, to)?;
+        io.bad.renamed(from, to);
         io.unsynced_entries.insert(from.to_path_buf());
         io.unsynced_entries.insert(to.to_path_buf());
         if io.dirty.remove(from) {
@@ -354,6 +367,7 @@ impl TurmoilFs {
         io.meta_fault("unlink")?;
         io.dirty.remove(path);
         io.undo.remove(path);
+        io.bad.removed(path);
         io.unsynced_entries.insert(path.to_path_buf());
         io.removed_unsynced.insert(path.to_path_buf());
         drop(io);
@@ -524,6 +538,20 @@ impl TurmoilFile {
             io.fault();
             return Err(injected("read"));
         }
+        // Bad sectors fail every read, armed or not: they are on the disk.
+        let path = self.path();
+        if io.bad.hit(&path, offset, buf.len() as u64) {
+            io.fired.latent_read_errors += 1;
+            io.fault();
+            return Err(latent_error());
+        }
+        let p = io.injectors.latent_read;
+        if !buf.is_empty() && io.roll(p) {
+            io.bad.add(&path, offset, buf.len() as u64);
+            io.fired.latent_read_errors += 1;
+            io.fault();
+            return Err(latent_error());
+        }
         let n = self.file().read_at(buf, offset)?;
         let p = io.injectors.corrupt_read;
         if n > 0 && io.roll(p) {
@@ -563,9 +591,47 @@ impl TurmoilFile {
             let u = undo_entry(&self.file(), offset, Some(offset + buf.len() as u64))?;
             io.undo.entry(self.path()).or_default().push(u);
         }
+        io.bad.rewritten(&self.path(), offset, buf.len() as u64);
+        let p = io.injectors.misdirected_write;
+        if io.roll(p) {
+            return self.misdirect(io, buf, offset);
+        }
         io.dirty.insert(self.path());
         drop(io);
         self.file().write_all_at(buf, offset)
+    }
+
+    /// A misdirected write: reports success, but the bytes land 1-8
+    /// sectors away from `offset` in this file, or at `offset` in another
+    /// file open for writing; the intended place keeps what it had.
+    fn misdirect(&self, mut io: MutexGuard<'_, SimIo>, buf: &[u8], offset: u64) -> io::Result<()> {
+        let me = self.path();
+        let others: Vec<Arc<TurmoilFile>> = io
+            .open_files
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|f| f.writable && f.life == self.life && *lock_path(&f.path) != me)
+            .collect();
+        let (target, at) = if !others.is_empty() && io.rng.gen_bool(0.5) {
+            let f = others[io.rng.gen_range(0..others.len())].clone();
+            (Some(f), offset)
+        } else {
+            let shift = SECTOR_BYTES * io.rng.gen_range(1..=8u64);
+            let back = offset >= shift && io.rng.gen_bool(0.5);
+            (None, if back { offset - shift } else { offset + shift })
+        };
+        let path = target.as_ref().map_or_else(|| me.clone(), |f| f.path());
+        io.fired.misdirected_writes += 1;
+        io.fired.wal_damage += u64::from(tag_of(&me) == Tag::Wal || tag_of(&path) == Tag::Wal);
+        io.fault();
+        io.dirty.insert(path.clone());
+        let done: io::Result<()> = Ok(());
+        io.record("misdirect", &path, at, buf.len() as u64, &done);
+        drop(io);
+        match target {
+            Some(f) => f.file().write_all_at(buf, at),
+            None => self.file().write_all_at(buf, at),
+        }
     }
 
     fn sync_data_op(&self) -> io::Result<()> {
