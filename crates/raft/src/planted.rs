@@ -77,11 +77,28 @@ pub enum NodeBug {
     /// power loss leaves a state machine ahead of its own log. Planted for
     /// the cluster simulation.
     FlushBarrierSkipped,
+    /// The vote is saved without making it durable: the meta file is
+    /// written and renamed over the old one with neither the file's nor
+    /// the directory's fsync, so a power loss can bring back an older
+    /// vote and the node votes twice in one term. Planted for the cluster
+    /// simulation (election safety) and the log store's own simulation.
+    VoteNotFsynced,
+    /// A log truncation (`truncate_after`) is not made durable: the cut
+    /// segment's `set_len` is not fsynced and the removal of later
+    /// segments not committed in the directory, while the entries
+    /// appended after the cut are; a power loss brings the removed
+    /// entries back in front of the new ones.
+    TruncationNotDurable,
+    /// A received snapshot's tables are not fsynced before the state
+    /// machine installs them (links them into its engine and records them
+    /// in the manifest): a power loss after the install leaves tables the
+    /// manifest names without their content.
+    SnapshotInstallWithoutFsync,
 }
 
 impl NodeBug {
     /// Every switch.
-    pub const ALL: [NodeBug; 11] = [
+    pub const ALL: [NodeBug; 14] = [
         NodeBug::LeaderRestoreUnpersistedCommit,
         NodeBug::SkipRequestValidation,
         NodeBug::ExpireByLocalClock,
@@ -93,6 +110,9 @@ impl NodeBug {
         NodeBug::TruncateBelowApplied,
         NodeBug::ReadWithoutReadIndex,
         NodeBug::FlushBarrierSkipped,
+        NodeBug::VoteNotFsynced,
+        NodeBug::TruncationNotDurable,
+        NodeBug::SnapshotInstallWithoutFsync,
     ];
 
     /// The switch's name in flags, reports and `BALLAST_PLANTED_BUGS`.
@@ -109,6 +129,9 @@ impl NodeBug {
             NodeBug::TruncateBelowApplied => "truncate-below-applied",
             NodeBug::ReadWithoutReadIndex => "read-without-read-index",
             NodeBug::FlushBarrierSkipped => "flush-barrier-skipped",
+            NodeBug::VoteNotFsynced => "vote-not-fsynced",
+            NodeBug::TruncationNotDurable => "truncation-not-durable",
+            NodeBug::SnapshotInstallWithoutFsync => "snapshot-install-without-fsync",
         }
     }
 

@@ -88,6 +88,7 @@ async fn one_node() -> One {
             fs: Arc::new(StdFs),
             dir: dir.path().join("inbox"),
             snapshot_bytes_max: 1 << 20,
+            planted: ballast_raft::planted::Planted::NONE,
         },
         proposer: ballast_raft::propose::Proposer::start(
             raft.clone(),

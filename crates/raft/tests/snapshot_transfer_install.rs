@@ -99,6 +99,7 @@ fn inbox(dir: &Path, snapshot_bytes_max: u64) -> SnapshotInbox {
         fs: StdFs::shared(),
         dir: dir.to_path_buf(),
         snapshot_bytes_max,
+        planted: ballast_raft::planted::Planted::NONE,
     }
 }
 

@@ -161,6 +161,7 @@ impl Node {
             fs: fs.clone(),
             dir: inbox_dir,
             snapshot_bytes_max: config.snapshot_bytes_max,
+            planted: config.planted,
         };
         // Receives a crash interrupted are garbage: remove them before any
         // new receive can start.

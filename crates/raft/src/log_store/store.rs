@@ -187,7 +187,11 @@ impl LogStore {
     }
 
     async fn store_meta(&self, next: Meta) -> Result<()> {
-        let r = meta::store(&*self.shared.fs, &self.shared.dir, &next).await;
+        let durable = {
+            let inner = self.shared.lock()?;
+            !(inner.planted.has(NodeBug::VoteNotFsynced) && inner.meta.vote != next.vote)
+        };
+        let r = meta::store_with(&*self.shared.fs, &self.shared.dir, &next, durable).await;
         let mut inner = self.shared.lock()?;
         match r {
             Ok(()) => {
@@ -359,14 +363,19 @@ impl LogStore {
     /// Sets the planted bugs this store runs with (see
     /// [`crate::planted`]): `TruncateBelowApplied` lets a truncation cut
     /// applied entries, `SyncTicketBySegment` keys sync tickets by segment
-    /// number, `AckBeforeLogFsync` acknowledges durable appends unsynced.
-    /// Call it before the first append.
+    /// number, `AckBeforeLogFsync` acknowledges durable appends unsynced,
+    /// `VoteNotFsynced` saves votes without fsyncs, `TruncationNotDurable`
+    /// truncates without them. Call it before the first append.
     pub fn set_planted(&self, planted: Planted) -> Result<()> {
         let mut inner = self.shared.lock()?;
         inner.planted = planted;
         #[cfg(feature = "planted-bugs")]
         if planted.has(NodeBug::SyncTicketBySegment) {
             inner.wal.plant_sync_ticket_by_segment();
+        }
+        #[cfg(feature = "planted-bugs")]
+        if planted.has(NodeBug::TruncationNotDurable) {
+            inner.wal.plant_truncation_not_durable();
         }
         Ok(())
     }

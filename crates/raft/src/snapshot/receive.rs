@@ -16,6 +16,7 @@ use super::format::{
 };
 use super::transfer::{check_announced_len, check_chunk, SnapshotInbox};
 use crate::byte_reader::ByteReader;
+use crate::planted::{NodeBug, Planted};
 use crate::typ::SnapshotMeta;
 use ballast_storage::fs::{self, DynFile, DynFs, OpenMode};
 use std::io;
@@ -44,6 +45,8 @@ pub struct SnapshotReceiver {
     hasher: crc32fast::Hasher,
     failed: Option<String>,
     done: bool,
+    /// The node's planted bugs (see [`SnapshotInbox::planted`]).
+    planted: Planted,
 }
 
 impl std::fmt::Debug for SnapshotReceiver {
@@ -247,7 +250,9 @@ impl SnapshotReceiver {
                     f.name, f.crc32
                 )));
             }
-            file.sync_data()?;
+            if !self.planted.has(NodeBug::SnapshotInstallWithoutFsync) {
+                file.sync_data()?;
+            }
             self.file_index += 1;
             self.file_written = 0;
         }
@@ -283,6 +288,7 @@ impl SnapshotReceiver {
             hasher: crc32fast::Hasher::new(),
             failed: None,
             done: false,
+            planted: inbox.planted,
         })
     }
 

@@ -11,6 +11,7 @@
 //! the announced length) and [`SnapshotTransfer::finish_receive`] verifies
 //! the whole stream before it hands back data the state machine can install.
 
+use crate::planted::Planted;
 use crate::typ::SnapshotMeta;
 use ballast_storage::fs::FileSystem;
 use std::io;
@@ -27,6 +28,9 @@ pub struct SnapshotInbox {
     /// The largest snapshot stream accepted, in bytes; a sender announcing
     /// more is refused before anything is written.
     pub snapshot_bytes_max: u64,
+    /// The node's planted bugs (`SnapshotInstallWithoutFsync` skips the
+    /// received tables' fsyncs); [`Planted::NONE`] outside tests.
+    pub planted: Planted,
 }
 
 impl std::fmt::Debug for SnapshotInbox {

@@ -331,7 +331,18 @@ fn apply(
 /// cuts `torn.segment` at `torn.offset` (set_len, fdatasync), or removes it
 /// if its header was never written (`offset` 0). Idempotent.
 pub fn truncate_torn_tail(fs: &dyn FileSystem, dir: &Path, torn: &TornTail) -> Result<()> {
-    remove_segments_above(fs, dir, torn.segment)?;
+    truncate_torn_tail_with(fs, dir, torn, true)
+}
+
+/// [`truncate_torn_tail`], with its fsyncs only when `durable` (false only
+/// for the replicated node's planted bug `TruncationNotDurable`).
+pub(crate) fn truncate_torn_tail_with(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    torn: &TornTail,
+    durable: bool,
+) -> Result<()> {
+    remove_segments_above(fs, dir, torn.segment, durable)?;
     let path = segment_path(dir, torn.segment);
     if torn.offset < format::FILE_HEADER_LEN as u64 {
         match fs.remove_file(&path) {
@@ -339,30 +350,38 @@ pub fn truncate_torn_tail(fs: &dyn FileSystem, dir: &Path, torn: &TornTail) -> R
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::io(&path, e)),
         }
+        if !durable {
+            return Ok(());
+        }
         return fs.sync_dir(dir).map_err(|e| Error::io(dir, e));
     }
     let file = fs
         .open(&path, OpenMode::Write)
         .map_err(|e| Error::io(&path, e))?;
-    cut(&*file, &path, torn.offset)
+    cut(&*file, &path, torn.offset, durable)
 }
 
-fn cut(file: &dyn FileHandle, path: &Path, len: u64) -> Result<()> {
+fn cut(file: &dyn FileHandle, path: &Path, len: u64, durable: bool) -> Result<()> {
     file.set_len(len).map_err(|e| Error::io(path, e))?;
+    if !durable {
+        return Ok(());
+    }
     file.sync_data().map_err(|e| Error::io(path, e))
 }
 
 /// Removes the segments numbered above `n`, highest first, fsyncing the
 /// directory after each removal so that a crash always leaves a prefix of
 /// the log (never a gap).
-fn remove_segments_above(fs: &dyn FileSystem, dir: &Path, n: u64) -> Result<()> {
+fn remove_segments_above(fs: &dyn FileSystem, dir: &Path, n: u64, durable: bool) -> Result<()> {
     for s in list_segments(fs, dir)?.into_iter().rev() {
         if s <= n {
             break;
         }
         let path = segment_path(dir, s);
         fs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        if durable {
+            fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        }
     }
     Ok(())
 }
@@ -374,13 +393,24 @@ fn remove_segments_above(fs: &dyn FileSystem, dir: &Path, n: u64) -> Result<()> 
 /// fdatasync). A writer must not be appending to this directory meanwhile:
 /// use [`super::Wal::truncate_after`] when one is.
 pub fn truncate_after(fs: &dyn FileSystem, dir: &Path, pos: RecordPos) -> Result<()> {
+    truncate_after_with(fs, dir, pos, true)
+}
+
+/// [`truncate_after`], with its fsyncs only when `durable` (false only for
+/// the replicated node's planted bug `TruncationNotDurable`).
+pub(crate) fn truncate_after_with(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    pos: RecordPos,
+    durable: bool,
+) -> Result<()> {
     let path = segment_path(dir, pos.segment);
     let file = fs
         .open(&path, OpenMode::Write)
         .map_err(|e| Error::io(&path, e))?;
     read_record_in(&*file, &path, pos)?;
-    remove_segments_above(fs, dir, pos.segment)?;
-    cut(&*file, &path, pos.end())
+    remove_segments_above(fs, dir, pos.segment, durable)?;
+    cut(&*file, &path, pos.end(), durable)
 }
 
 /// Reads the record at `pos` back (decompressed), checking its checksum with

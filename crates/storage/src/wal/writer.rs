@@ -115,6 +115,8 @@ pub struct Wal {
     seal: Option<PendingSeal>,
     /// Planted bug: sync tickets match by segment number (the old keying).
     ticket_by_segment: bool,
+    /// Planted bug: truncations are not fsynced (`TruncationNotDurable`).
+    truncation_not_durable: bool,
     /// fdatasyncs of earlier segments and of segment creation (the current
     /// appender counts its own).
     syncs_before: u64,
@@ -207,6 +209,7 @@ impl Wal {
             prepared: None,
             seal: None,
             ticket_by_segment: false,
+            truncation_not_durable: false,
             // Creating the segment fsynced it once.
             syncs_before: 1,
             poison: Poison::default(),
@@ -423,6 +426,14 @@ impl Wal {
         self.ticket_by_segment = true;
     }
 
+    /// Makes this writer's truncations skip their fsyncs (planted bug
+    /// `TruncationNotDurable` of the replicated node): the cut and the
+    /// removed segments may come back after a power loss.
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant_truncation_not_durable(&mut self) {
+        self.truncation_not_durable = true;
+    }
+
     /// Seals the current segment and starts a new one, so that every later
     /// record lands in a segment numbered at or above the returned one and
     /// every earlier record below it (used when the engine switches
@@ -505,7 +516,8 @@ impl Wal {
         r.map_err(|e| self.poison.fail("write", e))?;
         // A bad position is the caller's error and changes nothing.
         self.read_record(pos)?;
-        let r = reader::truncate_after(&*self.fs, &self.dir, pos);
+        let durable = !self.truncation_not_durable;
+        let r = reader::truncate_after_with(&*self.fs, &self.dir, pos, durable);
         r.map_err(|e| self.poison.fail("truncate", e))?;
         self.start_segment(pos.segment + 1)
     }
@@ -527,7 +539,8 @@ impl Wal {
             offset: pos.offset,
             bytes_dropped: 0,
         };
-        let r = reader::truncate_torn_tail(&*self.fs, &self.dir, &torn);
+        let durable = !self.truncation_not_durable;
+        let r = reader::truncate_torn_tail_with(&*self.fs, &self.dir, &torn, durable);
         r.map_err(|e| self.poison.fail("truncate", e))?;
         self.start_segment(pos.segment + 1)
     }
