@@ -31,6 +31,7 @@
 
 mod at_rest;
 mod faults;
+mod inode;
 mod pause;
 
 pub use self::at_rest::{bad_sector_at_rest, rot_at_rest};
@@ -38,6 +39,7 @@ pub use self::faults::{Fired, Injectors};
 pub use self::pause::{Latency, Pause, Tag};
 
 use self::faults::{latent_error, undo_entry, BadSectors, Undo, SECTOR_BYTES};
+use self::inode::Inodes;
 use self::pause::tag_of;
 use crate::trace::{fnv1a, FNV_OFFSET};
 use ballast_storage::fs::{DynFile, FileHandle, FileSystem, IoOp, OpenMode};
@@ -102,6 +104,8 @@ pub struct SimIo {
     open_files: Vec<std::sync::Weak<TurmoilFile>>,
     /// Latent sector errors: they belong to the disk and outlive crashes.
     bad: BadSectors,
+    /// The inode each path names (see `fs/inode.rs`).
+    inodes: Inodes,
 }
 
 fn now() -> Duration {
@@ -132,6 +136,7 @@ impl SimIo {
             undo: BTreeMap::new(),
             open_files: Vec::new(),
             bad: BadSectors::default(),
+            inodes: Inodes::default(),
         }))
     }
 
@@ -311,6 +316,7 @@ impl TurmoilFs {
             writable: mode != OpenMode::Read,
             io: self.io.clone(),
             life: self.life,
+            inode: io.inodes.at(path, created),
         });
         io.open_files.retain(|f| f.strong_count() > 0);
         io.open_files.push(Arc::downgrade(&file));
@@ -329,6 +335,7 @@ impl TurmoilFs {
         io.touch(to);
         tfs::rename(from, to)?;
         io.bad.renamed(from, to);
+        io.inodes.renamed(from, to);
         io.unsynced_entries.insert(from.to_path_buf());
         io.unsynced_entries.insert(to.to_path_buf());
         if io.dirty.remove(from) {
@@ -368,6 +375,7 @@ impl TurmoilFs {
         io.dirty.remove(path);
         io.undo.remove(path);
         io.bad.removed(path);
+        io.inodes.removed(path);
         io.unsynced_entries.insert(path.to_path_buf());
         io.removed_unsynced.insert(path.to_path_buf());
         drop(io);
@@ -512,6 +520,8 @@ pub struct TurmoilFile {
     writable: bool,
     io: Arc<Mutex<SimIo>>,
     life: u64,
+    /// The inode it opened (see `fs/inode.rs`).
+    inode: u64,
 }
 
 fn lock_path(p: &Mutex<PathBuf>) -> MutexGuard<'_, PathBuf> {
@@ -526,12 +536,30 @@ impl TurmoilFile {
     fn path(&self) -> PathBuf {
         lock_path(&self.path).clone()
     }
+
+    /// True if this handle's file was unlinked (or renamed over): POSIX
+    /// lets the descriptor go on, on an inode no path names, so writes
+    /// and fsyncs through it succeed and reach no file, and never the new
+    /// file at the same path (turmoil's handles name their file by path).
+    fn unlinked(&self, io: &SimIo) -> bool {
+        !io.inodes.names(&self.path(), self.inode)
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        "the file was unlinked (the simulated disk cannot read an unlinked inode)",
+    )
 }
 
 impl TurmoilFile {
     fn read_at_op(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
+        if self.unlinked(&io) {
+            return Err(gone());
+        }
         let p = io.injectors.read_error;
         if io.roll(p) {
             io.fired.read_errors += 1;
@@ -567,6 +595,9 @@ impl TurmoilFile {
     fn write_all_at_op(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
+        if self.unlinked(&io) {
+            return Ok(());
+        }
         io.touch(&self.path());
         let p = io.injectors.write_error;
         if io.roll(p) {
@@ -637,6 +668,9 @@ impl TurmoilFile {
     fn sync_data_op(&self) -> io::Result<()> {
         alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
+        if self.unlinked(&io) {
+            return Ok(());
+        }
         let p = io.injectors.sync_error;
         if io.roll(p) {
             io.fired.sync_errors += 1;
@@ -660,12 +694,18 @@ impl TurmoilFile {
 
     fn len_op(&self) -> io::Result<u64> {
         alive(&self.io, self.life)?;
+        if self.unlinked(&lock(&self.io)) {
+            return Err(gone());
+        }
         Ok(self.file().metadata()?.len())
     }
 
     fn set_len_op(&self, len: u64) -> io::Result<()> {
         alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
+        if self.unlinked(&io) {
+            return Ok(());
+        }
         io.meta_fault("set_len")?;
         if io.logging_undo() {
             let u = undo_entry(&self.file(), len, None)?;

@@ -264,15 +264,7 @@ pub struct Outcome {
 impl Outcome {
     /// A command that replays this run.
     pub fn repro(&self) -> String {
-        let bug = self
-            .scenario
-            .bug
-            .map(|b| format!(" --bug {}", b.name()))
-            .unwrap_or_default();
-        format!(
-            "cargo run -p ballast-sim --release -- run --scenario {}{bug} --seed {}",
-            self.scenario.name(),
-            self.seed
-        )
+        let bug = self.scenario.bug.map(|b| b.name());
+        crate::trace::repro_line("run", &self.scenario.name(), bug, self.seed)
     }
 }
