@@ -10,10 +10,13 @@
 //! index, purges, and now and then asks for a truncation below the applied
 //! index, which the store must refuse. The driver crashes the host at a
 //! random time or inside an fsync pause, recovers the store and checks it.
-//! Durable preset (`FsyncPolicy::Group`): an append is acknowledged once
-//! fsynced.
+//! The log alone runs the durable preset (`FsyncPolicy::Group`: an append
+//! is acknowledged once fsynced). The `replicated-*` scenarios add the
+//! state machine's engine as the node runs it (`machine.rs`: no engine WAL,
+//! applied markers, the flush barrier) on the balanced preset.
 
 pub mod cli;
+mod machine;
 pub mod model;
 
 use self::model::{LogModel, RecoveredLog, Slot};
@@ -25,11 +28,13 @@ use ballast_raft::typ::{log_id, Entry, EntryPayload, Proposal, Request, TypeConf
 use ballast_raft::{Error, LogStore};
 use ballast_storage::fs::IoOp;
 use ballast_storage::wal::WalOptions;
+use ballast_storage::Db;
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::type_config::TypeConfigExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -72,26 +77,39 @@ impl LogFault {
     }
 }
 
-/// A fault kind and optionally a planted node bug.
+/// A fault kind, the log alone or with its state machine, and
+/// optionally a planted node bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogScenario {
     /// The fault injected.
     pub fault: LogFault,
+    /// Replicated mode: the log store with the state machine's engine
+    /// (no engine WAL, applied markers, the flush barrier), as the node
+    /// runs them; committed entries are applied, including entries not yet
+    /// durable in this log (a follower applies what the quorum committed).
+    pub replicated: bool,
     /// A planted bug to switch on in the store.
     pub bug: Option<NodeBug>,
 }
 
 impl LogScenario {
-    /// `log-{fault}`.
+    /// `log-{fault}` or `replicated-{fault}`.
     pub fn name(&self) -> String {
-        format!("log-{}", self.fault.name())
+        let what = if self.replicated { "replicated" } else { "log" };
+        format!("{what}-{}", self.fault.name())
     }
 
     /// Every scenario, without bugs.
     pub fn all() -> Vec<LogScenario> {
-        LogFault::ALL
+        [false, true]
             .into_iter()
-            .map(|fault| LogScenario { fault, bug: None })
+            .flat_map(|replicated| {
+                LogFault::ALL.into_iter().map(move |fault| LogScenario {
+                    fault,
+                    replicated,
+                    bug: None,
+                })
+            })
             .collect()
     }
 
@@ -102,16 +120,18 @@ impl LogScenario {
 
     /// The scenario that must catch `bug`, if the log store acts on it.
     pub fn for_bug(bug: NodeBug) -> Option<LogScenario> {
-        let fault = match bug {
+        let (fault, replicated) = match bug {
             NodeBug::VoteNotFsynced
             | NodeBug::TruncationNotDurable
             | NodeBug::SyncTicketBySegment
-            | NodeBug::AckBeforeLogFsync => LogFault::PowerLoss,
-            NodeBug::TruncateBelowApplied => LogFault::ProcessCrash,
+            | NodeBug::AckBeforeLogFsync => (LogFault::PowerLoss, false),
+            NodeBug::TruncateBelowApplied => (LogFault::ProcessCrash, false),
+            NodeBug::FlushBarrierSkipped => (LogFault::PowerLoss, true),
             _ => return None,
         };
         Some(LogScenario {
             fault,
+            replicated,
             bug: Some(bug),
         })
     }
@@ -157,6 +177,8 @@ struct Shared {
     epoch: u32,
     ops: u32,
     final_boot: bool,
+    /// Replicated mode: the term of every entry applied to the engine.
+    applied: BTreeMap<u64, u64>,
 }
 
 impl Shared {
@@ -193,6 +215,7 @@ pub fn run(scenario: LogScenario, seed: u64, keep_trace: bool, echo: bool) -> Lo
         epoch: 0,
         ops: 0,
         final_boot: false,
+        applied: BTreeMap::new(),
     }));
     sh.borrow_mut().event(format!(
         "run {} seed {seed} bug {:?}",
@@ -314,6 +337,20 @@ fn wal_options() -> WalOptions {
     }
 }
 
+/// The log alone runs the durable preset. Replicated mode runs the
+/// balanced one (an append is acknowledged once written to the OS, the log
+/// fsynced every 20 ms): there the flush barrier is what keeps a flush of
+/// applied state from getting ahead of the durable log.
+fn policy(scenario: LogScenario) -> FsyncPolicy {
+    if scenario.replicated {
+        FsyncPolicy::Interval {
+            sync_interval_ms: 20,
+        }
+    } else {
+        FsyncPolicy::Group
+    }
+}
+
 fn planted(scenario: LogScenario) -> Planted {
     scenario
         .bug
@@ -330,7 +367,7 @@ async fn boot(scenario: LogScenario, sh: Sh, io: Arc<Mutex<SimIo>>, seed: u64) {
         fs,
         Path::new(DIR),
         wal_options(),
-        FsyncPolicy::Group,
+        policy(scenario),
         planted(scenario),
     )
     .await;
@@ -343,8 +380,10 @@ async fn boot(scenario: LogScenario, sh: Sh, io: Arc<Mutex<SimIo>>, seed: u64) {
             return;
         }
     };
+    let mut log_end = 0;
     match recovered(&store) {
         Ok(r) => {
+            log_end = r.entries.last().map(|e| e.0).or(r.purged).unwrap_or(0);
             let mut s = sh.borrow_mut();
             for v in s.model.check(&r) {
                 s.violation(format!("boot {epoch}: {v}"));
@@ -367,7 +406,39 @@ async fn boot(scenario: LogScenario, sh: Sh, io: Arc<Mutex<SimIo>>, seed: u64) {
         sh.borrow_mut().phase = Phase::Done;
         return;
     }
+    // Replicated mode: the state machine's engine, recovered to its last
+    // flush; the log replays what it applied after that.
+    let mut db = None;
+    let mut applied_to = 0;
+    if scenario.replicated {
+        let barrier =
+            (!planted(scenario).has(NodeBug::FlushBarrierSkipped)).then(|| store.syncer());
+        match machine::open(io.clone(), barrier).await {
+            Ok(d) => {
+                let m = machine::marker(&d).await;
+                let mut s = sh.borrow_mut();
+                let found = machine::check(&d, m, log_end, &s.applied);
+                for v in found {
+                    s.violation(format!("boot {epoch}: {v}"));
+                }
+                s.applied.retain(|&i, _| i <= m);
+                s.event(format!("boot {epoch}: engine applied marker {m}"));
+                applied_to = m;
+                db = Some(d);
+            }
+            Err(e) => sh
+                .borrow_mut()
+                .violation(format!("boot {epoch}: the engine failed to recover: {e}")),
+        }
+        if !sh.borrow().violations.is_empty() {
+            sh.borrow_mut().phase = Phase::Done;
+            return;
+        }
+    }
     let applied = AppliedIndex::new();
+    if applied_to > 0 {
+        applied.set(applied_to);
+    }
     let setup = store
         .set_planted(planted(scenario))
         .and_then(|()| store.set_applied_index(applied.clone()));
@@ -393,7 +464,15 @@ async fn boot(scenario: LogScenario, sh: Sh, io: Arc<Mutex<SimIo>>, seed: u64) {
         s.ops = 0;
     }
     let rng = StdRng::seed_from_u64(seed ^ (u64::from(epoch) << 40) ^ 0x0b5);
-    if let Err(e) = workload(&mut store, &applied, &sh, rng, epoch).await {
+    let machine = Machine {
+        db: db.as_ref(),
+        applied: &applied,
+        applied_to,
+        // Balanced acknowledges what a process crash keeps, not what a
+        // power loss keeps.
+        acks_durable: !scenario.replicated || scenario.fault == LogFault::ProcessCrash,
+    };
+    if let Err(e) = workload(&mut store, machine, &sh, rng, epoch).await {
         let mut s = sh.borrow_mut();
         s.event(format!("boot {epoch}: the store stopped: {e}"));
         if scenario.fault != LogFault::FsyncError {
@@ -446,19 +525,40 @@ fn model_log_id(sh: &Sh, i: u64) -> Option<ballast_raft::typ::LogId> {
 
 /// openraft's side: appends (callbacks awaited by their own tasks),
 /// votes, truncations after a new term, commits, purges.
+/// The state machine's side of the workload.
+struct Machine<'a> {
+    /// Replicated mode's engine.
+    db: Option<&'a Db>,
+    /// The applied index the store refuses to truncate below.
+    applied: &'a AppliedIndex,
+    /// The last applied index.
+    applied_to: u64,
+    /// An acknowledged append survives this run's crashes.
+    acks_durable: bool,
+}
+
+fn stopped(e: ballast_storage::Error) -> Error {
+    Error::Stopped(format!("the state machine's engine failed: {e}"))
+}
+
 async fn workload(
     store: &mut LogStore,
-    applied: &AppliedIndex,
+    machine: Machine<'_>,
     sh: &Sh,
     mut rng: StdRng,
     epoch: u32,
 ) -> Result<(), Error> {
+    let Machine {
+        db,
+        applied,
+        mut applied_to,
+        acks_durable,
+    } = machine;
     let mut term = {
         let s = sh.borrow();
         let last = s.model.log.values().next_back().map_or(0, |e| e.term);
         s.model.vote.unwrap_or(0).max(last).max(1)
     };
-    let mut applied_to = 0u64;
     for _ in 0..OPS_PER_BOOT {
         if rng.gen_bool(0.3) {
             tokio::time::sleep(Duration::from_micros(rng.gen_range(100..3_000))).await;
@@ -490,7 +590,7 @@ async fn workload(
             tokio::task::spawn_local(async move {
                 let ok = matches!(rx.await, Ok(Ok(())));
                 let mut s = sh.borrow_mut();
-                if ok {
+                if ok && acks_durable {
                     for i in at..at + n {
                         if let Some(slot) = s.model.log.get_mut(&i).filter(|e| e.term == term) {
                             slot.acked = true;
@@ -547,20 +647,41 @@ async fn workload(
                 let Some(id) = model_log_id(sh, c) else {
                     continue;
                 };
-                // Only acknowledged (durable) entries are committed.
-                if !sh.borrow().model.log.get(&c).is_some_and(|e| e.acked) {
+                // The log alone: only acknowledged (durable) entries are
+                // committed. With the state machine, any entry this log
+                // holds may be (a quorum of others made it durable).
+                let acked = sh.borrow().model.log.get(&c).is_some_and(|e| e.acked);
+                if !acked && db.is_none() {
                     continue;
                 }
                 store.save_committed_log_id(Some(id)).await?;
+                if let Some(db) = db {
+                    for i in applied_to + 1..=c {
+                        let term = sh.borrow().model.log.get(&i).map(|e| e.term);
+                        let Some(term) = term else {
+                            continue;
+                        };
+                        machine::apply(db, i, term).await.map_err(stopped)?;
+                        sh.borrow_mut().applied.insert(i, term);
+                    }
+                }
                 applied.set(c);
                 applied_to = c;
                 sh.borrow_mut().event(format!("committed and applied {c}"));
             }
             85..=94 => {
-                if applied_to <= first {
+                // With the state machine, purge only what a flush made
+                // durable there (the node purges below its snapshots).
+                let mut upto = applied_to;
+                if let Some(db) = db {
+                    db.flush().await.map_err(stopped)?;
+                    upto = machine::marker(db).await;
+                    sh.borrow_mut().event(format!("engine flushed to {upto}"));
+                }
+                if upto <= first {
                     continue;
                 }
-                let p = rng.gen_range(first + 1..=applied_to);
+                let p = rng.gen_range(first + 1..=upto);
                 let Some(id) = model_log_id(sh, p) else {
                     continue;
                 };
