@@ -29,6 +29,18 @@
 //! Every [`SimIo`] is one simulated disk's state: nothing here is global or
 //! thread-local, so a cluster simulation creates one per host.
 
+mod at_rest;
+mod faults;
+mod inode;
+mod pause;
+
+pub use self::at_rest::{bad_sector_at_rest, rot_at_rest};
+pub use self::faults::{Fired, Injectors};
+pub use self::pause::{Latency, Pause, Tag};
+
+use self::faults::{latent_error, undo_entry, BadSectors, Undo, SECTOR_BYTES};
+use self::inode::Inodes;
+use self::pause::tag_of;
 use crate::trace::{fnv1a, FNV_OFFSET};
 use ballast_storage::fs::{DynFile, FileHandle, FileSystem, IoOp, OpenMode};
 use rand::rngs::StdRng;
@@ -40,143 +52,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use turmoil::fs::shim::std::fs as tfs;
-
-/// Which fault injectors are armed while the workload runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Injectors {
-    /// Probability that a data write fails with an I/O error.
-    pub write_error: f64,
-    /// Probability that a file or directory fsync fails.
-    pub sync_error: f64,
-    /// Probability that a read fails with an I/O error.
-    pub read_error: f64,
-    /// Probability that a read returns data with one byte flipped.
-    pub corrupt_read: f64,
-    /// Bytes of file growth allowed before writes fail with "disk full".
-    pub space_bytes: Option<u64>,
-    /// Probability that an open (other than for reading), rename, unlink
-    /// or `set_len` fails with an I/O error, changing nothing.
-    pub meta_error: f64,
-}
-
-/// Simulated latency ranges, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Latency {
-    /// Fsync of a file.
-    pub sync_us: (u64, u64),
-    /// Fsync of a directory, rename, create, remove.
-    pub meta_us: (u64, u64),
-}
-
-impl Latency {
-    /// An ordinary SSD-ish disk.
-    pub const NORMAL: Latency = Latency {
-        sync_us: (200, 1_500),
-        meta_us: (100, 800),
-    };
-    /// A slow disk: fsyncs take milliseconds.
-    pub const SLOW: Latency = Latency {
-        sync_us: (1_000, 8_000),
-        meta_us: (500, 4_000),
-    };
-    /// The longest fsync this disk takes.
-    pub fn max_sync(&self) -> Duration {
-        Duration::from_micros(self.sync_us.1.max(self.meta_us.1))
-    }
-}
-
-/// What the file being worked on is, for crash triggers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Tag {
-    /// A WAL segment.
-    Wal,
-    /// An SSTable (flush or compaction output).
-    Table,
-    /// A manifest log.
-    Manifest,
-    /// CURRENT or CURRENT.tmp (the manifest switch).
-    Current,
-    /// Anything else.
-    Other,
-}
-
-fn tag_of(path: &Path) -> Tag {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if name.ends_with(".sst") {
-        Tag::Table
-    } else if name.starts_with("MANIFEST") {
-        Tag::Manifest
-    } else if name.starts_with("CURRENT") {
-        Tag::Current
-    } else if path
-        .parent()
-        .and_then(|p| p.file_name())
-        .is_some_and(|p| p == "wal")
-    {
-        Tag::Wal
-    } else {
-        Tag::Other
-    }
-}
-
-/// A pause the engine is sitting in (an `io_delay` it awaits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pause {
-    /// What is about to happen after the pause.
-    pub op: IoOp,
-    /// The file last touched before it.
-    pub tag: Tag,
-    /// Simulated time the pause ends.
-    pub until: Duration,
-}
-
-/// Counts of injected faults that actually fired.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Fired {
-    /// Injected write errors.
-    pub write_errors: u64,
-    /// Injected fsync errors (file or directory).
-    pub sync_errors: u64,
-    /// Injected read errors.
-    pub read_errors: u64,
-    /// Injected errors on open, rename, unlink and `set_len`.
-    pub meta_errors: u64,
-    /// Reads returned with a flipped byte.
-    pub corrupt_reads: u64,
-    /// Writes refused for lack of space.
-    pub disk_full: u64,
-    /// Pauses at least 1 ms long (slow-disk fsyncs).
-    pub slow_pauses: u64,
-    /// Writes and `set_len`s a failed fsync dropped (Linux semantics: they
-    /// are gone, and the next fsync succeeds without them).
-    pub dropped_writes: u64,
-    /// Slow (at least 1 ms) fsyncs of a WAL segment holding unsynced
-    /// writes: the pauses a waiting writer actually sat through.
-    pub slow_wal_syncs: u64,
-    /// Slow fsyncs of any file kind holding unsynced writes (WAL, table,
-    /// manifest): in the throughput preset no writer waits on a WAL fsync,
-    /// but flushes, and writers stalled behind them, wait on these.
-    pub slow_dirty_syncs: u64,
-    /// Injected fsync errors on WAL segments, and the simulated time of the
-    /// first since the last arm: the engine must accept no write after it
-    /// until it is reopened.
-    pub wal_sync_errors: u64,
-    /// Power losses that dropped something: unsynced file data or directory
-    /// entries (creates, renames, removes) not yet made durable.
-    pub power_losses_with_loss: u64,
-}
-
-/// What one write or `set_len` replaced, to roll it back when an fsync of
-/// its file fails.
-#[derive(Debug, Clone)]
-struct Undo {
-    /// File length before the change.
-    len_before: u64,
-    /// Where `bytes_before` goes back.
-    offset: u64,
-    /// The bytes the change overwrote or cut off (within `len_before`).
-    bytes_before: Vec<u8>,
-}
 
 /// The simulation's I/O state, shared by the seam and the scenario driver.
 #[derive(Debug)]
@@ -227,6 +102,10 @@ pub struct SimIo {
     /// Every file opened, to re-point handles a rename moves (see
     /// `TurmoilFs::rename_op`).
     open_files: Vec<std::sync::Weak<TurmoilFile>>,
+    /// Latent sector errors: they belong to the disk and outlive crashes.
+    bad: BadSectors,
+    /// The inode each path names (see `fs/inode.rs`).
+    inodes: Inodes,
 }
 
 fn now() -> Duration {
@@ -256,6 +135,8 @@ impl SimIo {
             removed_unsynced: BTreeSet::new(),
             undo: BTreeMap::new(),
             open_files: Vec::new(),
+            bad: BadSectors::default(),
+            inodes: Inodes::default(),
         }))
     }
 
@@ -270,6 +151,13 @@ impl SimIo {
             self.first_fault = None;
             self.first_wal_sync_error = None;
         }
+    }
+
+    /// Remaps every bad sector (the disk was repaired, and the data under
+    /// them reads again): to check that a recovery refused by latent
+    /// sector errors damaged nothing.
+    pub fn repair_bad_sectors(&mut self) {
+        self.bad.clear();
     }
 
     /// True if a pause is in progress at `t` whose `op` and `tag` match.
@@ -342,31 +230,6 @@ impl SimIo {
     fn logging_undo(&self) -> bool {
         self.armed && self.injectors.sync_error > 0.0
     }
-}
-
-/// Records what changing `[offset, end)` of `file` (or cutting it to
-/// `offset` when `end` is `None`) replaces.
-fn undo_entry(file: &tfs::File, offset: u64, end: Option<u64>) -> io::Result<Undo> {
-    let len_before = file.metadata()?.len();
-    let stop = end.map_or(len_before, |e| e.min(len_before));
-    let mut bytes_before = Vec::new();
-    if offset < stop {
-        bytes_before = vec![0u8; (stop - offset) as usize];
-        let mut got = 0;
-        while got < bytes_before.len() {
-            let n = file.read_at(&mut bytes_before[got..], offset + got as u64)?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        bytes_before.truncate(got);
-    }
-    Ok(Undo {
-        len_before,
-        offset,
-        bytes_before,
-    })
 }
 
 fn lock(io: &Mutex<SimIo>) -> MutexGuard<'_, SimIo> {
@@ -453,6 +316,7 @@ impl TurmoilFs {
             writable: mode != OpenMode::Read,
             io: self.io.clone(),
             life: self.life,
+            inode: io.inodes.at(path, created),
         });
         io.open_files.retain(|f| f.strong_count() > 0);
         io.open_files.push(Arc::downgrade(&file));
@@ -470,6 +334,8 @@ impl TurmoilFs {
         io.meta_fault("rename")?;
         io.touch(to);
         tfs::rename(from, to)?;
+        io.bad.renamed(from, to);
+        io.inodes.renamed(from, to);
         io.unsynced_entries.insert(from.to_path_buf());
         io.unsynced_entries.insert(to.to_path_buf());
         // The rename removes `from`'s entry: a file created under that
@@ -514,6 +380,8 @@ impl TurmoilFs {
         io.meta_fault("unlink")?;
         io.dirty.remove(path);
         io.undo.remove(path);
+        io.bad.removed(path);
+        io.inodes.removed(path);
         io.unsynced_entries.insert(path.to_path_buf());
         io.removed_unsynced.insert(path.to_path_buf());
         drop(io);
@@ -658,6 +526,8 @@ pub struct TurmoilFile {
     writable: bool,
     io: Arc<Mutex<SimIo>>,
     life: u64,
+    /// The inode it opened (see `fs/inode.rs`).
+    inode: u64,
 }
 
 fn lock_path(p: &Mutex<PathBuf>) -> MutexGuard<'_, PathBuf> {
@@ -672,17 +542,49 @@ impl TurmoilFile {
     fn path(&self) -> PathBuf {
         lock_path(&self.path).clone()
     }
+
+    /// True if this handle's file was unlinked (or renamed over): POSIX
+    /// lets the descriptor go on, on an inode no path names, so writes
+    /// and fsyncs through it succeed and reach no file, and never the new
+    /// file at the same path (turmoil's handles name their file by path).
+    fn unlinked(&self, io: &SimIo) -> bool {
+        !io.inodes.names(&self.path(), self.inode)
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        "the file was unlinked (the simulated disk cannot read an unlinked inode)",
+    )
 }
 
 impl TurmoilFile {
     fn read_at_op(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
+        if self.unlinked(&io) {
+            return Err(gone());
+        }
         let p = io.injectors.read_error;
         if io.roll(p) {
             io.fired.read_errors += 1;
             io.fault();
             return Err(injected("read"));
+        }
+        // Bad sectors fail every read, armed or not: they are on the disk.
+        let path = self.path();
+        if io.bad.hit(&path, offset, buf.len() as u64) {
+            io.fired.latent_read_errors += 1;
+            io.fault();
+            return Err(latent_error());
+        }
+        let p = io.injectors.latent_read;
+        if !buf.is_empty() && io.roll(p) {
+            io.bad.add(&path, offset, buf.len() as u64);
+            io.fired.latent_read_errors += 1;
+            io.fault();
+            return Err(latent_error());
         }
         let n = self.file().read_at(buf, offset)?;
         let p = io.injectors.corrupt_read;
@@ -699,6 +601,9 @@ impl TurmoilFile {
     fn write_all_at_op(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
+        if self.unlinked(&io) {
+            return Ok(());
+        }
         io.touch(&self.path());
         let p = io.injectors.write_error;
         if io.roll(p) {
@@ -723,14 +628,55 @@ impl TurmoilFile {
             let u = undo_entry(&self.file(), offset, Some(offset + buf.len() as u64))?;
             io.undo.entry(self.path()).or_default().push(u);
         }
+        io.bad.rewritten(&self.path(), offset, buf.len() as u64);
+        let p = io.injectors.misdirected_write;
+        if io.roll(p) {
+            return self.misdirect(io, buf, offset);
+        }
         io.dirty.insert(self.path());
         drop(io);
         self.file().write_all_at(buf, offset)
     }
 
+    /// A misdirected write: reports success, but the bytes land 1-8
+    /// sectors away from `offset` in this file, or at `offset` in another
+    /// file open for writing; the intended place keeps what it had.
+    fn misdirect(&self, mut io: MutexGuard<'_, SimIo>, buf: &[u8], offset: u64) -> io::Result<()> {
+        let me = self.path();
+        let others: Vec<Arc<TurmoilFile>> = io
+            .open_files
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|f| f.writable && f.life == self.life && *lock_path(&f.path) != me)
+            .collect();
+        let (target, at) = if !others.is_empty() && io.rng.gen_bool(0.5) {
+            let f = others[io.rng.gen_range(0..others.len())].clone();
+            (Some(f), offset)
+        } else {
+            let shift = SECTOR_BYTES * io.rng.gen_range(1..=8u64);
+            let back = offset >= shift && io.rng.gen_bool(0.5);
+            (None, if back { offset - shift } else { offset + shift })
+        };
+        let path = target.as_ref().map_or_else(|| me.clone(), |f| f.path());
+        io.fired.misdirected_writes += 1;
+        io.fired.wal_damage += u64::from(tag_of(&me) == Tag::Wal || tag_of(&path) == Tag::Wal);
+        io.fault();
+        io.dirty.insert(path.clone());
+        let done: io::Result<()> = Ok(());
+        io.record("misdirect", &path, at, buf.len() as u64, &done);
+        drop(io);
+        match target {
+            Some(f) => f.file().write_all_at(buf, at),
+            None => self.file().write_all_at(buf, at),
+        }
+    }
+
     fn sync_data_op(&self) -> io::Result<()> {
         alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
+        if self.unlinked(&io) {
+            return Ok(());
+        }
         let p = io.injectors.sync_error;
         if io.roll(p) {
             io.fired.sync_errors += 1;
@@ -754,12 +700,18 @@ impl TurmoilFile {
 
     fn len_op(&self) -> io::Result<u64> {
         alive(&self.io, self.life)?;
+        if self.unlinked(&lock(&self.io)) {
+            return Err(gone());
+        }
         Ok(self.file().metadata()?.len())
     }
 
     fn set_len_op(&self, len: u64) -> io::Result<()> {
         alive(&self.io, self.life)?;
         let mut io = lock(&self.io);
+        if self.unlinked(&io) {
+            return Ok(());
+        }
         io.meta_fault("set_len")?;
         if io.logging_undo() {
             let u = undo_entry(&self.file(), len, None)?;

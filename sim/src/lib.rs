@@ -8,6 +8,8 @@
 //!   latencies and switchable fault injectors.
 //! - [`scenario`]: fault kinds, the workload of concurrent clients, the crash
 //!   driver.
+//! - [`logstore`]: the Raft log store alone on the simulated disk, checked
+//!   against its own contract.
 //! - [`model`]: the oracle that checks each preset's durability contract.
 //! - [`matrix`]: preset x fault kind results.
 //! - [`trace`]: hashed event traces for the determinism check.
@@ -18,6 +20,7 @@
 pub mod cluster;
 pub mod engine;
 pub mod fs;
+pub mod logstore;
 pub mod matrix;
 pub mod model;
 pub mod scenario;

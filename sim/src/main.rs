@@ -76,6 +76,29 @@ enum Cmd {
         #[arg(long, default_value_t = 2000)]
         max_seeds: u64,
     },
+    /// The Raft log store alone on the simulated disk: runs N seeds of a
+    /// scenario (or `all`), replays one, or (`--planted`) hunts the planted
+    /// node bugs the log store acts on.
+    Log {
+        /// `log-{process-crash,power-loss,fsync-error}` or `all`.
+        #[arg(long, default_value = "all")]
+        scenario: String,
+        /// A planted node bug to switch on.
+        #[arg(long)]
+        bug: Option<String>,
+        /// Seeds per scenario.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Replay this one seed with its trace.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Hunt the planted bugs instead (up to `--seeds` seeds each).
+        #[arg(long)]
+        planted: bool,
+    },
     /// Runs every planted bug against its scenario and reports the seeds it
     /// took to catch.
     Planted {
@@ -111,13 +134,9 @@ fn scenarios(name: &str, bug: Option<&str>) -> Result<Vec<Scenario>> {
 }
 
 fn report_failure(o: &Outcome) {
-    println!(
-        "FAIL {} seed {}: {}\n  repro: {}",
-        o.scenario.name(),
-        o.seed,
-        o.violations.first().map_or("", String::as_str),
-        o.repro()
-    );
+    let line =
+        ballast_sim::trace::failure_line(&o.scenario.name(), o.seed, &o.violations, &o.repro());
+    println!("{line}");
 }
 
 /// Logs a replay's trace (and what `RUST_LOG` adds) to stderr; `default`
@@ -266,6 +285,28 @@ fn main() -> Result<()> {
         }
         Cmd::ClusterPlanted { max_seeds } => {
             if !ballast_sim::cluster::cli::planted(max_seeds) {
+                std::process::exit(1);
+            }
+        }
+        Cmd::Log {
+            scenario,
+            bug,
+            seeds,
+            start,
+            seed,
+            planted,
+        } => {
+            use ballast_sim::logstore::cli;
+            let list = cli::scenarios(&scenario, bug.as_deref()).map_err(anyhow::Error::msg)?;
+            let ok = if planted {
+                cli::planted(seeds)
+            } else if let Some(seed) = seed {
+                init_replay_log("ballast_sim=info");
+                cli::replay(&list, seed)
+            } else {
+                cli::run_seeds(&list, start, seeds)
+            };
+            if !ok {
                 std::process::exit(1);
             }
         }

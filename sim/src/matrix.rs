@@ -27,6 +27,9 @@ pub struct Matrix {
     deepest_levels: Vec<u64>,
     /// Runs with at least one write stall.
     stalled_runs: u64,
+    /// Runs the engine ended by refusing, with a named corruption error,
+    /// to open or serve after damage at rest, by fault kind.
+    refused: BTreeMap<FaultKind, u64>,
 }
 
 fn preset_index(p: Preset) -> usize {
@@ -49,6 +52,9 @@ impl Matrix {
         }
         self.deepest_levels[o.deepest_level] += 1;
         self.stalled_runs += u64::from(o.stalls > 0);
+        if o.refused {
+            *self.refused.entry(o.scenario.fault).or_default() += 1;
+        }
     }
 
     /// The cell of `preset` x `fault`.
@@ -104,6 +110,18 @@ impl fmt::Display for Matrix {
             levels.join(", "),
             self.stalled_runs
         )?;
+        if !self.refused.is_empty() {
+            let refused: Vec<String> = self
+                .refused
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            writeln!(
+                f,
+                "runs ended by a named corruption error after damage at rest: {}",
+                refused.join(", ")
+            )?;
+        }
         Ok(())
     }
 }

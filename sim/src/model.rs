@@ -72,6 +72,10 @@ pub struct Bound {
     /// Every operation acknowledged at or before this time must survive
     /// (`None`: only "some prefix" is promised).
     pub acked_by: Option<Duration>,
+    /// Everything verified after an earlier boot must survive (`false`
+    /// only where the engine reported a cut into data it may have made
+    /// durable: a WAL damaged at rest, cut as a torn tail).
+    pub earlier_boots: bool,
 }
 
 /// Every client's history.
@@ -165,15 +169,13 @@ impl Model {
             let ops = &self.clients[c];
             // Everything from earlier boots was verified then; of this boot,
             // everything acknowledged by the bound must be there.
+            let earlier = |op: &OpRec| bound.earlier_boots && op.epoch < epoch;
             let required = match bound.acked_by {
                 Some(t) => ops
                     .iter()
-                    .rposition(|op| op.epoch < epoch || op.acked.is_some_and(|a| a <= t))
+                    .rposition(|op| earlier(op) || op.acked.is_some_and(|a| a <= t))
                     .map_or(0, |i| i + 1),
-                None => ops
-                    .iter()
-                    .rposition(|op| op.epoch < epoch)
-                    .map_or(0, |i| i + 1),
+                None => ops.iter().rposition(earlier).map_or(0, |i| i + 1),
             };
             let lost_acked = ops[m..].iter().filter(|op| op.acked.is_some()).count();
             if m < required {
@@ -243,10 +245,18 @@ mod tests {
             1,
             Bound {
                 acked_by: Some(Duration::from_millis(10)),
+                earlier_boots: true,
             },
         );
         assert_eq!(v.len(), 1, "{v:?}");
-        let (_, v) = m.check_cut(&[1], 1, Bound { acked_by: None });
+        let (_, v) = m.check_cut(
+            &[1],
+            1,
+            Bound {
+                acked_by: None,
+                earlier_boots: true,
+            },
+        );
         assert!(v.is_empty());
     }
 
@@ -255,11 +265,25 @@ mod tests {
         let mut m = Model::new(2, 1);
         m.clients[0] = vec![op(1, 1, Some(2))];
         m.clients[1] = vec![op(1, 5, Some(6))];
-        let (_, v) = m.check_cut(&[0, 1], 1, Bound { acked_by: None });
+        let (_, v) = m.check_cut(
+            &[0, 1],
+            1,
+            Bound {
+                acked_by: None,
+                earlier_boots: true,
+            },
+        );
         assert_eq!(v.len(), 1, "{v:?}");
         // Concurrent operations may commit in either order.
         m.clients[1][0].invoked = Duration::from_millis(1);
-        let (_, v) = m.check_cut(&[0, 1], 1, Bound { acked_by: None });
+        let (_, v) = m.check_cut(
+            &[0, 1],
+            1,
+            Bound {
+                acked_by: None,
+                earlier_boots: true,
+            },
+        );
         assert!(v.is_empty(), "{v:?}");
     }
 

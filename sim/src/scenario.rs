@@ -39,11 +39,21 @@ pub enum FaultKind {
     /// await point of `Db::open` (manifest write, replay flushes, WAL
     /// segment creation), then recovered again.
     RecoveryCrash,
+    /// Bit rot at rest: after each power loss one byte of one file (a
+    /// table, the manifest, CURRENT, a WAL segment) is flipped on the disk,
+    /// durably, before the engine opens.
+    BitRot,
+    /// Latent sector errors: 2% of reads find their sectors bad, and every
+    /// later read of them fails, in recovery too, until rewritten.
+    LatentSector,
+    /// Misdirected writes: 1% of data writes report success but land
+    /// 1-8 sectors away, or at their offset in another open file.
+    MisdirectedWrite,
 }
 
 impl FaultKind {
     /// Every fault kind.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::ProcessCrash,
         FaultKind::PowerLoss,
         FaultKind::TornWrite,
@@ -54,6 +64,9 @@ impl FaultKind {
         FaultKind::SlowDisk,
         FaultKind::Mixed,
         FaultKind::RecoveryCrash,
+        FaultKind::BitRot,
+        FaultKind::LatentSector,
+        FaultKind::MisdirectedWrite,
     ];
 
     /// The kind's name in scenario names.
@@ -69,6 +82,9 @@ impl FaultKind {
             FaultKind::SlowDisk => "slow-disk",
             FaultKind::Mixed => "mixed",
             FaultKind::RecoveryCrash => "recovery-crash",
+            FaultKind::BitRot => "bit-rot",
+            FaultKind::LatentSector => "latent-sector",
+            FaultKind::MisdirectedWrite => "misdirected-write",
         }
     }
 
@@ -95,7 +111,21 @@ impl FaultKind {
     pub(crate) fn errors_expected(self) -> bool {
         matches!(
             self,
-            FaultKind::IoError | FaultKind::DiskFull | FaultKind::CorruptRead
+            FaultKind::IoError
+                | FaultKind::DiskFull
+                | FaultKind::CorruptRead
+                | FaultKind::BitRot
+                | FaultKind::LatentSector
+                | FaultKind::MisdirectedWrite
+        )
+    }
+
+    /// Kinds that damage data at rest: the engine may refuse to open or to
+    /// serve, with a named error, instead of answering.
+    pub(crate) fn at_rest(self) -> bool {
+        matches!(
+            self,
+            FaultKind::BitRot | FaultKind::LatentSector | FaultKind::MisdirectedWrite
         )
     }
 }
@@ -150,6 +180,7 @@ impl Scenario {
             // WAL data after a process crash; balanced can.
             PlantedBug::SkipRecoveryWalSync | PlantedBug::SkipIntervalSync => Preset::Balanced,
             PlantedBug::SkipWriteBackTimer => Preset::Throughput,
+            PlantedBug::WalNumberFromListing => Preset::Balanced,
             _ => Preset::Durable,
         };
         let fault = match bug {
@@ -164,6 +195,8 @@ impl Scenario {
             PlantedBug::KeepLeftoverManifest => FaultKind::RecoveryCrash,
             PlantedBug::SkipIntervalSync => FaultKind::PowerLoss,
             PlantedBug::SkipWriteBackTimer => FaultKind::ProcessCrash,
+            PlantedBug::ReadErrorAsEndOfLog => FaultKind::LatentSector,
+            PlantedBug::WalNumberFromListing => FaultKind::BitRot,
         };
         Scenario {
             preset,
@@ -223,20 +256,15 @@ pub struct Outcome {
     pub deepest_level: usize,
     /// Write stalls the engine reported over the run.
     pub stalls: u64,
+    /// The engine refused to open or to serve with a named corruption
+    /// error after damage at rest (accepted: no wrong value was returned).
+    pub refused: bool,
 }
 
 impl Outcome {
     /// A command that replays this run.
     pub fn repro(&self) -> String {
-        let bug = self
-            .scenario
-            .bug
-            .map(|b| format!(" --bug {}", b.name()))
-            .unwrap_or_default();
-        format!(
-            "cargo run -p ballast-sim --release -- run --scenario {}{bug} --seed {}",
-            self.scenario.name(),
-            self.seed
-        )
+        let bug = self.scenario.bug.map(|b| b.name());
+        crate::trace::repro_line("run", &self.scenario.name(), bug, self.seed)
     }
 }

@@ -84,3 +84,20 @@ pub fn first_difference(a: &Trace, b: &Trace) -> Option<String> {
     }
     (a.hash != b.hash).then(|| "hashes differ but kept lines are equal".to_string())
 }
+
+/// The one-line command that replays `seed` of `scenario` (with `bug` on)
+/// through the runner's `command` (`run`, `log`, ...).
+pub fn repro_line(command: &str, scenario: &str, bug: Option<&str>, seed: u64) -> String {
+    let bug = bug.map(|b| format!(" --bug {b}")).unwrap_or_default();
+    format!(
+        "cargo run -p ballast-sim --release -- {command} --scenario {scenario}{bug} --seed {seed}"
+    )
+}
+
+/// How the runner reports a failing seed: its first violation and repro.
+pub fn failure_line(scenario: &str, seed: u64, violations: &[String], repro: &str) -> String {
+    format!(
+        "FAIL {scenario} seed {seed}: {}\n  repro: {repro}",
+        violations.first().map_or("", String::as_str)
+    )
+}

@@ -65,7 +65,18 @@ pub(crate) fn recover(
         .ok_or_else(|| Error::corruption(&current, 0, "CURRENT does not name a manifest"))?
         .to_string();
     let path = dir.join(&name);
-    let data = fs::read_file(fs, &path).map_err(|e| Error::io(&path, e))?;
+    // CURRENT is switched only to a manifest made durable first, so a name
+    // that is not there means CURRENT (or the directory) is damaged: a
+    // flipped digit names another manifest (the simulation's bit-rot
+    // scenario). That is corruption, not a transient I/O error.
+    let data = fs::read_file(fs, &path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::corruption(
+            &current,
+            0,
+            format!("CURRENT does not name a manifest that exists ({name} is missing)"),
+        ),
+        _ => Error::io(&path, e),
+    })?;
     let contents = read_log(&path, Bytes::from(data), MANIFEST_MAGIC)?;
     if let Some(torn) = &contents.torn {
         // An edit that never became durable was never acted upon.
@@ -114,9 +125,23 @@ pub(crate) fn recover(
     for (number, desc) in files {
         r.next_file_number = r.next_file_number.max(number + 1);
         let tpath = table_path(dir, number);
+        // A table the manifest names is deleted only after an edit removing
+        // it is durable: missing, it means the manifest lost edits (a
+        // damaged last record reads as a torn one) or the table was removed
+        // by hand. Either way the state is damaged.
         let file = fs
             .open(&tpath, OpenMode::Read)
-            .map_err(|e| Error::io(&tpath, e))?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::corruption(
+                    &path,
+                    0,
+                    format!(
+                        "the manifest names table {number} but {} is missing",
+                        tpath.display()
+                    ),
+                ),
+                _ => Error::io(&tpath, e),
+            })?;
         let table = Table::open(file, tpath, number, desc.size, cache.clone())?;
         added.push(FileMeta::new(desc, table, graveyard.clone()));
     }

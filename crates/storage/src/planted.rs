@@ -46,11 +46,22 @@ pub enum PlantedBug {
     /// so it reaches the OS only when full: a process crash loses writes
     /// acknowledged long before it.
     SkipWriteBackTimer,
+    /// Recovery reads a WAL segment up to its first unreadable sector and
+    /// takes the error for the end of the log, so a latent sector error
+    /// silently cuts acknowledged records (the engine must fail the open
+    /// with the I/O error instead).
+    ReadErrorAsEndOfLog,
+    /// `Wal::open` numbers the new segment from the directory listing
+    /// alone (the old behaviour): when recovery removed the only segment
+    /// (its header damaged), numbering restarts at 1, below the manifest's
+    /// first live segment, and the next recovery skips those segments and
+    /// their acknowledged records.
+    WalNumberFromListing,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 11] = [
+    pub const ALL: [PlantedBug; 13] = [
         PlantedBug::SkipWalFsync,
         PlantedBug::AckBeforeGroupFsync,
         PlantedBug::SkipSegmentDirSync,
@@ -62,6 +73,8 @@ impl PlantedBug {
         PlantedBug::KeepLeftoverManifest,
         PlantedBug::SkipIntervalSync,
         PlantedBug::SkipWriteBackTimer,
+        PlantedBug::ReadErrorAsEndOfLog,
+        PlantedBug::WalNumberFromListing,
     ];
 
     /// A short name for reports and flags.
@@ -78,6 +91,8 @@ impl PlantedBug {
             PlantedBug::KeepLeftoverManifest => "keep-leftover-manifest",
             PlantedBug::SkipIntervalSync => "skip-interval-sync",
             PlantedBug::SkipWriteBackTimer => "skip-write-back-timer",
+            PlantedBug::ReadErrorAsEndOfLog => "read-error-as-end-of-log",
+            PlantedBug::WalNumberFromListing => "wal-number-from-listing",
         }
     }
 

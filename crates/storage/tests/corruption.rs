@@ -196,3 +196,52 @@ fn missing_current_target_is_an_error_not_an_empty_engine() {
         assert!(err.is_corruption(), "{err}");
     });
 }
+
+/// A flipped digit in CURRENT names a manifest that does not exist: that
+/// is corruption of CURRENT, not an I/O error (the simulation's bit-rot
+/// scenario found "file not found" here).
+#[test]
+fn current_naming_a_missing_manifest_is_corruption_of_current() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path(), 10).await;
+        let current = dir.path().join("CURRENT");
+        let name = std::fs::read_to_string(&current).unwrap();
+        std::fs::write(&current, name.replacen("MANIFEST-0", "MANIFEST-4", 1)).unwrap();
+        let err = Db::open(dir.path(), options()).await.unwrap_err();
+        match &err {
+            Error::Corruption { path, .. } => assert_eq!(path, &current, "{err}"),
+            other => panic!("expected corruption of CURRENT, got {other}"),
+        }
+    });
+}
+
+/// A table the manifest names but the directory lacks (the manifest lost
+/// the edit that removed it, or it was deleted by hand) is corruption
+/// naming the manifest, not an I/O error.
+#[test]
+fn a_missing_live_table_is_corruption_naming_the_manifest() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::open(dir.path(), options()).await.unwrap();
+            for i in 0..100 {
+                db.put(&k(i), &v(i)).await.unwrap();
+            }
+            db.flush().await.unwrap();
+            db.close().await.unwrap();
+        }
+        let tables = files_with(dir.path(), ".sst");
+        assert_eq!(tables.len(), 1, "{tables:?}");
+        std::fs::remove_file(&tables[0]).unwrap();
+        let err = Db::open(dir.path(), options()).await.unwrap_err();
+        match &err {
+            Error::Corruption { path, reason, .. } => {
+                let name = path.file_name().unwrap().to_string_lossy();
+                assert!(name.starts_with("MANIFEST-"), "{err}");
+                assert!(reason.contains("is missing"), "{err}");
+            }
+            other => panic!("expected corruption, got {other}"),
+        }
+    });
+}

@@ -25,6 +25,7 @@ use ballast_storage::{Background, Db, FsyncPolicy, ManualClock, Options, Preset}
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,6 +88,14 @@ fn injectors(fault: FaultKind, rng: &mut StdRng) -> Injectors {
             corrupt_read: 0.02,
             ..Injectors::default()
         },
+        FaultKind::LatentSector => Injectors {
+            latent_read: 0.02,
+            ..Injectors::default()
+        },
+        FaultKind::MisdirectedWrite => Injectors {
+            misdirected_write: 0.01,
+            ..Injectors::default()
+        },
         _ => Injectors::default(),
     }
 }
@@ -128,6 +137,10 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         io: io.clone(),
         deepest_level: 0,
         stalls: 0,
+        refused: false,
+        wal_damage_checked: 0,
+        wal_damaged: false,
+        wal_cut_after_damage: false,
     }));
     sh.borrow_mut().event(format!(
         "run {} seed {seed} bug {:?}",
@@ -348,6 +361,9 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
                     };
                     slow > 0 && lost
                 }
+                // Counted from the disk at the end of the run: the damage
+                // may come after the last crash (rot) or end the run.
+                FaultKind::BitRot | FaultKind::LatentSector | FaultKind::MisdirectedWrite => false,
             };
             s.event(format!(
                 "crash {} at {} by {how} ({trigger:?}) after {} ops: dirty files {dirty}, in fsync pause {in_sync_pause}, lost {lost}, io ops {io_ops} hash {io_hash:016x}, faults {fault_counts:?}",
@@ -373,9 +389,14 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         drop(g);
         sh.borrow_mut().event(line);
     }
+    let at_rest = io.lock().unwrap_or_else(|e| e.into_inner()).fired;
     let s = sh.borrow();
-    if scenario.fault == FaultKind::TornWrite {
-        fired = s.torn_tails > 0;
+    match scenario.fault {
+        FaultKind::TornWrite => fired = s.torn_tails > 0,
+        FaultKind::BitRot => fired = at_rest.rotted_files > 0,
+        FaultKind::LatentSector => fired = at_rest.latent_read_errors > 0,
+        FaultKind::MisdirectedWrite => fired = at_rest.misdirected_writes > 0,
+        _ => {}
     }
     Outcome {
         scenario,
@@ -386,6 +407,7 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         trace: s.trace.clone(),
         deepest_level: s.deepest_level,
         stalls: s.stalls,
+        refused: s.refused,
     }
 }
 
@@ -415,6 +437,22 @@ async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>,
             g.arm(true);
         }
     }
+    // Damage at rest, found by the recovery that follows the crash.
+    let dirs = [Path::new(DB_DIR), &Path::new(DB_DIR).join("wal")];
+    if sh.borrow().last_crash.is_some() {
+        let damage = match scenario.fault {
+            FaultKind::BitRot => Some(("bit rot", crate::fs::rot_at_rest(&io, &dirs))),
+            FaultKind::LatentSector => {
+                Some(("bad sector", crate::fs::bad_sector_at_rest(&io, &dirs)))
+            }
+            _ => None,
+        };
+        if let Some((what, r)) = damage {
+            sh.borrow_mut()
+                .event(format!("boot {epoch}: {what} at rest: {r:?}"));
+        }
+    }
+    let mut repaired = false;
     let db = loop {
         let opts = options(scenario.preset, io.clone());
         let res = Db::open(DB_DIR, opts).await;
@@ -431,6 +469,15 @@ async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>,
                     "boot {epoch}: recovery failed under injected errors ({e}); retrying on a repaired disk"
                 ));
                 recovery_errors = false;
+            }
+            Err(e) if scenario.fault.at_rest() => {
+                match refusal(scenario, &io, &sh, epoch, &e, &mut repaired) {
+                    Refusal::Retry => {}
+                    Refusal::Accepted | Refusal::Violation => {
+                        sh.borrow_mut().phase = Phase::Done;
+                        return;
+                    }
+                }
             }
             Err(e) => {
                 let mut s = sh.borrow_mut();
@@ -459,7 +506,50 @@ async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>,
             r.truncated_tail
         ));
     }
-    verify(&db, scenario, &sh, epoch);
+    {
+        // Damage to the WAL since the last check (a misdirected write, or
+        // rot the recovery cut as a torn tail) may have taken acknowledged
+        // records with it: a single copy cannot tell a lost last record
+        // from one never written, so that recovery is held to a prefix.
+        let r = db.recovery_report();
+        let damage = io
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fired
+            .wal_damage;
+        let mut s = sh.borrow_mut();
+        let new_damage = damage > s.wal_damage_checked;
+        s.wal_damage_checked = damage;
+        s.wal_damaged = new_damage
+            && (scenario.fault == FaultKind::MisdirectedWrite || r.truncated_tail.is_some());
+        s.wal_cut_after_damage = new_damage && r.truncated_tail.is_some();
+        if s.wal_cut_after_damage {
+            s.event(format!(
+                "boot {epoch}: the WAL was damaged at rest and recovery cut it as a torn tail ({:?}): held to a prefix",
+                r.truncated_tail
+            ));
+        }
+    }
+    loop {
+        match verify(&db, scenario, &sh, epoch) {
+            Ok(()) => break,
+            Err(e) if scenario.fault.at_rest() => {
+                match refusal(scenario, &io, &sh, epoch, &e, &mut repaired) {
+                    Refusal::Retry => {}
+                    Refusal::Accepted | Refusal::Violation => {
+                        let _ = db.close().await;
+                        sh.borrow_mut().phase = Phase::Done;
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                sh.borrow_mut()
+                    .violation(format!("boot {epoch}: reading after recovery failed: {e}"));
+                break;
+            }
+        }
+    }
     sh.borrow_mut().note_tree(&db);
     if sh.borrow().final_boot || !sh.borrow().violations.is_empty() {
         let r = db.close().await;
@@ -518,4 +608,59 @@ async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>,
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// What to do when the engine refused to open or to serve after damage at
+/// rest.
+enum Refusal {
+    /// Latent sector errors were repaired: open or read again, and that
+    /// must recover everything the contract promises (a refused recovery
+    /// must not have cut, dropped or half-written anything).
+    Retry,
+    /// A named corruption error: the engine detected the damage and
+    /// returned no wrong value, which is all it can do with one copy.
+    Accepted,
+    /// An error that does not name the damage.
+    Violation,
+}
+
+/// Judges a refusal `e` under an at-rest fault kind.
+fn refusal(
+    scenario: Scenario,
+    io: &Arc<Mutex<SimIo>>,
+    sh: &Sh,
+    epoch: u32,
+    e: &ballast_storage::Error,
+    repaired: &mut bool,
+) -> Refusal {
+    let mut s = sh.borrow_mut();
+    let latent = scenario.fault == FaultKind::LatentSector;
+    let named = e.is_corruption() || (latent && matches!(e, ballast_storage::Error::Io { .. }));
+    if !named {
+        s.violation(format!(
+            "boot {epoch}: refused with an error that does not name the damage: {e}"
+        ));
+        return Refusal::Violation;
+    }
+    if latent && !*repaired {
+        *repaired = true;
+        io.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .repair_bad_sectors();
+        s.event(format!(
+            "boot {epoch}: refused ({e}); bad sectors repaired, trying again"
+        ));
+        return Refusal::Retry;
+    }
+    if latent {
+        s.violation(format!(
+            "boot {epoch}: failed again after the bad sectors were repaired: {e}"
+        ));
+        return Refusal::Violation;
+    }
+    s.refused = true;
+    s.event(format!(
+        "boot {epoch}: refused with a named error after damage at rest (accepted): {e}"
+    ));
+    Refusal::Accepted
 }

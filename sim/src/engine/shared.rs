@@ -43,6 +43,17 @@ pub(crate) struct Shared {
     pub(crate) deepest_level: usize,
     /// Write stalls seen.
     pub(crate) stalls: u64,
+    /// The engine refused with a named error after damage at rest.
+    pub(crate) refused: bool,
+    /// `Fired::wal_damage` at the last check.
+    pub(crate) wal_damage_checked: u64,
+    /// The WAL was damaged since the last check in a way that can take
+    /// acknowledged records unseen: this recovery is held to a prefix.
+    pub(crate) wal_damaged: bool,
+    /// And this recovery cut the WAL as a torn tail: the cut may reach
+    /// records it had made durable, which a single copy cannot tell from
+    /// an unsynced torn write. Recorded, counted, and allowed.
+    pub(crate) wal_cut_after_damage: bool,
 }
 
 impl Shared {

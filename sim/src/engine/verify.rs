@@ -4,13 +4,16 @@
 use super::shared::*;
 use crate::model::{self, Bound};
 use crate::scenario::Scenario;
-use ballast_storage::{Db, Preset};
+use ballast_storage::{Db, Error, Preset};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Checks the recovered engine against the model and the contract, then
-/// continues the model from the recovered cut.
-pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) {
+/// continues the model from the recovered cut. A read that fails returns
+/// its error (the caller judges it: under the at-rest kinds a named
+/// corruption error is a refusal, not a violation); a wrong answer is a
+/// violation.
+pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) -> Result<(), Error> {
     let mut s = sh.borrow_mut();
     let clients = s.model.clients.len();
     let mut cut = vec![0usize; clients];
@@ -20,15 +23,10 @@ pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) {
                 Ok(n) => *m = n,
                 Err(v) => {
                     s.violation(v);
-                    return;
+                    return Ok(());
                 }
             },
-            Err(e) => {
-                s.violation(format!(
-                    "boot {epoch}: reading client {c}'s marker failed: {e}"
-                ));
-                return;
-            }
+            Err(e) => return Err(e),
         }
     }
     let expected = s.model.expected_db(&cut);
@@ -40,17 +38,11 @@ pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) {
                     Ok((k, v)) => {
                         actual.insert(k.to_vec(), v);
                     }
-                    Err(e) => {
-                        s.violation(format!("boot {epoch}: scan after recovery failed: {e}"));
-                        return;
-                    }
+                    Err(e) => return Err(e),
                 }
             }
         }
-        Err(e) => {
-            s.violation(format!("boot {epoch}: scan after recovery failed: {e}"));
-            return;
-        }
+        Err(e) => return Err(e),
     }
     if actual != expected {
         let keys: std::collections::BTreeSet<&Vec<u8>> =
@@ -69,20 +61,21 @@ pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) {
                     show(a),
                     show(e)
                 ));
-                return;
+                return Ok(());
             }
         }
     }
     for (k, v) in &expected {
         match db.get(k) {
             Ok(Some(got)) if got == v => {}
+            Err(e) => return Err(e),
             other => {
                 s.violation(format!(
                     "boot {epoch}: get({}) after recovery disagrees with scan: {:?}",
                     String::from_utf8_lossy(k),
                     other.map(|o| o.map(|b| b.len()))
                 ));
-                return;
+                return Ok(());
             }
         }
     }
@@ -103,7 +96,10 @@ pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) {
         (Preset::Throughput, true) => None,
     };
     let bound = match s.last_crash {
-        None => Bound { acked_by: None },
+        None => Bound {
+            acked_by: None,
+            earlier_boots: true,
+        },
         Some((crash, power)) => {
             // After a failed fsync or write the engine stops; the relaxed
             // presets promise nothing for writes after the first fault.
@@ -114,13 +110,19 @@ pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) {
             // Crashes inside the recoveries since then each promise the
             // same of their own moment; the weakest promise holds.
             let mut acked_by = window(power).and_then(|w| end.checked_sub(w));
+            if s.wal_damaged {
+                acked_by = None;
+            }
             for &(t, power) in &s.recovery_crashes {
                 acked_by = match (acked_by, window(power).and_then(|w| t.checked_sub(w))) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     _ => None,
                 };
             }
-            Bound { acked_by }
+            Bound {
+                acked_by,
+                earlier_boots: !s.wal_cut_after_damage,
+            }
         }
     };
     s.recovery_crashes.clear();
@@ -135,4 +137,5 @@ pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) {
         s.violation(format!("boot {epoch}: {v}"));
     }
     s.model.truncate(&cut);
+    Ok(())
 }

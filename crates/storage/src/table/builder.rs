@@ -100,11 +100,18 @@ impl TableBuilder {
     /// Appends an entry. Internal keys must be strictly increasing by
     /// [`crate::key::compare_internal`] and at least 8 bytes long.
     pub fn add(&mut self, ikey: &[u8], value: &[u8]) -> Result<()> {
-        debug_assert!(ikey.len() >= TRAILER_LEN, "internal key too short");
-        debug_assert!(
-            self.props.entries == 0 || compare_ikey(&self.last_key, ikey) == Ordering::Less,
-            "keys must be added in strictly increasing order"
-        );
+        // Out-of-order input is a runtime check, not an assertion: a merge
+        // that read damaged data (a checksum mismatch the reader missed)
+        // hands the builder keys in the wrong order, and that must end as a
+        // named corruption error, never as a panic or a table whose index
+        // lies about its keys.
+        if self.props.entries > 0 && compare_ikey(&self.last_key, ikey) != Ordering::Less {
+            return Err(Error::corruption(
+                &self.path,
+                self.written,
+                "the entries to write arrived out of order: an input table or WAL record is damaged",
+            ));
+        }
         if ikey.len() < TRAILER_LEN {
             return Err(Error::invalid_option(
                 "key",

@@ -785,3 +785,24 @@ proptest! {
         }
     }
 }
+
+/// A merge that read damaged input (a checksum mismatch missed) can hand
+/// the builder keys out of order: that is a named corruption error, not a
+/// panic (the simulation's `ignore-crc-mismatch` runs reached the old
+/// debug assertion) and not a table whose index lies.
+#[test]
+fn out_of_order_keys_are_a_corruption_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("000001.sst");
+    let file = StdFs.open(&path, OpenMode::CreateNew).unwrap();
+    let mut b = TableBuilder::new(file, path.clone(), opts(Compression::None, 4096, 10));
+    b.add(&internal_key(b"b", 2, ValueKind::Put), b"v").unwrap();
+    for (key, seq) in [(&b"a"[..], 3), (&b"b"[..], 2), (&b"b"[..], 5)] {
+        let err = b
+            .add(&internal_key(key, seq, ValueKind::Put), b"v")
+            .unwrap_err();
+        assert!(err.is_corruption(), "{key:?}@{seq}: {err}");
+        assert!(err.to_string().contains("out of order"), "{err}");
+    }
+    assert_eq!(b.entries(), 1);
+}

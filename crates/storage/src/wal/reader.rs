@@ -205,7 +205,30 @@ fn load_segment(fs: &dyn FileSystem, dir: &Path, number: u64) -> Result<Segment>
 }
 
 fn read_whole(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>> {
+    if crate::planted::active(crate::planted::PlantedBug::ReadErrorAsEndOfLog) {
+        return read_until_error(fs, path).map_err(|e| Error::io(path, e));
+    }
     crate::fs::read_file(fs, path).map_err(|e| Error::io(path, e))
+}
+
+/// The planted `read-error-as-end-of-log`: reads 4 KiB at a time and
+/// stops at the first read error as if the file ended there.
+fn read_until_error(fs: &dyn FileSystem, path: &Path) -> io::Result<Vec<u8>> {
+    let file = fs.open(path, OpenMode::Read)?;
+    let len = file.len()?;
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    while (out.len() as u64) < len {
+        let n = chunk.len().min((len - out.len() as u64) as usize);
+        if file
+            .read_exact_at(&mut chunk[..n], out.len() as u64)
+            .is_err()
+        {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    Ok(out)
 }
 
 /// The in-order part of recovery, shared by the sequential and parallel

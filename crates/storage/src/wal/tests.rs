@@ -433,6 +433,47 @@ fn unwritten_header_of_the_last_segment_is_an_empty_torn_tail() {
     }
 }
 
+/// Recovery removes the last segment when its header is damaged; if it was
+/// the only one (the others deleted after a flush), the new segment must
+/// still be numbered at or above it, never restart at 1 below the
+/// manifest's first live segment (the simulation's `balanced-bit-rot` seed
+/// 36 lost acknowledged writes that way). The planted
+/// `wal-number-from-listing` keeps the old numbering.
+#[test]
+fn removing_a_damaged_only_segment_never_restarts_numbering() {
+    // The planted half needs the feature (on when the simulation crate is
+    // built alongside, as in a workspace test run).
+    for planted in [false, cfg!(feature = "planted-bugs")] {
+        let (_tmp, fs, dir) = std_fs();
+        let o = opts(1 << 16, false, 0);
+        let mut wal = Wal::open(fs.clone(), &dir, o, &RecoveryReport::default()).unwrap();
+        for n in 1..=2u8 {
+            wal.add_record(&[n; 10]).unwrap();
+            assert_eq!(wal.roll().unwrap(), u64::from(n) + 1);
+        }
+        assert_eq!(wal.remove_segments_below(3).unwrap(), 2);
+        assert_eq!(wal.segments().unwrap(), vec![3]);
+        drop(wal);
+        flip_byte(&fs, &dir, 3, 2);
+        let rec = recover(&*fs, &dir, 3, false).unwrap();
+        assert_eq!(
+            rec.report.truncated.map(|t| (t.segment, t.offset)),
+            Some((3, 0))
+        );
+        #[cfg(feature = "planted-bugs")]
+        crate::planted::set(planted.then_some(crate::planted::PlantedBug::WalNumberFromListing));
+        let wal = Wal::open(fs.clone(), &dir, o, &rec.report);
+        #[cfg(feature = "planted-bugs")]
+        crate::planted::set(None);
+        let segment = wal.unwrap().current_segment();
+        if planted {
+            assert_eq!(segment, 1, "the planted switch restarts numbering");
+        } else {
+            assert_eq!(segment, 3);
+        }
+    }
+}
+
 // -------------------------------------------------------------- corruption
 
 #[test]

@@ -187,7 +187,16 @@ impl Wal {
         if !crate::planted::active(crate::planted::PlantedBug::SkipRecoveryWalSync) {
             sync_segments(&*fs, dir, &existing)?;
         }
-        let next = existing.last().map_or(1, |n| n + 1);
+        // Never below a segment recovery saw: repairing a torn tail may
+        // have removed the highest segment (a damaged header), and if it
+        // was the only one, numbering from the listing would restart at 1,
+        // below the manifest's first live segment, and the next recovery
+        // would skip the new segments (found by the simulation's bit-rot
+        // scenario; seed in sim/tests).
+        let mut next = existing.last().map_or(1, |n| n + 1);
+        if !crate::planted::active(crate::planted::PlantedBug::WalNumberFromListing) {
+            next = next.max(recovered.last_segment.unwrap_or(0));
+        }
         let seg = create_segment(&*fs, dir, next, &options)?;
         Ok(Wal {
             compressor: Compressor::new(options.compression_threshold_bytes),
