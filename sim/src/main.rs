@@ -172,17 +172,14 @@ fn main() -> Result<()> {
                 let mut failed = false;
                 for s in list {
                     let o = run(s, seed, cfg);
-                    println!(
-                        "{} seed {seed}: {} cycles, fired {}, trace hash {:016x} ({} events)",
-                        s.name(),
-                        o.cycles,
-                        o.fired,
-                        o.trace.hash(),
-                        o.trace.len()
+                    ballast_sim::trace::print_replay(
+                        &s.name(),
+                        seed,
+                        o.cycles as u64,
+                        o.fired as u64,
+                        &o.trace,
+                        &o.violations,
                     );
-                    for v in &o.violations {
-                        println!("  violation: {v}");
-                    }
                     failed |= !o.violations.is_empty();
                 }
                 if failed {

@@ -101,3 +101,23 @@ pub fn failure_line(scenario: &str, seed: u64, violations: &[String], repro: &st
         violations.first().map_or("", String::as_str)
     )
 }
+
+/// Prints a replayed seed's summary line and its violations (both runners'
+/// one-seed replay).
+pub fn print_replay(
+    scenario: &str,
+    seed: u64,
+    cycles: u64,
+    fired: u64,
+    trace: &Trace,
+    violations: &[String],
+) {
+    println!(
+        "{scenario} seed {seed}: {cycles} cycles, fired {fired}, trace hash {:016x} ({} events)",
+        trace.hash(),
+        trace.len()
+    );
+    for v in violations {
+        println!("  violation: {v}");
+    }
+}

@@ -35,17 +35,14 @@ pub fn replay(list: &[LogScenario], seed: u64) -> bool {
     let mut ok = true;
     for &s in list {
         let o = run(s, seed, true, true);
-        println!(
-            "{} seed {seed}: {} cycles, fired {}, trace hash {:016x} ({} events)",
-            s.name(),
-            o.cycles,
-            o.fired,
-            o.trace.hash(),
-            o.trace.len()
+        crate::trace::print_replay(
+            &s.name(),
+            seed,
+            o.cycles as u64,
+            o.fired as u64,
+            &o.trace,
+            &o.violations,
         );
-        for v in &o.violations {
-            println!("  violation: {v}");
-        }
         ok &= o.violations.is_empty();
     }
     ok
