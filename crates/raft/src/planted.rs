@@ -103,11 +103,17 @@ pub enum NodeBug {
     /// entries leaves part of a transaction (issue 13; test
     /// `transactions_are_one_entry_and_all_or_none`).
     ExecProposesEach,
+    /// A snapshot is made the state machine's own (linked or copied from
+    /// the inbox into its snapshot directory) without checking each
+    /// table's CRC against the descriptor, so a copy made through a
+    /// corrupting read becomes the durable snapshot a restart installs
+    /// from, and the node can never start again.
+    SnapshotLinkUnverified,
 }
 
 impl NodeBug {
     /// Every switch.
-    pub const ALL: [NodeBug; 16] = [
+    pub const ALL: [NodeBug; 17] = [
         NodeBug::LeaderRestoreUnpersistedCommit,
         NodeBug::SkipRequestValidation,
         NodeBug::ExpireByLocalClock,
@@ -124,6 +130,7 @@ impl NodeBug {
         NodeBug::SnapshotInstallWithoutFsync,
         NodeBug::WatchIgnored,
         NodeBug::ExecProposesEach,
+        NodeBug::SnapshotLinkUnverified,
     ];
 
     /// The switch's name in flags, reports and `BALLAST_PLANTED_BUGS`.
@@ -145,6 +152,7 @@ impl NodeBug {
             NodeBug::SnapshotInstallWithoutFsync => "snapshot-install-without-fsync",
             NodeBug::WatchIgnored => "watch-ignored",
             NodeBug::ExecProposesEach => "exec-proposes-each",
+            NodeBug::SnapshotLinkUnverified => "snapshot-link-unverified",
         }
     }
 

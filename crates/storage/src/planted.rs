@@ -57,11 +57,15 @@ pub enum PlantedBug {
     /// first live segment, and the next recovery skips those segments and
     /// their acknowledged records.
     WalNumberFromListing,
+    /// A checkpoint install trusts the tables it linked or copied without
+    /// reading their blocks, so a copy made through a corrupting read
+    /// becomes the engine's content.
+    InstallWithoutVerify,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 13] = [
+    pub const ALL: [PlantedBug; 14] = [
         PlantedBug::SkipWalFsync,
         PlantedBug::AckBeforeGroupFsync,
         PlantedBug::SkipSegmentDirSync,
@@ -75,6 +79,7 @@ impl PlantedBug {
         PlantedBug::SkipWriteBackTimer,
         PlantedBug::ReadErrorAsEndOfLog,
         PlantedBug::WalNumberFromListing,
+        PlantedBug::InstallWithoutVerify,
     ];
 
     /// A short name for reports and flags.
@@ -93,6 +98,7 @@ impl PlantedBug {
             PlantedBug::SkipWriteBackTimer => "skip-write-back-timer",
             PlantedBug::ReadErrorAsEndOfLog => "read-error-as-end-of-log",
             PlantedBug::WalNumberFromListing => "wal-number-from-listing",
+            PlantedBug::InstallWithoutVerify => "install-without-verify",
         }
     }
 

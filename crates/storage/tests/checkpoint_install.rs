@@ -386,3 +386,77 @@ fn a_failed_fsync_anywhere_in_an_install_leaves_the_old_or_the_new_state() {
     }
     assert!(saw_old > 0 && saw_new > 0, "old {saw_old}, new {saw_new}");
 }
+
+/// Installs a checkpoint on a file system without hard links (tables are
+/// copied) while the copy's first read flips a byte; returns the install's
+/// result, whether the flip happened, and what a full read of the engine
+/// then gives (its contents, or the error that stopped the read).
+async fn install_through_a_corrupting_copy(
+    root: &Path,
+) -> (ballast_storage::Result<()>, bool, Result<Contents, String>) {
+    let src = Db::open(root.join("src"), options(false))
+        .await
+        .expect("open");
+    for i in 0..20u32 {
+        src.put(format!("new{i}").as_bytes(), b"v")
+            .await
+            .expect("put");
+    }
+    let cp = src.checkpoint(&root.join("cp")).await.expect("cp");
+    src.close().await.expect("close");
+
+    let (fs, switches) = FaultFs::new(StdFs::shared());
+    switches.links_as_copies.store(true, Ordering::SeqCst);
+    let mut o = options(false);
+    o.fs = fs;
+    let db = Db::open(root.join("db"), o).await.expect("open");
+    db.put(b"old", b"v").await.expect("put");
+    db.flush().await.expect("flush");
+    switches.corrupt_reads_left.store(1, Ordering::SeqCst);
+    let installed = db.install(&cp).await;
+    let flipped = switches.corrupt_reads_left.load(Ordering::SeqCst) == 0;
+    switches.corrupt_reads_left.store(0, Ordering::SeqCst);
+    let mut read = BTreeMap::new();
+    let mut failed = None;
+    for kv in db.scan::<&[u8]>(..).expect("scan") {
+        match kv {
+            Ok((k, v)) => {
+                read.insert(k.to_vec(), (v.to_vec(), None));
+            }
+            Err(e) => {
+                failed = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    (installed, flipped, failed.map_or(Ok(read), Err))
+}
+
+#[tokio::test]
+async fn an_install_refuses_a_table_copied_through_a_corrupting_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (installed, flipped, read) = install_through_a_corrupting_copy(dir.path()).await;
+    assert!(flipped, "the copy's read was corrupted");
+    let err = installed.expect_err("a damaged copy is refused");
+    assert!(err.is_corruption(), "a named corruption error: {err}");
+    let read = read.expect("the old content still reads");
+    let keys: Vec<&[u8]> = read.keys().map(|k| k.as_slice()).collect();
+    assert_eq!(keys, vec![&b"old"[..]], "nothing of the install is visible");
+}
+
+/// The planted switch `install-without-verify` takes the damaged copy as
+/// the engine's content: the test above would fail with it on.
+#[cfg(feature = "planted-bugs")]
+#[tokio::test]
+async fn without_verification_a_damaged_copy_becomes_the_content() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ballast_storage::planted::set(Some(
+        ballast_storage::planted::PlantedBug::InstallWithoutVerify,
+    ));
+    let (installed, flipped, read) = install_through_a_corrupting_copy(dir.path()).await;
+    ballast_storage::planted::set(None);
+    assert!(flipped, "the copy's read was corrupted");
+    installed.expect("the unverified install goes through");
+    let err = read.expect_err("the damaged table is now the engine's");
+    assert!(err.contains("corrupt"), "{err}");
+}

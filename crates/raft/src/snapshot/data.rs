@@ -184,11 +184,32 @@ pub(crate) fn file_crc(fs: &DynFs, path: &Path, len: u64) -> io::Result<u32> {
 }
 
 /// Makes a durable snapshot directory `to` on `fs` holding `from`'s tables
-/// (hard links where the file system can) and its descriptor.
-pub(crate) fn link_snapshot(fs: DynFs, from: &SnapshotData, to: &Path) -> io::Result<SnapshotData> {
+/// (hard links where the file system can) and its descriptor. Each table
+/// is read back and checked against the descriptor's CRC first (unless
+/// `verify` is off, a planted bug): what lies on disk may differ from what
+/// was received (damage at rest, or a copy made through a bad read), and
+/// this directory is what a restart finishes an install from.
+pub(crate) fn link_snapshot(
+    fs: DynFs,
+    from: &SnapshotData,
+    to: &Path,
+    verify: bool,
+) -> io::Result<SnapshotData> {
     fs.create_dir_all(to)?;
     for f in &from.0.descriptor.files {
-        fs.hard_link(&from.dir().join(&f.name), &to.join(&f.name))?;
+        let path = to.join(&f.name);
+        fs.hard_link(&from.dir().join(&f.name), &path)?;
+        if verify {
+            let crc = file_crc(&fs, &path, f.len)?;
+            if crc != f.crc32 {
+                return Err(invalid(format!(
+                    "{}: CRC {crc:08x} on disk, the snapshot descriptor says {:08x} \
+                     (damaged at rest or by a bad read; the snapshot is refused)",
+                    path.display(),
+                    f.crc32
+                )));
+            }
+        }
     }
     fs.sync_dir(to)?;
     SnapshotData::create(fs, to, from.0.descriptor.clone())

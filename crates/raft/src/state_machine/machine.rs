@@ -252,7 +252,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let mut store = lock_store(&self.snapshots);
                 (store.fs.clone(), store.new_dir())
             };
-            match link_snapshot(fs.clone(), &snapshot, &dir) {
+            let verify = !self.planted.has(NodeBug::SnapshotLinkUnverified);
+            match link_snapshot(fs.clone(), &snapshot, &dir, verify) {
                 Ok(own) => own,
                 Err(e) => {
                     // Leftovers are removed at the next open if this fails.

@@ -1,8 +1,9 @@
 //! A fault-injecting wrapper around any [`FileSystem`], for tests of the
-//! engine's error handling: failed fsyncs, failed writes, and a full disk.
+//! engine's error handling: failed fsyncs, failed writes, a full disk and
+//! corrupting reads.
 //! (Power loss and torn writes are the simulation's job: see `sim/`.)
 
-use super::seam::{DynFile, DynFs, FileHandle, FileSystem, IoOp, OpenMode};
+use super::seam::{copy_file, DynFile, DynFs, FileHandle, FileSystem, IoOp, OpenMode};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +28,12 @@ pub struct FaultSwitches {
     pub syncs: AtomicU64,
     /// Successful `sync_dir` calls so far.
     pub dir_syncs: AtomicU64,
+    /// Reads left that return their bytes with the first one flipped (a
+    /// corrupting controller or bus); each read that does so uses one up.
+    pub corrupt_reads_left: AtomicU64,
+    /// `hard_link` copies (the seam's default), as on a file system without
+    /// hard links, so a corrupting read during the copy reaches the disk.
+    pub links_as_copies: AtomicBool,
 }
 
 impl Default for FaultSwitches {
@@ -38,6 +45,8 @@ impl Default for FaultSwitches {
             syncs_before_failure: AtomicU64::new(u64::MAX),
             syncs: AtomicU64::new(0),
             dir_syncs: AtomicU64::new(0),
+            corrupt_reads_left: AtomicU64::new(0),
+            links_as_copies: AtomicBool::new(false),
         }
     }
 }
@@ -168,6 +177,9 @@ impl FileSystem for FaultFs {
         if self.switches.fail_write.load(Ordering::SeqCst) {
             return Err(eio("hard link"));
         }
+        if self.switches.links_as_copies.load(Ordering::SeqCst) {
+            return copy_file(self, original, link);
+        }
         self.inner.hard_link(original, link)
     }
     fn io_delay(&self, op: IoOp) -> Option<Duration> {
@@ -180,7 +192,19 @@ impl FileSystem for FaultFs {
 
 impl FileHandle for FaultFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
+        let n = self.inner.read_at(buf, offset)?;
+        let corrupt = n > 0
+            && self
+                .switches
+                .corrupt_reads_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok();
+        if corrupt {
+            buf[0] ^= 0x01;
+        }
+        Ok(n)
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         if self.switches.fail_write.load(Ordering::SeqCst) {
