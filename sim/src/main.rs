@@ -309,7 +309,7 @@ fn main() -> Result<()> {
         }
         Cmd::Planted { max_seeds } => {
             let mut missed = 0;
-            for bug in PlantedBug::ALL {
+            for bug in Scenario::engine_bugs() {
                 let s = Scenario::for_bug(bug);
                 let started = Instant::now();
                 let caught = (0..max_seeds).find_map(|seed| {

@@ -173,6 +173,15 @@ impl Scenario {
         v
     }
 
+    /// The storage switches the engine scenarios can catch. Left out:
+    /// `install-without-verify` (the engine runs install no checkpoint;
+    /// `crates/storage/tests/checkpoint_install.rs` catches it).
+    pub fn engine_bugs() -> impl Iterator<Item = PlantedBug> {
+        PlantedBug::ALL
+            .into_iter()
+            .filter(|b| *b != PlantedBug::InstallWithoutVerify)
+    }
+
     /// The scenario that must catch `bug`.
     pub fn for_bug(bug: PlantedBug) -> Scenario {
         let preset = match bug {
@@ -197,6 +206,7 @@ impl Scenario {
             PlantedBug::SkipWriteBackTimer => FaultKind::ProcessCrash,
             PlantedBug::ReadErrorAsEndOfLog => FaultKind::LatentSector,
             PlantedBug::WalNumberFromListing => FaultKind::BitRot,
+            PlantedBug::InstallWithoutVerify => FaultKind::CorruptRead,
         };
         Scenario {
             preset,

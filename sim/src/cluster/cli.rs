@@ -203,6 +203,7 @@ pub fn scenario_for(bug: NodeBug) -> Option<ClusterScenario> {
         NodeBug::VoteNotFsynced => (Preset::Durable, ClusterFault::PowerLossOne),
         NodeBug::TruncationNotDurable => (Preset::Durable, ClusterFault::Mixed),
         NodeBug::SnapshotInstallWithoutFsync => (Preset::Durable, ClusterFault::PowerLossOne),
+        NodeBug::SnapshotLinkUnverified => (Preset::Durable, ClusterFault::CorruptRead),
         _ => return None,
     };
     Some(ClusterScenario {

@@ -16,6 +16,7 @@ use ballast_raft::Request;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ const FOUNDERS: [u64; 3] = [1, 2, 3];
 const JOINER: u64 = 4;
 /// How long the cluster may take to elect its first leader.
 const FIRST_LEADER_WITHIN: Duration = Duration::from_secs(10);
+
+mod triggers;
 
 fn lock(io: &Mutex<SimIo>) -> std::sync::MutexGuard<'_, SimIo> {
     io.lock().unwrap_or_else(|e| e.into_inner())
@@ -55,6 +58,9 @@ struct Driver {
     poisons: u64,
     /// The power losses in progress (see `Driver::note_rolling_loss`).
     rolling: Option<Rolling>,
+    /// Per node, the manifest files it had unsynced writes in at the last
+    /// look (see [`Action::PowerAfterFlush`]).
+    manifests_in_flight: BTreeMap<u64, BTreeSet<PathBuf>>,
 }
 
 /// Power losses in a row (see `Driver::note_rolling_loss`).
@@ -302,7 +308,10 @@ impl Driver {
                 };
                 self.power_off(&ids, *down);
             }
-            Action::PowerWhenDirty { .. } => {}
+            // Expanded by the step loop.
+            Action::PowerWhenDirty { .. }
+            | Action::PowerAfterFlush { .. }
+            | Action::LagThenLose { .. } => {}
             Action::Disk { who, injectors } => {
                 let n = self.resolve(*who);
                 self.world
@@ -443,6 +452,7 @@ pub fn run(scenario: ClusterScenario, seed: u64, cfg: ClusterConfig) -> ClusterO
         seed,
         poisons: 0,
         rolling: None,
+        manifests_in_flight: BTreeMap::new(),
         nodes: nodes.clone(),
         errors: Vec::new(),
     };
@@ -511,7 +521,45 @@ pub fn run(scenario: ClusterScenario, seed: u64, cfg: ClusterConfig) -> ClusterO
     while now() < end && d.errors.is_empty() {
         while steps.front().is_some_and(|s| s.at <= now()) {
             let Some(s) = steps.pop_front() else { break };
-            if let Action::PowerWhenDirty { who, deadline } = s.action {
+            if let Action::LagThenLose {
+                lose_after,
+                down,
+                heal_after,
+            } = s.action
+            {
+                for step in d.lag_then_lose(lose_after, down, heal_after) {
+                    let at = steps.partition_point(|x| x.at <= step.at);
+                    steps.insert(at, step);
+                }
+            } else if let Action::PowerAfterFlush { deadline } = s.action {
+                let landed = d.edit_landed_before_the_log();
+                if landed.is_some() || now() >= deadline {
+                    let down = Duration::from_millis(d.rng.gen_range(100..1_000));
+                    // The node whose engine may be ahead of its log comes
+                    // back last, after the others have elected a leader
+                    // and written on.
+                    let late = landed.map(|n| {
+                        (
+                            n,
+                            down + Duration::from_millis(d.rng.gen_range(1_000..2_000)),
+                        )
+                    });
+                    let first: Vec<u64> = FOUNDERS
+                        .into_iter()
+                        .filter(|&n| late.is_none_or(|(l, _)| l != n))
+                        .collect();
+                    d.power_off(&first, down);
+                    if let Some((n, later)) = late {
+                        d.power_off(&[n], later);
+                    }
+                } else {
+                    steps.push_front(Step {
+                        at: now() + Duration::from_millis(1),
+                        action: s.action,
+                    });
+                    break;
+                }
+            } else if let Action::PowerWhenDirty { who, deadline } = s.action {
                 let n = d.resolve(who);
                 let dirty = !lock(&d.ios[&n]).dirty.is_empty();
                 if dirty || now() >= deadline {

@@ -1,0 +1,95 @@
+//! The driver's fault triggers that watch the run: a power loss right
+//! after a manifest edit landed before the Raft log's fsync, and a lagging
+//! quorum that loses power in its other member.
+
+use super::{lock, now, Driver, FOUNDERS};
+use crate::cluster::faults::{Action, Step, Who};
+use rand::Rng;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+impl Driver {
+    /// The first node whose manifest left the unsynced set since the last
+    /// look (an edit, such as a flush's, became durable) while its Raft log
+    /// has unsynced writes. Updates what was in flight.
+    pub(super) fn edit_landed_before_the_log(&mut self) -> Option<u64> {
+        let mut landed = None;
+        for &id in &FOUNDERS {
+            let (manifest, log_dirty) = {
+                let io = lock(&self.ios[&id]);
+                let manifest: BTreeSet<PathBuf> = io
+                    .dirty
+                    .iter()
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("MANIFEST"))
+                    })
+                    .cloned()
+                    .collect();
+                let log_dirty = io
+                    .dirty
+                    .iter()
+                    .any(|p| p.components().any(|c| c.as_os_str() == "raft-log"));
+                (manifest, log_dirty)
+            };
+            let before = self.manifests_in_flight.insert(id, manifest.clone());
+            let synced = before.is_some_and(|b| b.iter().any(|m| !manifest.contains(m)));
+            if synced && log_dirty {
+                self.world.event(format!(
+                    "n{id} made a manifest edit durable while its Raft log has unsynced writes"
+                ));
+                landed = landed.or(Some(id));
+            }
+        }
+        landed
+    }
+
+    /// Starts [`Action::LagThenLose`] now: cuts one follower off and
+    /// returns the later steps, with the nodes they act on fixed now.
+    pub(super) fn lag_then_lose(
+        &mut self,
+        lose_after: Duration,
+        down: Duration,
+        heal_after: Duration,
+    ) -> Vec<Step> {
+        let leader = self.resolve(Who::Leader);
+        let followers: Vec<u64> = FOUNDERS.into_iter().filter(|&n| n != leader).collect();
+        let lagging = followers[self.rng.gen_range(0..followers.len())];
+        let losing = followers.into_iter().find(|&n| n != lagging);
+        self.apply(&Action::Cut {
+            who: Who::Node(lagging),
+            oneway: false,
+        });
+        let Some(losing) = losing else {
+            return Vec::new();
+        };
+        let lose = now() + lose_after;
+        let heal = lose + down + heal_after;
+        vec![
+            Step {
+                at: lose,
+                action: Action::Heal,
+            },
+            Step {
+                at: lose,
+                action: Action::Cut {
+                    who: Who::Node(leader),
+                    oneway: false,
+                },
+            },
+            Step {
+                at: lose,
+                action: Action::Power {
+                    who: vec![Who::Node(losing)],
+                    down,
+                },
+            },
+            Step {
+                at: heal,
+                action: Action::Heal,
+            },
+        ]
+    }
+}
