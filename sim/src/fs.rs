@@ -31,15 +31,17 @@
 
 mod at_rest;
 mod faults;
+mod file_faults;
 mod inode;
+mod link;
 mod pause;
 
 pub use self::at_rest::{bad_sector_at_rest, rot_at_rest};
 pub use self::faults::{Fired, Injectors};
 pub use self::pause::{Latency, Pause, Tag};
 
-use self::faults::{latent_error, undo_entry, BadSectors, Undo, SECTOR_BYTES};
-use self::inode::Inodes;
+use self::faults::{latent_error, undo_entry, BadSectors, Undo};
+use self::inode::{Inodes, INODE_DIR};
 use self::pause::tag_of;
 use crate::trace::{fnv1a, FNV_OFFSET};
 use ballast_storage::fs::{DynFile, FileHandle, FileSystem, IoOp, OpenMode};
@@ -198,6 +200,7 @@ impl SimIo {
         self.dirty.clear();
         self.unsynced_entries.clear();
         self.removed_unsynced.clear();
+        self.inodes.power_lost();
         lost
     }
 
@@ -229,6 +232,13 @@ impl SimIo {
     /// entry.
     fn logging_undo(&self) -> bool {
         self.armed && self.injectors.sync_error > 0.0
+    }
+
+    /// turmoil made the entries of `dir` durable.
+    fn dir_committed(&mut self, dir: &Path) {
+        self.unsynced_entries.retain(|p| p.parent() != Some(dir));
+        self.removed_unsynced.retain(|p| p.parent() != Some(dir));
+        self.inodes.dir_committed(dir);
     }
 }
 
@@ -296,19 +306,25 @@ impl TurmoilFs {
             // early.
             if let Some(dir) = path.parent() {
                 tfs::sync_dir(dir)?;
-                let mut io = lock(&self.io);
-                io.removed_unsynced.retain(|p| p.parent() != Some(dir));
-                io.unsynced_entries.retain(|p| p.parent() != Some(dir));
+                lock(&self.io).dir_committed(dir);
             }
         }
-        let file = o.open(path)?;
+        let mut file = o.open(path)?;
         let mut io = lock(&self.io);
         io.touch(path);
         if created {
             io.unsynced_entries.insert(path.to_path_buf());
         }
+        let inode = io.inodes.at(path, created);
+        let data = io.inodes.data_path(inode).cloned();
+        if let Some(data) = &data {
+            // A linked name: the turmoil file there only carries the
+            // entry; the bytes are at the inode's data path.
+            o.create(false).create_new(false);
+            file = o.open(data)?;
+        }
         if mode == OpenMode::CreateTruncate {
-            io.dirty.insert(path.to_path_buf());
+            io.dirty.insert(data.unwrap_or_else(|| path.to_path_buf()));
         }
         let file = Arc::new(TurmoilFile {
             file: Mutex::new(file),
@@ -316,7 +332,7 @@ impl TurmoilFs {
             writable: mode != OpenMode::Read,
             io: self.io.clone(),
             life: self.life,
-            inode: io.inodes.at(path, created),
+            inode,
         });
         io.open_files.retain(|f| f.strong_count() > 0);
         io.open_files.push(Arc::downgrade(&file));
@@ -363,8 +379,14 @@ impl TurmoilFs {
             .filter_map(std::sync::Weak::upgrade)
             .filter(|f| *lock_path(&f.path) == from)
             .collect();
+        let linked = io.inodes.data_path_of(to).is_some();
         drop(io);
         for f in moved {
+            if linked {
+                // The handle already reaches the inode's data path.
+                *lock_path(&f.path) = to.to_path_buf();
+                continue;
+            }
             let mut o = tfs::OpenOptions::new();
             o.read(true).write(f.writable);
             let reopened = o.open(to)?;
@@ -397,6 +419,10 @@ impl TurmoilFs {
                 names.push(n.to_string());
             }
         }
+        if dir == Path::new("/") {
+            // The simulator's own directory of linked inodes.
+            names.retain(|n| Path::new("/").join(n) != Path::new(INODE_DIR));
+        }
         names.sort();
         Ok(names)
     }
@@ -411,9 +437,9 @@ impl TurmoilFs {
             return Err(injected("directory fsync"));
         }
         tfs::sync_dir(dir)?;
-        io.unsynced_entries.retain(|p| p.parent() != Some(dir));
-        io.removed_unsynced.retain(|p| p.parent() != Some(dir));
-        Ok(())
+        io.dir_committed(dir);
+        drop(io);
+        self.collect_inodes()
     }
 
     fn remove_dir_op(&self, path: &Path) -> io::Result<()> {
@@ -428,9 +454,7 @@ impl TurmoilFs {
         // makes the parent's other pending entries durable a little early.
         if let Some(parent) = path.parent() {
             tfs::sync_dir(parent)?;
-            let mut io = lock(&self.io);
-            io.unsynced_entries.retain(|p| p.parent() != Some(parent));
-            io.removed_unsynced.retain(|p| p.parent() != Some(parent));
+            lock(&self.io).dir_committed(parent);
         }
         Ok(())
     }
@@ -492,6 +516,14 @@ impl FileSystem for TurmoilFs {
         r
     }
 
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        let r = self.hard_link_op(original, link);
+        let mut io = lock(&self.io);
+        io.record("link-from", original, 0, 0, &r);
+        io.record("link-to", link, 0, 0, &r);
+        r
+    }
+
     fn io_delay(&self, op: IoOp) -> Option<Duration> {
         let mut io = lock(&self.io);
         let (lo, hi) = match op {
@@ -550,6 +582,15 @@ impl TurmoilFile {
     fn unlinked(&self, io: &SimIo) -> bool {
         !io.inodes.names(&self.path(), self.inode)
     }
+
+    /// Where this file's bytes live in turmoil: its own path, or its
+    /// inode's data path if it is linked (see `fs/inode.rs`).
+    fn data(&self, io: &SimIo) -> PathBuf {
+        io.inodes
+            .data_path(self.inode)
+            .cloned()
+            .unwrap_or_else(|| self.path())
+    }
 }
 
 fn gone() -> io::Error {
@@ -573,7 +614,7 @@ impl TurmoilFile {
             return Err(injected("read"));
         }
         // Bad sectors fail every read, armed or not: they are on the disk.
-        let path = self.path();
+        let path = self.data(&io);
         if io.bad.hit(&path, offset, buf.len() as u64) {
             io.fired.latent_read_errors += 1;
             io.fault();
@@ -626,49 +667,18 @@ impl TurmoilFile {
         }
         if io.logging_undo() {
             let u = undo_entry(&self.file(), offset, Some(offset + buf.len() as u64))?;
-            io.undo.entry(self.path()).or_default().push(u);
+            let data = self.data(&io);
+            io.undo.entry(data).or_default().push(u);
         }
-        io.bad.rewritten(&self.path(), offset, buf.len() as u64);
+        let data = self.data(&io);
+        io.bad.rewritten(&data, offset, buf.len() as u64);
         let p = io.injectors.misdirected_write;
         if io.roll(p) {
             return self.misdirect(io, buf, offset);
         }
-        io.dirty.insert(self.path());
+        io.dirty.insert(data);
         drop(io);
         self.file().write_all_at(buf, offset)
-    }
-
-    /// A misdirected write: reports success, but the bytes land 1-8
-    /// sectors away from `offset` in this file, or at `offset` in another
-    /// file open for writing; the intended place keeps what it had.
-    fn misdirect(&self, mut io: MutexGuard<'_, SimIo>, buf: &[u8], offset: u64) -> io::Result<()> {
-        let me = self.path();
-        let others: Vec<Arc<TurmoilFile>> = io
-            .open_files
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .filter(|f| f.writable && f.life == self.life && *lock_path(&f.path) != me)
-            .collect();
-        let (target, at) = if !others.is_empty() && io.rng.gen_bool(0.5) {
-            let f = others[io.rng.gen_range(0..others.len())].clone();
-            (Some(f), offset)
-        } else {
-            let shift = SECTOR_BYTES * io.rng.gen_range(1..=8u64);
-            let back = offset >= shift && io.rng.gen_bool(0.5);
-            (None, if back { offset - shift } else { offset + shift })
-        };
-        let path = target.as_ref().map_or_else(|| me.clone(), |f| f.path());
-        io.fired.misdirected_writes += 1;
-        io.fired.wal_damage += u64::from(tag_of(&me) == Tag::Wal || tag_of(&path) == Tag::Wal);
-        io.fault();
-        io.dirty.insert(path.clone());
-        let done: io::Result<()> = Ok(());
-        io.record("misdirect", &path, at, buf.len() as u64, &done);
-        drop(io);
-        match target {
-            Some(f) => f.file().write_all_at(buf, at),
-            None => self.file().write_all_at(buf, at),
-        }
     }
 
     fn sync_data_op(&self) -> io::Result<()> {
@@ -685,15 +695,17 @@ impl TurmoilFile {
                 io.fired.wal_sync_errors += 1;
                 io.first_wal_sync_error.get_or_insert(now());
             }
-            let undo = io.undo.remove(&self.path()).unwrap_or_default();
+            let data = self.data(&io);
+            let undo = io.undo.remove(&data).unwrap_or_default();
             io.fired.dropped_writes += undo.len() as u64;
-            io.dirty.remove(&self.path());
+            io.dirty.remove(&data);
             drop(io);
             self.drop_unsynced(undo)?;
             return Err(injected("fsync"));
         }
-        io.dirty.remove(&self.path());
-        io.undo.remove(&self.path());
+        let data = self.data(&io);
+        io.dirty.remove(&data);
+        io.undo.remove(&data);
         drop(io);
         self.file().sync_data()
     }
@@ -715,9 +727,11 @@ impl TurmoilFile {
         io.meta_fault("set_len")?;
         if io.logging_undo() {
             let u = undo_entry(&self.file(), len, None)?;
-            io.undo.entry(self.path()).or_default().push(u);
+            let data = self.data(&io);
+            io.undo.entry(data).or_default().push(u);
         }
-        io.dirty.insert(self.path());
+        let data = self.data(&io);
+        io.dirty.insert(data);
         drop(io);
         self.file().set_len(len)
     }
@@ -754,25 +768,6 @@ impl FileHandle for TurmoilFile {
         let r = self.set_len_op(len);
         lock(&self.io).record("set-len", &self.path(), len, 0, &r);
         r
-    }
-}
-
-impl TurmoilFile {
-    /// Linux after a failed fsync: the changes since the last successful
-    /// fsync are gone. Rolls them back newest first, then makes the rolled
-    /// back file durable, so neither a read nor a later power loss nor a
-    /// later fsync brings them back.
-    fn drop_unsynced(&self, undo: Vec<Undo>) -> io::Result<()> {
-        if undo.is_empty() {
-            return Ok(());
-        }
-        for u in undo.iter().rev() {
-            if !u.bytes_before.is_empty() {
-                self.file().write_all_at(&u.bytes_before, u.offset)?;
-            }
-            self.file().set_len(u.len_before)?;
-        }
-        self.file().sync_data()
     }
 }
 

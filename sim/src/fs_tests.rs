@@ -20,6 +20,7 @@ where
     let mut sim = turmoil::Builder::new().build();
     let boots = Rc::new(RefCell::new(0u32));
     let out: Rc<RefCell<Option<T>>> = Rc::new(RefCell::new(None));
+    let driver = io.clone();
     let first = Rc::new(first);
     let second = Rc::new(second);
     {
@@ -43,6 +44,7 @@ where
     for _ in 0..100 {
         sim.step().expect("first boot");
     }
+    lock(&driver).crashed(power);
     if power {
         sim.crash("h");
     }
@@ -255,4 +257,139 @@ fn a_file_replaced_twice_by_rename_keeps_the_second_content() {
         |fs| read_back(&fs),
     );
     assert_eq!(got, vec![2u8; 16], "the second replace is what survives");
+}
+
+const LINK: &str = "/e/g";
+
+/// Reads the whole file at `path`, or `None` if it is not there.
+fn read_opt(fs: &TurmoilFs, path: &str) -> io::Result<Option<Vec<u8>>> {
+    if !fs.exists(Path::new(path))? {
+        return Ok(None);
+    }
+    ballast_storage::fs::read_file(fs, Path::new(path)).map(Some)
+}
+
+/// `FILE` and its link `LINK` (in another directory) after a power loss,
+/// when `first` ran on the first boot.
+fn both_names_after_power_loss<F>(first: F) -> (Option<Vec<u8>>, Option<Vec<u8>>)
+where
+    F: Fn(&TurmoilFs) -> io::Result<()> + 'static,
+{
+    let io = SimIo::new(8, Latency::NORMAL, Injectors::default());
+    two_boots(
+        io,
+        true,
+        move |fs| {
+            fs.create_dir_all(Path::new(DIR))?;
+            fs.create_dir_all(Path::new("/e"))?;
+            tfs::sync_dir("/")?;
+            first(&fs)
+        },
+        |fs| Ok((read_opt(&fs, FILE)?, read_opt(&fs, LINK)?)),
+    )
+}
+
+#[test]
+fn a_linked_file_never_fsynced_loses_its_data_through_both_names() {
+    let got = both_names_after_power_loss(|fs| {
+        let f = fs.open(Path::new(FILE), OpenMode::CreateNew)?;
+        f.write_all_at(&[4u8; 700], 0)?;
+        fs.sync_dir(Path::new(DIR))?;
+        fs.hard_link(Path::new(FILE), Path::new(LINK))?;
+        fs.sync_dir(Path::new("/e"))
+    });
+    assert_eq!(
+        got,
+        (Some(Vec::new()), Some(Vec::new())),
+        "both entries are durable, the unsynced bytes are lost through both"
+    );
+}
+
+#[test]
+fn an_fsync_through_the_link_makes_the_original_durable_too() {
+    let got = both_names_after_power_loss(|fs| {
+        let f = fs.open(Path::new(FILE), OpenMode::CreateNew)?;
+        f.write_all_at(&[1u8; 300], 0)?;
+        f.sync_data()?;
+        fs.sync_dir(Path::new(DIR))?;
+        // Written after the last fsync of the original, before the link.
+        f.write_all_at(&[2u8; 100], 300)?;
+        fs.hard_link(Path::new(FILE), Path::new(LINK))?;
+        // The link's entry is never made durable.
+        fs.open(Path::new(LINK), OpenMode::Write)?.sync_data()
+    });
+    let mut want = vec![1u8; 300];
+    want.extend([2u8; 100]);
+    assert_eq!(
+        got,
+        (Some(want), None),
+        "one inode: the fsync through the link covered the original's write; \
+         the link's own entry was not durable"
+    );
+}
+
+#[test]
+fn a_link_outlives_its_original_and_sees_writes_made_through_it() {
+    let got = both_names_after_power_loss(|fs| {
+        let f = durable_file(fs, 64)?;
+        fs.hard_link(Path::new(FILE), Path::new(LINK))?;
+        fs.sync_dir(Path::new("/e"))?;
+        // Through the descriptor opened before the link: the same inode.
+        f.write_all_at(&[3u8; 16], 64)?;
+        f.sync_data()?;
+        fs.remove_file(Path::new(FILE))?;
+        fs.sync_dir(Path::new(DIR))
+    });
+    let mut want = vec![7u8; 64];
+    want.extend([3u8; 16]);
+    assert_eq!(got, (None, Some(want)));
+}
+
+#[test]
+fn an_unlink_of_the_original_not_made_durable_is_undone_by_a_power_loss() {
+    let got = both_names_after_power_loss(|fs| {
+        durable_file(fs, 32)?;
+        fs.hard_link(Path::new(FILE), Path::new(LINK))?;
+        fs.sync_dir(Path::new("/e"))?;
+        fs.remove_file(Path::new(FILE))?;
+        let link = fs.open(Path::new(LINK), OpenMode::Write)?;
+        link.write_all_at(&[6u8; 8], 0)?;
+        link.sync_data()
+    });
+    let mut want = vec![7u8; 32];
+    want[..8].copy_from_slice(&[6u8; 8]);
+    assert_eq!(
+        got,
+        (Some(want.clone()), Some(want)),
+        "the original's name is back, and names the linked inode"
+    );
+}
+
+#[test]
+fn linked_bytes_are_deleted_with_the_last_name_and_hidden_from_listings() {
+    let io = SimIo::new(9, Latency::NORMAL, Injectors::default());
+    let got = two_boots(
+        io,
+        false,
+        |_| Ok(()),
+        |fs| {
+            durable_file(&fs, 10)?;
+            fs.create_dir_all(Path::new("/e"))?;
+            fs.hard_link(Path::new(FILE), Path::new(LINK))?;
+            let linked = tfs::read_dir(INODE_DIR)?.count();
+            let root = fs.list_dir(Path::new("/"))?;
+            fs.remove_file(Path::new(FILE))?;
+            fs.sync_dir(Path::new(DIR))?;
+            let after_one = tfs::read_dir(INODE_DIR)?.count();
+            fs.remove_file(Path::new(LINK))?;
+            fs.sync_dir(Path::new("/e"))?;
+            let after_both = tfs::read_dir(INODE_DIR)?.count();
+            Ok((linked, root, after_one, after_both))
+        },
+    );
+    assert_eq!(
+        got,
+        (1, vec!["d".to_string(), "e".to_string()], 1, 0),
+        "one data file while a name is left, none after"
+    );
 }

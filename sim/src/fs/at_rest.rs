@@ -29,9 +29,14 @@ fn pick(io: &Mutex<SimIo>, dirs: &[&Path]) -> io::Result<Option<(PathBuf, u64)>>
         names.sort();
         for n in names {
             let path = dir.join(&n);
-            let meta = tfs::metadata(&path)?;
-            if n != "LOCK" && meta.is_file() && meta.len() > 0 {
-                files.push((path, meta.len()));
+            if n == "LOCK" || !tfs::metadata(&path)?.is_file() {
+                continue;
+            }
+            // A linked name's bytes live at its inode's data path.
+            let data = lock(io).inodes.data_path_of(&path).cloned();
+            let len = tfs::metadata(data.as_ref().unwrap_or(&path))?.len();
+            if len > 0 {
+                files.push((data.unwrap_or(path), len));
             }
         }
     }
