@@ -299,6 +299,11 @@ impl Identity {
         self.inner.existed
     }
 
+    /// The node's planted bugs (tests and simulation only).
+    pub fn planted(&self) -> Planted {
+        self.inner.planted
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
         self.inner.node_id

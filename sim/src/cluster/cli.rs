@@ -193,6 +193,7 @@ pub fn scenario_for(bug: NodeBug) -> Option<ClusterScenario> {
         NodeBug::LeaderRestoreUnpersistedCommit => (Preset::Durable, ClusterFault::LeaderRestart),
         NodeBug::AckBeforeLogFsync => (Preset::Durable, ClusterFault::PowerLossAll),
         NodeBug::UncleanNodeVotes => (Preset::Balanced, ClusterFault::PowerLossOne),
+        NodeBug::WipedNodeRebootstraps => (Preset::Durable, ClusterFault::DiskWipe),
         NodeBug::TruncateBelowApplied => (Preset::Durable, ClusterFault::LeaderIsolated),
         NodeBug::SyncTicketBySegment => (Preset::Durable, ClusterFault::PowerLossAll),
         NodeBug::ReadWithoutReadIndex => (Preset::Durable, ClusterFault::LeaderIsolated),

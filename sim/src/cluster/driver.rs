@@ -300,6 +300,11 @@ impl Driver {
                 self.sim.bounce(host_name(n));
                 self.fired += 1;
             }
+            Action::Wipe { who, down } => {
+                let n = self.resolve(*who);
+                self.world.wipe_on_next_boot(n);
+                self.power_off(&[n], *down);
+            }
             Action::Power { who, down } => {
                 let ids: Vec<u64> = if who.is_empty() {
                     FOUNDERS.to_vec()
@@ -522,12 +527,13 @@ pub fn run(scenario: ClusterScenario, seed: u64, cfg: ClusterConfig) -> ClusterO
         while steps.front().is_some_and(|s| s.at <= now()) {
             let Some(s) = steps.pop_front() else { break };
             if let Action::LagThenLose {
+                wipe,
                 lose_after,
                 down,
                 heal_after,
             } = s.action
             {
-                for step in d.lag_then_lose(lose_after, down, heal_after) {
+                for step in d.lag_then_lose(wipe, lose_after, down, heal_after) {
                     let at = steps.partition_point(|x| x.at <= step.at);
                     steps.insert(at, step);
                 }
@@ -711,10 +717,18 @@ impl Driver {
     /// founders.
     fn members(&self) -> Vec<u64> {
         let w = self.world.0.borrow();
-        self.leader()
+        let members: Vec<u64> = self
+            .leader()
             .and_then(|l| w.reports.get(&l))
             .map(|r| r.voters.iter().chain(&r.learners).copied().collect())
-            .unwrap_or_else(|| FOUNDERS.to_vec())
+            .unwrap_or_else(|| FOUNDERS.to_vec());
+        // A node that lost its disk is out until an operator replaces it
+        // (removes it, adds it back as a learner: the node tests
+        // `wiped_node_is_refused_and_replaced` do that); its peers refuse it.
+        members
+            .into_iter()
+            .filter(|m| !w.wiped.contains(m))
+            .collect()
     }
 
     /// Ok when every member reports the same applied index and state hash.

@@ -60,6 +60,14 @@ pub enum Action {
         /// The latest time to do it.
         deadline: Duration,
     },
+    /// Power loss of a node whose disk is then replaced by an empty one,
+    /// restarted after `down`.
+    Wipe {
+        /// The node.
+        who: Who,
+        /// How long it stays down.
+        down: Duration,
+    },
     /// Arm a node's disk injectors.
     Disk {
         /// The node.
@@ -100,9 +108,13 @@ pub enum Action {
     /// `down`) as the leader is cut off, and the lagging follower is
     /// healed to it; `heal_after` the restart, every link heals. The
     /// restarted follower lost the tail it acknowledged unsynced (relaxed
-    /// presets): if it votes before a leader caught it up, it and the
+    /// presets), or its whole disk (`wipe`): if it votes before a leader
+    /// caught it up, or with the empty log of a wiped disk, it and the
     /// lagging one elect a leader without acknowledged entries.
     LagThenLose {
+        /// The follower's disk is wiped as well (a lost disk; it must
+        /// refuse to start as itself).
+        wipe: bool,
         /// From the cut to the power loss.
         lose_after: Duration,
         /// How long the follower stays down.
@@ -145,11 +157,14 @@ pub fn plan(kind: ClusterFault, rng: &mut StdRng, start: Duration, span: Duratio
                 deadline: at + ms(3_000),
             },
         });
-    } else if kind == ClusterFault::PowerLossOne && rng.gen_bool(0.4) {
+    } else if kind == ClusterFault::DiskWipe
+        || (kind == ClusterFault::PowerLossOne && rng.gen_bool(0.4))
+    {
         let span_ms = span.as_millis() as u64;
         steps.push(Step {
             at: start + ms(rng.gen_range(200..(span_ms * 6 / 10).max(201))),
             action: Action::LagThenLose {
+                wipe: kind == ClusterFault::DiskWipe,
                 lose_after: ms(rng.gen_range(300..900)),
                 down: ms(rng.gen_range(100..600)),
                 heal_after: ms(rng.gen_range(1_000..2_000)),
@@ -453,13 +468,18 @@ fn add(kind: ClusterFault, rng: &mut StdRng, start: Duration, span: Duration, ou
                 push(when(rng, 0.8), Action::Poison);
             }
         }
+        // Planned in `plan` (a lag-then-wipe); not part of `mixed`.
+        ClusterFault::DiskWipe => {}
         ClusterFault::Mixed => {
             let mut kinds: Vec<ClusterFault> = ClusterFault::ALL
                 .into_iter()
                 .filter(|k| {
                     !matches!(
                         k,
-                        ClusterFault::Mixed | ClusterFault::Membership | ClusterFault::BadPeer
+                        ClusterFault::Mixed
+                            | ClusterFault::Membership
+                            | ClusterFault::BadPeer
+                            | ClusterFault::DiskWipe
                     )
                 })
                 .collect();

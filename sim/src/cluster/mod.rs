@@ -23,6 +23,7 @@
 //! [`BallastRuntime::seeded`]: ballast_raft::runtime::BallastRuntime::seeded
 
 pub mod cli;
+mod copying_fs;
 mod driver;
 pub mod faults;
 pub mod matrix;

@@ -3,6 +3,7 @@
 //! booted on a simulated host with the simulation's seams, and a reporter
 //! that publishes its status to the driver.
 
+use super::copying_fs::CopyingFs;
 use super::transport::TurmoilTransport;
 use super::world::{NodeReport, World};
 use crate::fs::{SimIo, TurmoilFs};
@@ -12,9 +13,11 @@ use ballast_node::{KvApi, Node, NodeConfig, NodeEnv};
 use ballast_raft::net::NonceSource;
 use ballast_raft::planted::Planted;
 use ballast_raft::runtime::BallastRuntime;
+use ballast_storage::fs::FileSystem;
 use ballast_storage::{Background, Clock, Preset};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +34,8 @@ pub const SECRET: &str = "simulated-cluster-secret";
 pub const SMALL_LIMITS_NODE: u64 = 3;
 /// Its value limit; the workload writes some values above it.
 pub const SMALL_VALUE_BYTES_MAX: u64 = 1024;
+/// The node whose disk has no hard links (see [`super::copying_fs`]).
+pub const NO_LINKS_NODE: u64 = 2;
 /// How often a node publishes its status to the driver.
 pub const REPORT_EVERY: Duration = Duration::from_millis(50);
 
@@ -153,8 +158,13 @@ impl NodeHost {
     pub async fn run(self, world: World, boot: u64) {
         let id = self.id;
         let seed = self.seed ^ id.wrapping_mul(0x9e37_79b9) ^ boot.wrapping_mul(0x85eb_ca6b);
+        let fs: ballast_storage::fs::DynFs = TurmoilFs::new(self.io.clone());
         let env = NodeEnv {
-            fs: TurmoilFs::new(self.io.clone()),
+            fs: if id == NO_LINKS_NODE {
+                CopyingFs::shared(fs)
+            } else {
+                fs
+            },
             clock: self.clock.clone(),
             nonces: Arc::new(SeededNonces(Mutex::new(StdRng::seed_from_u64(seed)))),
             transport: TurmoilTransport::shared(&host_name(id)),
@@ -166,8 +176,15 @@ impl NodeHost {
             password: config.password.clone(),
             ..ServerConfig::default()
         };
+        let data_dir = config.data_dir.clone();
         BallastRuntime::seeded(seed, async move {
             world.event(format!("n{id} boot {boot}"));
+            if world.take_wipe(id) {
+                match empty_tree(&*env.fs, &data_dir) {
+                    Ok(()) => world.event(format!("n{id} data directory wiped")),
+                    Err(e) => world.node_failed(id, format!("wipe: {e}")),
+                }
+            }
             let node = match Node::start_with(config, env.clone()).await {
                 Ok(node) => Arc::new(node),
                 Err(e) => {
@@ -221,4 +238,21 @@ impl NodeHost {
         })
         .await;
     }
+}
+
+/// Removes everything under `dir`, durably (a disk replaced by an empty
+/// one; `dir` itself stays, empty). The seam has no file-type query: a
+/// name that cannot be removed as a file is a directory.
+fn empty_tree(fs: &dyn FileSystem, dir: &Path) -> std::io::Result<()> {
+    let what = |e: std::io::Error, p: &Path| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
+    };
+    for name in fs.list_dir(dir).map_err(|e| what(e, dir))? {
+        let path = dir.join(name);
+        if fs.remove_file(&path).is_err() {
+            empty_tree(fs, &path)?;
+            fs.remove_dir(&path).map_err(|e| what(e, &path))?;
+        }
+    }
+    fs.sync_dir(dir).map_err(|e| what(e, dir))
 }

@@ -145,10 +145,21 @@ pub fn judge(world: &World, o: &Observed) -> (bool, Vec<String>) {
         v.push(format!("{} panics", o.panics));
     }
     for (id, what) in &w.failures {
-        if !o.disk_faulted.contains(id) {
+        if !o.disk_faulted.contains(id) && !refused_as_wiped(&w, *id, what) {
             v.push(format!("n{id} failed with a healthy disk: {what}"));
         }
     }
     let _ = o.healed;
     (linearizable, v)
 }
+
+/// The refusal a node whose disk was wiped owes: a member that lost its
+/// data may not start again as itself (it would vote with an empty log);
+/// it waits for an operator to replace it.
+pub fn refused_as_wiped(w: &super::world::State, id: u64, what: &str) -> bool {
+    w.wiped.contains(&id) && what.contains(WIPED_REFUSAL)
+}
+
+/// What `Node::start` says when its data directory is new but the
+/// cluster already exists.
+pub const WIPED_REFUSAL: &str = "data directory is new";

@@ -55,13 +55,17 @@ pub enum ClusterFault {
     /// A peer holding the cluster's secret forwards writes the log cannot
     /// hold (an empty and a nested batch) to the leader over Raft RPC.
     BadPeer,
+    /// One follower's disk is lost (wiped) while the other lags and the
+    /// leader is cut off (see `faults::Action::LagThenLose`); the wiped
+    /// node is out of the run afterwards (an operator replaces it).
+    DiskWipe,
     /// Several kinds at once.
     Mixed,
 }
 
 impl ClusterFault {
     /// Every kind.
-    pub const ALL: [ClusterFault; 20] = [
+    pub const ALL: [ClusterFault; 21] = [
         ClusterFault::Partition,
         ClusterFault::OneWay,
         ClusterFault::LeaderIsolated,
@@ -81,6 +85,7 @@ impl ClusterFault {
         ClusterFault::ClockSkew,
         ClusterFault::Membership,
         ClusterFault::BadPeer,
+        ClusterFault::DiskWipe,
         ClusterFault::Mixed,
     ];
 
@@ -107,6 +112,7 @@ impl ClusterFault {
             ClusterFault::Membership => "membership",
             ClusterFault::BadPeer => "bad-peer",
             ClusterFault::Mixed => "mixed",
+            ClusterFault::DiskWipe => "disk-wipe",
         }
     }
 

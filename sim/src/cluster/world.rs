@@ -128,6 +128,10 @@ pub struct State {
     pub healed: Option<Duration>,
     /// Requests sent after the heal that no node answered in time.
     pub unanswered: Vec<String>,
+    /// Nodes whose data directory is wiped before their next boot.
+    pub wipe_next_boot: BTreeSet<u64>,
+    /// Nodes whose data directory was wiped (a lost disk).
+    pub wiped: BTreeSet<u64>,
 }
 
 /// A handle on the shared state.
@@ -281,6 +285,27 @@ impl World {
     /// When node `id`'s process may boot, if it must wait.
     pub fn down_until(&self, id: u64) -> Option<Duration> {
         self.0.borrow_mut().down_until.remove(&id)
+    }
+
+    /// Wipes node `id`'s data directory before its next boot (its disk is
+    /// lost and replaced by an empty one).
+    pub fn wipe_on_next_boot(&self, id: u64) {
+        self.0.borrow_mut().wipe_next_boot.insert(id);
+    }
+
+    /// True (once) if node `id`'s data directory must be wiped now.
+    pub fn take_wipe(&self, id: u64) -> bool {
+        let mut s = self.0.borrow_mut();
+        let wipe = s.wipe_next_boot.remove(&id);
+        if wipe {
+            s.wiped.insert(id);
+        }
+        wipe
+    }
+
+    /// True if node `id` lost its disk during the run.
+    pub fn was_wiped(&self, id: u64) -> bool {
+        self.0.borrow().wiped.contains(&id)
     }
 
     /// Records the heal.

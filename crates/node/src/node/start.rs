@@ -288,7 +288,12 @@ impl Node {
 /// can reach knows it under another incarnation (the replacement message
 /// says how to bring it back). When none is reachable it cannot tell, and
 /// starts; its peers then refuse it in the handshake, and a bootstrapper
-/// never initializes (it logs the same message once it reaches them).
+/// never initializes (it logs the same message once it reaches them). A
+/// follower never exchanged a handshake with another follower, so it may
+/// not know the wiped node; while its log is empty the node therefore
+/// refuses its vote to candidates holding more than the initial
+/// membership (`refuses_as_empty` in the RPC server;
+/// `cluster-durable-disk-wipe` in the cluster simulation).
 ///
 /// With the planted `WipedNodeRebootstraps`, every member initializes at
 /// once and nothing is checked (the behaviour before identities).

@@ -24,7 +24,7 @@ use crate::typ::Vote;
 use ballast_storage::Db;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::RaftError;
-use openraft::raft::ReadPolicy;
+use openraft::raft::{ReadPolicy, VoteRequest};
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -218,6 +218,28 @@ async fn send_reply(
     }
 }
 
+/// True if this node must refuse `rpc` because its own log is empty while
+/// the candidate's holds more than the initial membership entry (index 0,
+/// what a bootstrapping member's first election carries). An empty log
+/// next to a cluster that has entries means a new or wiped data directory:
+/// before the wipe this node may have acknowledged entries toward a
+/// commit, and a vote now (Raft finds any candidate as up to date as an
+/// empty log) could elect a leader without them. A candidate that can win
+/// without this node is elected by a majority that overlaps every commit
+/// quorum in a node other than this one, so it holds every committed
+/// entry; once it sends entries here, the log is no longer empty.
+/// The planted `WipedNodeRebootstraps` votes as before.
+fn refuses_as_empty(ctx: &ServerContext, rpc: &VoteRequest<crate::TypeConfig>) -> bool {
+    let planted = ctx
+        .cfg
+        .identity
+        .as_ref()
+        .map_or(crate::planted::Planted::NONE, |i| i.planted());
+    !planted.has(crate::planted::NodeBug::WipedNodeRebootstraps)
+        && ctx.raft.data_metrics().borrow_watched().last_log.is_none()
+        && rpc.last_log_id.is_some_and(|l| l.index > 0)
+}
+
 fn failed(e: impl Display) -> RpcReply {
     RpcReply::Failed(e.to_string())
 }
@@ -237,6 +259,11 @@ async fn handle(ctx: &ServerContext, incoming: &mut Option<Incoming>, req: RpcRe
              entries it acknowledged; it votes again once a leader has caught it up",
             )
         }
+        RpcRequest::Vote(rpc) | RpcRequest::PreVote(rpc) if refuses_as_empty(ctx, &rpc) => failed(
+            "not voting: this node's Raft log is empty (a new or wiped data directory) and the \
+             candidate's is not; a wiped node may have acknowledged entries it no longer holds, \
+             so it votes once a leader has sent it entries",
+        ),
         RpcRequest::Vote(rpc) => match raft.vote(rpc).await {
             Ok(r) => RpcReply::Vote(r),
             Err(e) => failed(e),

@@ -50,6 +50,7 @@ impl Driver {
     /// returns the later steps, with the nodes they act on fixed now.
     pub(super) fn lag_then_lose(
         &mut self,
+        wipe: bool,
         lose_after: Duration,
         down: Duration,
         heal_after: Duration,
@@ -81,9 +82,16 @@ impl Driver {
             },
             Step {
                 at: lose,
-                action: Action::Power {
-                    who: vec![Who::Node(losing)],
-                    down,
+                action: if wipe {
+                    Action::Wipe {
+                        who: Who::Node(losing),
+                        down,
+                    }
+                } else {
+                    Action::Power {
+                        who: vec![Who::Node(losing)],
+                        down,
+                    }
                 },
             },
             Step {
