@@ -103,11 +103,17 @@ pub enum NodeBug {
     /// entries leaves part of a transaction (issue 13; test
     /// `transactions_are_one_entry_and_all_or_none`).
     ExecProposesEach,
+    /// Flush and compaction keep the entries a range delete (FLUSHALL)
+    /// covers: the data a FLUSHALL removed stays on disk for ever (issue
+    /// 13; test `planted_range_delete_ignored_by_compaction_is_caught` in
+    /// `crates/storage/tests/range_delete.rs`, which switches the engine
+    /// the same way).
+    RangeDeleteIgnoredByCompaction,
 }
 
 impl NodeBug {
     /// Every switch.
-    pub const ALL: [NodeBug; 16] = [
+    pub const ALL: [NodeBug; 17] = [
         NodeBug::LeaderRestoreUnpersistedCommit,
         NodeBug::SkipRequestValidation,
         NodeBug::ExpireByLocalClock,
@@ -124,6 +130,7 @@ impl NodeBug {
         NodeBug::SnapshotInstallWithoutFsync,
         NodeBug::WatchIgnored,
         NodeBug::ExecProposesEach,
+        NodeBug::RangeDeleteIgnoredByCompaction,
     ];
 
     /// The switch's name in flags, reports and `BALLAST_PLANTED_BUGS`.
@@ -145,6 +152,7 @@ impl NodeBug {
             NodeBug::SnapshotInstallWithoutFsync => "snapshot-install-without-fsync",
             NodeBug::WatchIgnored => "watch-ignored",
             NodeBug::ExecProposesEach => "exec-proposes-each",
+            NodeBug::RangeDeleteIgnoredByCompaction => "range-delete-ignored-by-compaction",
         }
     }
 
