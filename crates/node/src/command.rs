@@ -132,6 +132,18 @@ impl Command {
                 arity(!rest.is_empty())?;
                 parse_scan(rest)?
             }
+            b"flushall" | b"flushdb" => match rest {
+                [] => Command::FlushAll,
+                [mode]
+                    if mode.eq_ignore_ascii_case(b"sync")
+                        || mode.eq_ignore_ascii_case(b"async") =>
+                {
+                    Command::FlushAll
+                }
+                // Redis 7: any other argument, or more than one, is a
+                // syntax error (the arity is -1: no arity error).
+                _ => return Err(Error::Syntax),
+            },
             b"dbsize" => {
                 arity(rest.is_empty())?;
                 Command::DbSize

@@ -1,9 +1,12 @@
 //! MULTI/EXEC on real node processes: a transaction of 100 commands is ONE
 //! log entry (the leader's `ballast_proposed_entries_total` on /metrics
-//! moves by one), and a cluster whose every node is killed (a power cut:
-//! `--volatile-fs` keeps unsynced writes in process memory) while a large
-//! transaction is proposed and applied comes back with all of it or none
-//! of it. Costs about 15 s (three cluster starts and restarts).
+//! moves by one), and a cluster whose nodes lose power (SIGKILL with
+//! `--volatile-fs`, which keeps unsynced writes in process memory) around
+//! a large transaction comes back with all of it or none of it: a cut
+//! before the entry can commit (its followers gone; the two come back
+//! first and elect a leader that never had it) leaves none, a cut after
+//! EXEC answered leaves all, and a cut while EXEC runs either. Costs about
+//! 25 s (three cluster starts, four power-cut rounds).
 
 mod support;
 
@@ -14,19 +17,9 @@ use std::time::Duration;
 
 use support::eventually_blocking;
 use support::process::{
-    admin_get, ballast, ballast_env, leader_of, pid_of, redis_conn, sigkill, write_configs, Ports,
-    StopOnDrop,
+    ballast, ballast_env, leader_of, pid_of, proposed_entries, redis_conn, sigkill, status,
+    write_configs, Ports, StopOnDrop,
 };
-
-/// The leader's `ballast_proposed_entries_total`.
-fn proposed_entries(admin_port: u16) -> u64 {
-    let metrics = admin_get(admin_port, "/metrics").expect("/metrics answers");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("ballast_proposed_entries_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("ballast_proposed_entries_total on /metrics")
-}
 
 /// Runs a MULTI/EXEC of 100 commands on a fresh cluster whose nodes run
 /// with `env`, and returns how many log entries the leader proposed for it.
@@ -95,8 +88,15 @@ fn command(args: &[&[u8]]) -> Vec<u8> {
 }
 
 /// When the cluster loses power, relative to the transaction.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cut {
+    /// Before its entry can commit: both followers are killed first, the
+    /// leader proposes the entry (seen on its
+    /// `ballast_proposed_entries_total`) with no majority to commit it,
+    /// then loses power; the two followers restart first (the leader's
+    /// config hidden from `up`) and elect one of them, which never had the
+    /// entry, before the old leader rejoins.
+    BeforeCommit,
     /// As soon as every command is queued: EXEC is being proposed,
     /// replicated or applied.
     WhileExecRuns,
@@ -110,7 +110,15 @@ enum Cut {
 fn cut_power_during_a_transaction(dir: &Path, ports: &[Ports], round: &str, cut: Cut) -> usize {
     let up = ballast(dir, &["up", "--volatile-fs"]);
     assert!(up.status.success(), "cluster up failed");
-    let leader = &ports[leader_of(&up) as usize - 1];
+    let leader_id = leader_of(&up);
+    let leader = &ports[leader_id as usize - 1];
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader_id).collect();
+    let proposed_before = proposed_entries(leader.admin);
+    if cut == Cut::BeforeCommit {
+        for id in &followers {
+            sigkill(pid_of(dir, *id));
+        }
+    }
     let mut stream = TcpStream::connect(("127.0.0.1", leader.client)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -129,7 +137,7 @@ fn cut_power_during_a_transaction(dir: &Path, ports: &[Ports], round: &str, cut:
     // +OK, then one +QUEUED per SET; the EXEC reply follows them.
     let queued_bytes = b"+OK\r\n".len() + TX_KEYS * b"+QUEUED\r\n".len();
     let wanted = match cut {
-        Cut::WhileExecRuns => queued_bytes,
+        Cut::BeforeCommit | Cut::WhileExecRuns => queued_bytes,
         // The EXEC array header and its first +OK at least.
         Cut::AfterExecAnswered => queued_bytes + format!("*{TX_KEYS}\r\n+OK\r\n").len(),
     };
@@ -142,8 +150,43 @@ fn cut_power_during_a_transaction(dir: &Path, ports: &[Ports], round: &str, cut:
         "{:?}",
         String::from_utf8_lossy(&got[..32])
     );
-    for id in 1..=3 {
-        sigkill(pid_of(dir, id));
+    if cut == Cut::BeforeCommit {
+        // EXEC was read after every queued command; wait until the leader
+        // has proposed its entry, which nobody can acknowledge.
+        eventually_blocking(
+            "the leader to propose the transaction's entry",
+            Duration::from_secs(20),
+            || proposed_entries(leader.admin) > proposed_before,
+        );
+        sigkill(pid_of(dir, leader_id));
+        let config = dir.join(format!("node{leader_id}.toml"));
+        let hidden = dir.join(format!("node{leader_id}.off"));
+        std::fs::rename(&config, &hidden).expect("hide the old leader's config");
+        let up = ballast(dir, &["up", "--volatile-fs"]);
+        std::fs::rename(&hidden, &config).expect("restore the old leader's config");
+        assert!(up.status.success(), "the two followers did not start");
+        // Right after a restart a node reports the leader of its saved
+        // vote (the old one): wait for the two to elect one of them.
+        eventually_blocking(
+            "the two followers to elect one of them",
+            Duration::from_secs(20),
+            || {
+                let leaders: Vec<Option<u64>> = followers
+                    .iter()
+                    .map(|id| {
+                        status(ports[*id as usize - 1].admin)
+                            .and_then(|s| s["leader"]["id"].as_u64())
+                    })
+                    .collect();
+                leaders
+                    .iter()
+                    .all(|l| l.is_some_and(|l| l != leader_id) && *l == leaders[0])
+            },
+        );
+    } else {
+        for id in 1..=3 {
+            sigkill(pid_of(dir, id));
+        }
     }
     let up = ballast(dir, &["up", "--volatile-fs"]);
     assert!(up.status.success(), "cluster up after the power cut failed");
@@ -167,16 +210,32 @@ fn a_power_cut_during_exec_leaves_all_of_the_transaction_or_none() {
     let ports: Vec<Ports> = (0..3).map(|_| Ports::free()).collect();
     write_configs(dir.path(), &ports, "durable", "");
     let _stop = StopOnDrop(dir.path());
-    let during = cut_power_during_a_transaction(dir.path(), &ports, "during", Cut::WhileExecRuns);
-    println!("power cut while EXEC runs: {during} of {TX_KEYS} keys after recovery");
-    assert!(
-        during == 0 || during == TX_KEYS,
-        "a transaction came back in part: {during} of {TX_KEYS} keys"
-    );
-    let after = cut_power_during_a_transaction(dir.path(), &ports, "after", Cut::AfterExecAnswered);
-    println!("power cut after EXEC answered: {after} of {TX_KEYS} keys after recovery");
+    let mut outcomes = Vec::new();
+    for (round, cut) in [
+        ("before", Cut::BeforeCommit),
+        ("during", Cut::WhileExecRuns),
+        ("after", Cut::AfterExecAnswered),
+    ] {
+        let present = cut_power_during_a_transaction(dir.path(), &ports, round, cut);
+        println!("power cut {cut:?}: {present} of {TX_KEYS} keys after recovery");
+        assert!(
+            present == 0 || present == TX_KEYS,
+            "a transaction came back in part ({cut:?}): {present} of {TX_KEYS} keys"
+        );
+        outcomes.push((cut, present));
+    }
+    // The entry never reached a majority: the leader elected without it
+    // overwrote it.
+    assert_eq!(outcomes[0], (Cut::BeforeCommit, 0), "none, before commit");
     assert_eq!(
-        after, TX_KEYS,
+        outcomes[2],
+        (Cut::AfterExecAnswered, TX_KEYS),
         "an acknowledged transaction was lost (durable preset)"
+    );
+    let seen: std::collections::BTreeSet<usize> = outcomes.iter().map(|(_, n)| *n).collect();
+    assert_eq!(
+        seen,
+        [0, TX_KEYS].into(),
+        "both outcomes, all and none, were exercised"
     );
 }

@@ -109,11 +109,17 @@ pub enum NodeBug {
     /// corrupting read becomes the durable snapshot a restart installs
     /// from, and the node can never start again.
     SnapshotLinkUnverified,
+    /// Flush and compaction keep the entries a range delete (FLUSHALL)
+    /// covers: the data a FLUSHALL removed stays on disk for ever (issue
+    /// 13; test `planted_range_delete_ignored_by_compaction_is_caught` in
+    /// `crates/storage/tests/range_delete.rs`, which switches the engine
+    /// the same way).
+    RangeDeleteIgnoredByCompaction,
 }
 
 impl NodeBug {
     /// Every switch.
-    pub const ALL: [NodeBug; 17] = [
+    pub const ALL: [NodeBug; 18] = [
         NodeBug::LeaderRestoreUnpersistedCommit,
         NodeBug::SkipRequestValidation,
         NodeBug::ExpireByLocalClock,
@@ -131,6 +137,7 @@ impl NodeBug {
         NodeBug::WatchIgnored,
         NodeBug::ExecProposesEach,
         NodeBug::SnapshotLinkUnverified,
+        NodeBug::RangeDeleteIgnoredByCompaction,
     ];
 
     /// The switch's name in flags, reports and `BALLAST_PLANTED_BUGS`.
@@ -153,6 +160,7 @@ impl NodeBug {
             NodeBug::WatchIgnored => "watch-ignored",
             NodeBug::ExecProposesEach => "exec-proposes-each",
             NodeBug::SnapshotLinkUnverified => "snapshot-link-unverified",
+            NodeBug::RangeDeleteIgnoredByCompaction => "range-delete-ignored-by-compaction",
         }
     }
 

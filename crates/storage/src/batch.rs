@@ -82,6 +82,30 @@ impl WriteBatch {
         self
     }
 
+    /// Adds a range delete: every key from `start` (non-empty) up to
+    /// `end` (exclusive; `None`: no end) written before this entry reads as
+    /// absent. One entry whatever the data in the range: see
+    /// [`crate::range_floor`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use ballast_storage::{Db, Options, Preset, WriteBatch};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = Db::open(dir.path(), Options::preset(Preset::Durable)).await.unwrap();
+    /// db.put(b"a1", b"x").await.unwrap();
+    /// db.put(b"b1", b"y").await.unwrap();
+    /// let mut b = WriteBatch::new();
+    /// b.delete_range(b"a", Some(b"b")).put(b"a2", b"z");
+    /// db.write(b).await.unwrap();
+    /// assert_eq!(db.get(b"a1").unwrap(), None);
+    /// assert!(db.get(b"a2").unwrap().is_some() && db.get(b"b1").unwrap().is_some());
+    /// # });
+    /// ```
+    pub fn delete_range(&mut self, start: &[u8], end: Option<&[u8]>) -> &mut Self {
+        self.push(ValueKind::RangeDelete, start, None, end.unwrap_or(&[]));
+        self
+    }
+
     fn push(&mut self, kind: ValueKind, key: &[u8], expire_at_ms: Option<u64>, value: &[u8]) {
         self.rep.push(kind as u8);
         put_varint64(&mut self.rep, key.len() as u64);
@@ -168,16 +192,23 @@ impl WriteBatch {
         let mut last: HashMap<&[u8], usize, BuildHasherDefault<DefaultHasher>> =
             HashMap::with_capacity_and_hasher(self.count as usize, Default::default());
         let entries: Vec<BatchEntry<'_>> = self.iter().collect();
+        let mut ranges = 0;
         for (i, e) in entries.iter().enumerate() {
-            last.insert(e.key, i);
+            // A range delete is no write to its start key: it never
+            // replaces, and is never replaced by, a point write.
+            if e.kind == ValueKind::RangeDelete {
+                ranges += 1;
+            } else {
+                last.insert(e.key, i);
+            }
         }
-        if last.len() == entries.len() {
+        if last.len() + ranges == entries.len() {
             return;
         }
         let mut out = WriteBatch::new();
         out.applied_marker = self.applied_marker.clone();
         for (i, e) in entries.iter().enumerate() {
-            if last.get(e.key) == Some(&i) {
+            if e.kind == ValueKind::RangeDelete || last.get(e.key) == Some(&i) {
                 out.push_entry(e);
             }
         }
@@ -236,7 +267,7 @@ fn decode_entry<'a>(d: &mut Decoder<'a>) -> Option<BatchEntry<'a>> {
     let key = d.length_prefixed()?;
     let value = match kind {
         ValueKind::Delete => &[][..],
-        ValueKind::Put => d.length_prefixed()?,
+        ValueKind::Put | ValueKind::RangeDelete => d.length_prefixed()?,
         ValueKind::PutExpiring => {
             let v = d.length_prefixed()?;
             if v.len() < 8 {

@@ -13,16 +13,20 @@
 //! point leaves either the old content or the new one after reopen (see
 //! FORMAT.md, "Install").
 
+use crate::compaction::table_options;
 use crate::db::Db;
 use crate::engine::{Engine, Memtables};
 use crate::error::{Error, Result};
 use crate::filename::{self, table_path};
 use crate::fs::{self, IoOp, OpenMode};
-use crate::key::SeqNo;
+use crate::iter::InternalIterator;
+use crate::key::{parse_internal_key, SeqNo, SEQ_MAX};
 use crate::lock::lock;
 use crate::memtable::MemTable;
 use crate::options::LEVELS;
+use crate::range_floor::RangeFloor;
 use crate::table::Table;
+use crate::table::TableBuilder;
 use crate::version::{FileDesc, FileMeta, Version, VersionEdit};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -106,12 +110,23 @@ impl Db {
                 ),
             ));
         }
-        let tables = version.descs();
-        for t in &tables {
+        let mut tables = Vec::new();
+        for f in version.levels.iter().flatten() {
+            let t = &f.desc;
+            let covers =
+                |fl: &RangeFloor| fl.may_cover(t.smallest_user(), t.largest_user(), t.smallest_seq);
+            if version.floors.iter().any(covers) {
+                // A checkpoint carries no range deletes (its format has no
+                // place for them, and an install replaces everything
+                // anyway): it gets this table without what they cover.
+                tables.extend(copy_uncovered(engine, f, &version.floors, dir).await?);
+                continue;
+            }
             let from = table_path(&engine.dir, t.number);
             let to = table_path(dir, t.number);
             fs::pause(fs, IoOp::Metadata).await;
             fs.hard_link(&from, &to).map_err(|e| Error::io(&to, e))?;
+            tables.push(t.clone());
         }
         fs::pause(fs, IoOp::SyncDir).await;
         fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
@@ -164,6 +179,54 @@ impl Db {
         engine.compaction_wanted.notify_one();
         Ok(())
     }
+}
+
+/// Writes the entries of `f` that no floor of `floors` covers into a new
+/// table in `dir`, under a fresh file number, fsynced; `None` if nothing
+/// is left.
+async fn copy_uncovered(
+    engine: &Arc<Engine>,
+    f: &FileMeta,
+    floors: &[RangeFloor],
+    dir: &Path,
+) -> Result<Option<FileDesc>> {
+    let number = engine.next_file_number.fetch_add(1, Ordering::SeqCst);
+    let path = table_path(dir, number);
+    let file = engine
+        .fs
+        .open(&path, OpenMode::CreateNew)
+        .map_err(|e| Error::io(&path, e))?;
+    let mut builder = TableBuilder::new(file, path.clone(), table_options(engine));
+    let mut iter = f.table.iter();
+    iter.seek_to_first()?;
+    while iter.valid() {
+        let p = parse_internal_key(iter.key()).ok_or_else(|| {
+            Error::corruption(f.table.path(), 0, "unparsable internal key in a checkpoint")
+        })?;
+        if !crate::range_floor::hides(floors, p.user_key, p.seq, SEQ_MAX) {
+            builder.add(iter.key(), iter.value())?;
+        }
+        iter.next()?;
+    }
+    if builder.entries() == 0 {
+        drop(builder);
+        engine
+            .fs
+            .remove_file(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        return Ok(None);
+    }
+    fs::pause(&*engine.fs, IoOp::Sync).await;
+    let s = builder.finish()?;
+    Ok(Some(FileDesc {
+        level: f.desc.level,
+        number,
+        size: s.file_size,
+        smallest: s.smallest,
+        largest: s.largest,
+        smallest_seq: s.smallest_seq,
+        largest_seq: s.largest_seq,
+    }))
 }
 
 /// Freezes the active memtable (if it holds anything) and waits until it,
@@ -317,6 +380,8 @@ async fn switch(
         wal_min_segment: engine.opts.wal.then_some(segment),
         // An empty marker records "none" (a fold over edits cannot unset).
         applied_marker: Some(cp.applied_marker.clone().unwrap_or_default()),
+        // The checkpoint's tables replace everything, range deletes too.
+        range_floors: Some(Vec::new()),
         ..VersionEdit::default()
     };
     engine

@@ -15,6 +15,7 @@ use crate::key::{parse_internal_key, SeqNo, ValueKind};
 use crate::lock::lock;
 use crate::merge::MergingIterator;
 use crate::options::LEVELS;
+use crate::range_floor::RangeFloor;
 use crate::stats::add;
 use crate::table::{Table, TableBuilder, TableOptions};
 use crate::version::{FileDesc, FileMeta, Version, VersionEdit};
@@ -52,6 +53,10 @@ pub(crate) struct EntryFilter<'a> {
     current: Vec<u8>,
     has_current: bool,
     last_seq_for_key: SeqNo,
+    /// Range deletes whose covered entries may go (only those at or below
+    /// the oldest snapshot take effect: an older reader still sees the
+    /// data).
+    floors: Vec<RangeFloor>,
 }
 
 impl<'a> EntryFilter<'a> {
@@ -67,7 +72,18 @@ impl<'a> EntryFilter<'a> {
             current: Vec::new(),
             has_current: false,
             last_seq_for_key: u64::MAX,
+            floors: Vec::new(),
         }
+    }
+
+    /// Drops, from now on, the entries `floors` cover for every reader
+    /// (see [`crate::range_floor`]); not while the planted
+    /// `range-delete-ignored-by-compaction` is on.
+    pub(crate) fn with_floors(mut self, engine: &Engine, floors: Vec<RangeFloor>) -> Self {
+        if engine.compaction_drops_covered.load(Ordering::Acquire) {
+            self.floors = floors;
+        }
+        self
     }
 
     pub(crate) fn decide(
@@ -85,6 +101,10 @@ impl<'a> EntryFilter<'a> {
         }
         let decision = if self.last_seq_for_key <= self.smallest_snapshot {
             // A newer entry of this key is visible to every reader.
+            Decision::Drop
+        } else if crate::range_floor::hides(&self.floors, user_key, seq, self.smallest_snapshot) {
+            // Gone for every reader, and so is every older version of the
+            // key (lower sequence numbers, covered too).
             Decision::Drop
         } else if seq <= self.smallest_snapshot {
             let base = || self.is_base.as_ref().is_some_and(|f| f(user_key));
@@ -109,7 +129,7 @@ impl<'a> EntryFilter<'a> {
     }
 }
 
-fn table_options(engine: &Engine) -> TableOptions {
+pub(crate) fn table_options(engine: &Engine) -> TableOptions {
     TableOptions {
         block_bytes: engine.opts.block_bytes as usize,
         compression: engine.opts.compression,
@@ -223,6 +243,9 @@ struct Compaction {
     /// Overlapping files of `level + 1`.
     next: Vec<Arc<FileMeta>>,
     version: Arc<Version>,
+    /// Rewrite even a lone file (never a trivial move): the compaction is
+    /// there to drop what a range delete covers.
+    rewrite: bool,
 }
 
 fn level_target_bytes(engine: &Engine, level: usize) -> u64 {
@@ -252,6 +275,7 @@ fn pick(engine: &Engine, force_l0: bool) -> Option<Compaction> {
             inputs,
             next,
             version,
+            rewrite: false,
         });
     }
     let mut best: Option<(f64, usize)> = None;
@@ -261,7 +285,9 @@ fn pick(engine: &Engine, force_l0: bool) -> Option<Compaction> {
             best = Some((score, level));
         }
     }
-    let (_, level) = best?;
+    let Some((_, level)) = best else {
+        return pick_for_floors(engine, version);
+    };
     let files = &version.levels[level];
     let pointer = lock(&engine.compact_pointers)[level].clone();
     let f = files
@@ -275,7 +301,84 @@ fn pick(engine: &Engine, force_l0: bool) -> Option<Compaction> {
         inputs: vec![f],
         next,
         version,
+        rewrite: false,
     })
+}
+
+/// When nothing else is due: a table holding entries a range delete covers
+/// for every reader, merged into the next level without them (L0: all of
+/// L0). Tables of the last level keep theirs (and the floor stays).
+fn pick_for_floors(engine: &Engine, version: Arc<Version>) -> Option<Compaction> {
+    if !engine.compaction_drops_covered.load(Ordering::Acquire) {
+        return None;
+    }
+    let oldest = engine.oldest_snapshot();
+    let floors: Vec<&RangeFloor> = version.floors.iter().filter(|f| f.seq <= oldest).collect();
+    if floors.is_empty() {
+        return None;
+    }
+    let level = (0..LEVELS - 1).find(|&level| {
+        version.levels[level]
+            .iter()
+            .any(|f| floors.iter().any(|fl| holds_covered(f, fl)))
+    })?;
+    let inputs: Vec<Arc<FileMeta>> = if level == 0 {
+        version.levels[0].clone()
+    } else {
+        let f = version.levels[level]
+            .iter()
+            .find(|f| floors.iter().any(|fl| holds_covered(f, fl)))?;
+        vec![f.clone()]
+    };
+    let lo = inputs
+        .iter()
+        .map(|f| f.desc.smallest_user())
+        .min()?
+        .to_vec();
+    let hi = inputs.iter().map(|f| f.desc.largest_user()).max()?.to_vec();
+    let next = version.overlapping(level + 1, &lo, &hi);
+    Some(Compaction {
+        level,
+        inputs,
+        next,
+        version,
+        rewrite: true,
+    })
+}
+
+/// Whether table `f` holds an entry `floor` covers. A table inside the
+/// floor's range holds one exactly when its oldest entry is at or below the
+/// floor; one that only meets the range is searched there (so a rewritten
+/// table, whose keys outside the range may be old, is not picked again).
+fn holds_covered(f: &FileMeta, floor: &RangeFloor) -> bool {
+    let d = &f.desc;
+    if !floor.may_cover(d.smallest_user(), d.largest_user(), d.smallest_seq) {
+        return false;
+    }
+    if floor.contains(d.smallest_user()) && floor.contains(d.largest_user()) {
+        return true;
+    }
+    let mut iter = f.table.iter();
+    iter.set_fill_cache(false);
+    let found = (|| -> Result<bool> {
+        iter.seek(&crate::key::lookup_key(&floor.start, crate::key::SEQ_MAX))?;
+        while iter.valid() {
+            let Some(p) = parse_internal_key(iter.key()) else {
+                return Ok(false);
+            };
+            if !floor.contains(p.user_key) {
+                return Ok(false);
+            }
+            if p.seq <= floor.seq {
+                return Ok(true);
+            }
+            iter.next()?;
+        }
+        Ok(false)
+    })();
+    // A read error here only postpones dropping covered data; the
+    // compaction that reads the table reports it.
+    found.unwrap_or(false)
 }
 
 /// Runs compactions while any is due, whenever woken.
@@ -369,7 +472,8 @@ async fn merge_into_next_level(
     {
         lock(&engine.compact_pointers)[c.level] = last;
     }
-    let added = if c.level > 0 && c.inputs.len() == 1 && c.next.is_empty() {
+    let moved = !c.rewrite && c.level > 0 && c.inputs.len() == 1 && c.next.is_empty();
+    let added = if moved {
         // Trivial move: nothing to merge with, so the file changes level only.
         let f = &c.inputs[0];
         let mut desc = f.desc.clone();
@@ -398,7 +502,8 @@ async fn merge_into_next_level(
             // The horizon in replicated mode: see `Engine::expiry_drop_ms`.
             engine.expiry_drop_ms(),
             Some(Box::new(is_base)),
-        );
+        )
+        .with_floors(engine, c.version.floors.clone());
         write_tables(
             engine,
             out_level as u32,
@@ -411,7 +516,6 @@ async fn merge_into_next_level(
     let bytes_out: u64 = added.iter().map(|f| f.desc.size).sum();
     let files_out = added.len() as u64;
     edit.added = added.iter().map(|f| f.desc.clone()).collect();
-    let moved = c.level > 0 && c.inputs.len() == 1 && c.next.is_empty();
     engine.log_and_apply(edit, added, Memtables::Keep).await?;
     if !moved {
         for f in c.inputs.iter().chain(&c.next) {

@@ -119,6 +119,16 @@ impl Db {
         self.write(b).await
     }
 
+    /// Removes every key from `start` (non-empty) up to `end` (exclusive;
+    /// `None`: no end) in one record, whatever the range holds: a range
+    /// delete (see [`WriteBatch::delete_range`]). Keys written afterwards
+    /// are not affected.
+    pub async fn delete_range(&self, start: &[u8], end: Option<&[u8]>) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete_range(start, end);
+        self.write(b).await
+    }
+
     /// Applies `batch` atomically: after a crash either all of it is there or
     /// none of it.
     pub async fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -247,6 +257,21 @@ impl Db {
     /// open. Only tests of the replicated node's planted bugs need this.
     pub fn set_expire_by_horizon(&self, on: bool) {
         self.engine.expire_by_horizon.store(on, Ordering::Release);
+    }
+
+    /// Switches whether flush and compaction drop the entries range
+    /// deletes cover (on unless switched off). Only the planted bug
+    /// `range-delete-ignored-by-compaction` and its test switch it off.
+    pub fn set_range_deletes_compacted(&self, on: bool) {
+        self.engine
+            .compaction_drops_covered
+            .store(on, Ordering::Release);
+    }
+
+    /// The range deletes in force now, flushed or not (see
+    /// [`crate::range_floor`]): what tests and `/status` can show.
+    pub fn range_floors(&self) -> Vec<crate::range_floor::RangeFloor> {
+        self.engine.read_view().floors()
     }
 
     /// Iterates every live key with its value and expiry as of `now_ms`

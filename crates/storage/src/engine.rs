@@ -19,6 +19,7 @@ use crate::lock::{self, lock};
 use crate::manifest::{Recovered, VersionSet};
 use crate::memtable::MemTable;
 use crate::options::Options;
+use crate::range_floor::RangeFloor;
 use crate::stats::{LevelStats, Stats, StatsSnapshot};
 use crate::table::BlockCache;
 use crate::version::{FileMeta, Version, VersionEdit};
@@ -50,6 +51,19 @@ pub(crate) struct ReadView {
     /// Newest first.
     pub imms: Vec<Arc<MemTable>>,
     pub version: Arc<Version>,
+}
+
+impl ReadView {
+    /// Every range delete a reader through this view applies: the
+    /// flushed ones (in the version) and those still in memtables.
+    pub(crate) fn floors(&self) -> Vec<RangeFloor> {
+        let mut floors = self.version.floors.clone();
+        floors.extend(self.mem.range_floors());
+        for m in &self.imms {
+            floors.extend(m.range_floors());
+        }
+        floors
+    }
 }
 
 /// Shared engine state: one per open engine, held by the [`crate::Db`]
@@ -106,6 +120,10 @@ pub(crate) struct Engine {
     pub(crate) flush_lock: tokio::sync::Mutex<()>,
     pub(crate) workers: Mutex<Vec<WorkerHandle>>,
     pub(crate) _lock: Option<DynFile>,
+    /// False only while the planted `range-delete-ignored-by-compaction`
+    /// is on (`Db::set_range_deletes_compacted`): compaction then keeps
+    /// the entries range deletes cover.
+    pub(crate) compaction_drops_covered: AtomicBool,
     /// `Options::expire_by_horizon`, switchable (a planted bug turns it
     /// off in tests).
     pub(crate) expire_by_horizon: AtomicBool,
@@ -193,6 +211,7 @@ impl Engine {
             flush_lock: tokio::sync::Mutex::new(()),
             workers: Mutex::new(Vec::new()),
             _lock: lock_file,
+            compaction_drops_covered: AtomicBool::new(true),
             expire_by_horizon: AtomicBool::new(opts.expire_by_horizon),
             expiry_horizon_ms: AtomicU64::new(0),
             opts,
@@ -326,10 +345,23 @@ impl Engine {
         let mut vs = self.versions.lock().await;
         edit.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
         edit.last_seq = Some(self.visible_seq.load(Ordering::Acquire));
+        // Versions change only here, under the version-set lock, so the
+        // next one can be made before the edit is logged: the edit must
+        // name the range floors it leaves (those the new tables may still
+        // need; see `Version::floors_still_needed`).
+        let mut next = lock(&self.writer_view).version.apply(&edit.deleted, added);
+        let floors = edit
+            .range_floors
+            .take()
+            .unwrap_or_else(|| next.floors.clone());
+        next.floors = next.floors_still_needed(&floors);
+        if next.floors != lock(&self.writer_view).version.floors {
+            edit.range_floors = Some(next.floors.clone());
+        }
         vs.log_edit(&edit).await?;
         let version = {
             let mut st = lock(&self.writer_view);
-            st.version = Arc::new(st.version.apply(&edit.deleted, added));
+            st.version = Arc::new(next);
             match mems {
                 Memtables::Keep => {}
                 Memtables::PopFlushed => {

@@ -75,8 +75,14 @@ async fn write_and_record(
         }
     }
     let mut added = Vec::new();
+    // The flushed range deletes and this memtable's own: a floor in a
+    // later memtable is not durable with this flush (in replicated mode
+    // its log entry may not be), so the entries it covers stay until then.
+    let version_floors = lock(&engine.writer_view).version.floors.clone();
+    let floors = crate::range_floor::merge(&version_floors, &imm.range_floors());
     if !imm.is_empty() {
-        let mut filter = EntryFilter::new(engine.oldest_snapshot(), engine.expiry_drop_ms(), None);
+        let mut filter = EntryFilter::new(engine.oldest_snapshot(), engine.expiry_drop_ms(), None)
+            .with_floors(engine, floors.clone());
         let mut iter = imm.iter();
         let outputs = write_tables(engine, 0, &mut iter, &mut filter, None).await?;
         for f in &outputs {
@@ -97,6 +103,10 @@ async fn write_and_record(
         flushed_seq: (imm.max_seq() > 0).then(|| imm.max_seq()),
         wal_min_segment: engine.opts.wal.then_some(next_segment),
         applied_marker: imm.applied_marker(),
+        // With its tables and applied marker, in one edit: in replicated
+        // mode a floor is durable only with a flush covering every entry
+        // up to it (FORMAT.md, "Range deletes").
+        range_floors: Some(floors),
         ..VersionEdit::default()
     };
     engine

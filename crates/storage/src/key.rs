@@ -26,6 +26,10 @@ pub enum ValueKind {
     /// A value with an expiry: the value is 8 bytes of little-endian
     /// expire-at (milliseconds since the Unix epoch) followed by the user value.
     PutExpiring = 2,
+    /// A range delete (in write batches, the WAL and memtables only, never
+    /// in a table): the key is the range's first key, the value its end
+    /// (empty: no end); see [`crate::range_floor`].
+    RangeDelete = 3,
 }
 
 impl ValueKind {
@@ -35,6 +39,7 @@ impl ValueKind {
             0 => Some(ValueKind::Delete),
             1 => Some(ValueKind::Put),
             2 => Some(ValueKind::PutExpiring),
+            3 => Some(ValueKind::RangeDelete),
             _ => None,
         }
     }

@@ -12,7 +12,7 @@
 //! form no cycle (`scripts/check-import-cycles crates/storage/src`):
 //!
 //! 1. pieces with no engine in them: [`coding`], [`key`], [`batch`],
-//!    [`memtable`], [`merge`], [`iter`], [`table`], [`wal`], [`version`],
+//!    [`memtable`], [`merge`], [`range_floor`], [`iter`], [`table`], [`wal`], [`version`],
 //!    [`fs`], [`options`], [`error`], [`filename`], [`stats`], [`planted`],
 //!    `lock` (mutexes that survive a panic), `write_queue` (the writers
 //!    waiting for the group-commit leader);
@@ -46,6 +46,7 @@ pub mod memtable;
 pub mod merge;
 pub mod options;
 pub mod planted;
+pub mod range_floor;
 mod read;
 mod recovery;
 mod scan;

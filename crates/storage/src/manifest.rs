@@ -89,9 +89,12 @@ pub(crate) fn recover(
         ..Recovered::default()
     };
     let mut saw_version = false;
+    let mut floors = Vec::new();
     for (i, rec) in contents.records.iter().enumerate() {
         let edit = VersionEdit::decode(rec, &path, i as u64)?;
-        saw_version |= edit.format_version == Some(MANIFEST_FORMAT_VERSION);
+        // Any version up to this build's (newer ones are refused by the
+        // decode): version 1 manifests simply have no range floors.
+        saw_version |= edit.format_version.is_some();
         for (_, number) in &edit.deleted {
             files.remove(number);
         }
@@ -112,6 +115,9 @@ pub(crate) fn recover(
         }
         if edit.applied_marker.is_some() {
             r.applied_marker = edit.applied_marker;
+        }
+        if let Some(f) = edit.range_floors {
+            floors = f;
         }
     }
     if !saw_version {
@@ -147,6 +153,7 @@ pub(crate) fn recover(
     }
     r.last_seq = r.last_seq.max(r.flushed_seq);
     r.version = Version::default().apply(&[], added);
+    r.version.floors = floors;
     if let Err(e) = r.version.check_invariants() {
         return Err(Error::corruption(
             &path,
@@ -279,6 +286,7 @@ fn snapshot_edit(r: &Recovered, version: &Version, next_file_number: u64) -> Ver
         deleted: Vec::new(),
         added: version.descs(),
         applied_marker: r.applied_marker.clone(),
+        range_floors: (!version.floors.is_empty()).then(|| version.floors.clone()),
     }
 }
 

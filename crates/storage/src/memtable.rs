@@ -7,6 +7,7 @@
 use crate::error::Result;
 use crate::iter::InternalIterator;
 use crate::key::{compare_internal, SeqNo};
+use crate::range_floor::RangeFloor;
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 use std::cmp::Ordering;
@@ -110,6 +111,12 @@ pub struct MemTable {
     pub first_wal_segment: u64,
     /// The newest applied marker of the batches inserted here.
     applied_marker: std::sync::Mutex<Option<Vec<u8>>>,
+    /// The range deletes inserted here (kept beside the skiplist: they
+    /// cover keys rather than being one), moved to the manifest by the
+    /// flush of this memtable.
+    range_floors: std::sync::Mutex<Vec<RangeFloor>>,
+    /// True once `range_floors` is not empty: reads skip the lock until then.
+    has_range_floors: std::sync::atomic::AtomicBool,
 }
 
 impl MemTable {
@@ -121,12 +128,25 @@ impl MemTable {
             max_seq: AtomicU64::new(0),
             first_wal_segment,
             applied_marker: std::sync::Mutex::new(None),
+            range_floors: std::sync::Mutex::new(Vec::new()),
+            has_range_floors: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Inserts an entry. Entries are never replaced: every write has its own
     /// sequence number, so internal keys are unique.
     pub fn insert(&self, entry: MemKey, seq: SeqNo) {
+        if let Some(p) = crate::key::parse_internal_key(entry.ikey()) {
+            if p.kind == crate::key::ValueKind::RangeDelete {
+                self.add_range_floor(RangeFloor {
+                    start: p.user_key.to_vec(),
+                    end: (!entry.value().is_empty()).then(|| entry.value().to_vec()),
+                    seq,
+                });
+                self.max_seq.fetch_max(seq, AtomicOrdering::Relaxed);
+                return;
+            }
+        }
         let charge = entry.buf.len() as u64 + ENTRY_OVERHEAD_BYTES;
         self.map.insert(entry, ());
         self.approx_bytes.fetch_add(charge, AtomicOrdering::Relaxed);
@@ -160,6 +180,26 @@ impl MemTable {
         (crate::key::user_key(found.ikey()) == crate::key::user_key(lookup)).then(|| found.clone())
     }
 
+    fn add_range_floor(&self, floor: RangeFloor) {
+        let mut floors = self.range_floors.lock().unwrap_or_else(|e| e.into_inner());
+        let charge = (floor.start.len() + floor.end.as_ref().map_or(0, Vec::len)) as u64;
+        *floors = crate::range_floor::merge(&floors, std::slice::from_ref(&floor));
+        self.approx_bytes
+            .fetch_add(charge + ENTRY_OVERHEAD_BYTES, AtomicOrdering::Relaxed);
+        self.has_range_floors.store(true, AtomicOrdering::Release);
+    }
+
+    /// The range deletes inserted here (subsumed ones merged away).
+    pub fn range_floors(&self) -> Vec<RangeFloor> {
+        if !self.has_range_floors.load(AtomicOrdering::Acquire) {
+            return Vec::new();
+        }
+        self.range_floors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Records the newest applied marker (called in commit order).
     pub fn set_applied_marker(&self, marker: &[u8]) {
         let mut m = self
@@ -190,7 +230,9 @@ impl MemTable {
     /// True if it holds entries or an applied marker: something a flush
     /// must make durable (a marker alone moves the applied state on).
     pub fn has_content(&self) -> bool {
-        !self.is_empty() || self.applied_marker().is_some()
+        !self.is_empty()
+            || self.applied_marker().is_some()
+            || self.has_range_floors.load(AtomicOrdering::Acquire)
     }
 
     /// True if empty.

@@ -85,7 +85,18 @@ impl Engine {
         add(&self.stats.gets, 1);
         let view = self.read_view();
         let lookup = lookup_key(key, seq);
-        let kind = |ikey: &[u8]| parse_internal_key(ikey).map(|p| p.kind);
+        let floors = view.floors();
+        // A version a range delete covers reads as a tombstone: it and
+        // every older version of the key are gone for this reader.
+        let kind = |ikey: &[u8]| {
+            parse_internal_key(ikey).map(|p| {
+                if crate::range_floor::hides(&floors, key, p.seq, seq) {
+                    ValueKind::Delete
+                } else {
+                    p.kind
+                }
+            })
+        };
         if let Some(e) = view.mem.get(&lookup) {
             return Ok(kind(e.ikey()).map(|k| (k, e.value_bytes())));
         }
@@ -110,7 +121,8 @@ pub(crate) fn resolve_entry(
     now_ms: impl FnOnce() -> u64,
 ) -> Option<(Bytes, Option<u64>)> {
     match kind {
-        ValueKind::Delete => None,
+        // A range delete never reaches a memtable's skiplist or a table.
+        ValueKind::Delete | ValueKind::RangeDelete => None,
         ValueKind::Put => Some((value, None)),
         ValueKind::PutExpiring => {
             // Every writer puts the 8-byte expiry first (tables and the WAL

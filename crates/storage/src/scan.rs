@@ -131,6 +131,8 @@ pub struct ScanIter {
     done: bool,
     /// Hide keys expired as of this time instead of the engine's read time.
     as_of_ms: Option<u64>,
+    /// The range deletes this scan's snapshot sees.
+    floors: Vec<crate::range_floor::RangeFloor>,
 }
 
 impl std::fmt::Debug for ScanIter {
@@ -157,7 +159,10 @@ impl ScanIter {
     ) -> Result<ScanIter> {
         let view = engine.read_view();
         let iter = merged(&view);
+        let mut floors = view.floors();
+        floors.retain(|f| f.seq <= snapshot.seq());
         Ok(ScanIter {
+            floors,
             seq: snapshot.seq(),
             engine,
             _snapshot: snapshot,
@@ -224,8 +229,10 @@ impl ScanIter {
             }
             self.last_key = Some(p.user_key.to_vec());
             let value = self.iter.value();
+            let hidden = crate::range_floor::hides(&self.floors, p.user_key, p.seq, self.seq);
             let item = match p.kind {
-                ValueKind::Delete => None,
+                _ if hidden => None,
+                ValueKind::Delete | ValueKind::RangeDelete => None,
                 ValueKind::Put => Some((Bytes::copy_from_slice(value), None)),
                 ValueKind::PutExpiring => {
                     let at = (value.len() >= 8).then(|| crate::coding::get_fixed64(value));

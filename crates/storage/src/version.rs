@@ -6,14 +6,17 @@ use crate::coding::{put_length_prefixed, put_varint64, Decoder};
 use crate::error::{Error, Result};
 use crate::key::{compare_internal, user_key, SeqNo};
 use crate::options::LEVELS;
+use crate::range_floor::{self, RangeFloor};
 use crate::table::Table;
 use std::cmp::Ordering;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 
-/// The manifest format version this build writes and reads.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// The manifest format version this build writes (and the newest it
+/// reads; version 1, without range deletes, is read too). Version 2 added
+/// the range-floor field (tag 9).
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 
 /// Describes one SSTable as recorded in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +73,9 @@ pub struct VersionEdit {
     /// Opaque marker stored with a flush (replicated mode records the last
     /// applied Raft log id here).
     pub applied_marker: Option<Vec<u8>>,
+    /// The range deletes in force from this edit on (all of them: the
+    /// set replaces the previous one, so a fold can also drop floors).
+    pub range_floors: Option<Vec<RangeFloor>>,
 }
 
 const TAG_FORMAT_VERSION: u64 = 1;
@@ -80,6 +86,7 @@ const TAG_LAST_SEQ: u64 = 5;
 const TAG_DELETED: u64 = 6;
 const TAG_ADDED: u64 = 7;
 const TAG_APPLIED_MARKER: u64 = 8;
+const TAG_RANGE_FLOORS: u64 = 9;
 /// Tags at or above this may be skipped by readers that do not know them.
 const TAG_IGNORABLE_FROM: u64 = 64;
 
@@ -128,6 +135,9 @@ impl VersionEdit {
         }
         if let Some(m) = &self.applied_marker {
             field(TAG_APPLIED_MARKER, m);
+        }
+        if let Some(f) = &self.range_floors {
+            field(TAG_RANGE_FLOORS, &range_floor::encode(f));
         }
         out
     }
@@ -200,6 +210,10 @@ impl VersionEdit {
                     });
                 }
                 TAG_APPLIED_MARKER => e.applied_marker = Some(body.to_vec()),
+                TAG_RANGE_FLOORS => {
+                    e.range_floors =
+                        Some(range_floor::decode(body).ok_or_else(|| bad("range floors"))?)
+                }
                 t if t >= TAG_IGNORABLE_FROM => {}
                 t => {
                     return Err(Error::UnsupportedFormat {
@@ -272,6 +286,9 @@ pub struct Version {
     /// L0 newest first (by largest sequence number); deeper levels sorted by
     /// smallest key, not overlapping.
     pub levels: [Vec<Arc<FileMeta>>; LEVELS],
+    /// The range deletes whose memtables are flushed and that may still
+    /// cover entries in these tables.
+    pub floors: Vec<RangeFloor>,
 }
 
 /// What a point lookup found in the tables.
@@ -332,6 +349,28 @@ impl Version {
             level.sort_by(|a, b| compare_internal(&a.desc.smallest, &b.desc.smallest));
         }
         v
+    }
+
+    /// Those of `floors` that some table of this version may still hold
+    /// covered entries for. Entries written after a floor have larger
+    /// sequence numbers (and the memtables after the floor's own hold only
+    /// such), so once no table may hold one it covers, the floor can hide
+    /// nothing any more and is dropped: the set stays as small as the data
+    /// it still hides.
+    pub fn floors_still_needed(&self, floors: &[RangeFloor]) -> Vec<RangeFloor> {
+        floors
+            .iter()
+            .filter(|f| {
+                self.levels.iter().flatten().any(|t| {
+                    f.may_cover(
+                        t.desc.smallest_user(),
+                        t.desc.largest_user(),
+                        t.desc.smallest_seq,
+                    )
+                })
+            })
+            .cloned()
+            .collect()
     }
 
     /// Total bytes in `level`.
@@ -409,6 +448,11 @@ mod tests {
                 largest_seq: 9,
             }],
             applied_marker: Some(b"term=3,index=77".to_vec()),
+            range_floors: Some(vec![RangeFloor {
+                start: b"\0".to_vec(),
+                end: None,
+                seq: 1100,
+            }]),
         };
         let buf = e.encode();
         assert_eq!(

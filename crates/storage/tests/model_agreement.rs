@@ -1,4 +1,4 @@
-//! Random sequences of put/delete/batch/get/scan/flush/compact/reopen agree
+//! Random sequences of put/delete/range delete/batch/get/scan/flush/compact/reopen agree
 //! with a BTreeMap model.
 //!
 //! The default run does 10,240 cases (4 tests x 2,560); set
@@ -15,6 +15,8 @@ enum Op {
     Put(u8, Vec<u8>),
     PutExpiring(u8, Vec<u8>, u8),
     Delete(u8),
+    /// A range delete from one key to another (exclusive) or to the end.
+    DeleteRange(u8, Option<u8>),
     Batch(Vec<(u8, Option<Vec<u8>>)>),
     Get(u8),
     Scan(Option<u8>, Option<u8>),
@@ -45,6 +47,8 @@ fn op() -> impl Strategy<Value = Op> {
         20 => (any::<u8>(), value()).prop_map(|(k, v)| Op::Put(k % 64, v)),
         3 => (any::<u8>(), value(), 1u8..20).prop_map(|(k, v, t)| Op::PutExpiring(k % 64, v, t)),
         6 => any::<u8>().prop_map(|k| Op::Delete(k % 64)),
+        1 => (any::<u8>(), proptest::option::of(any::<u8>()))
+            .prop_map(|(a, b)| Op::DeleteRange(a % 64, b.map(|x| x % 64))),
         4 => proptest::collection::vec((any::<u8>().prop_map(|k| k % 64), proptest::option::of(value())), 1..8)
             .prop_map(Op::Batch),
         10 => any::<u8>().prop_map(|k| Op::Get(k % 64)),
@@ -118,6 +122,13 @@ fn run_case(preset: Preset, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Op::Delete(k) => {
                     db.delete(&key(k)).await.expect("delete");
                     model.remove(&key(k));
+                }
+                Op::DeleteRange(a, b) => {
+                    let (start, end) = (key(a), b.map(key));
+                    db.delete_range(&start, end.as_deref())
+                        .await
+                        .expect("delete_range");
+                    model.retain(|k, _| *k < start || end.as_ref().is_some_and(|e| k >= e));
                 }
                 Op::Batch(entries) => {
                     let mut b = WriteBatch::new();

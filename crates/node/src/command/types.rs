@@ -102,6 +102,11 @@ pub enum Command {
     },
     /// `DBSIZE`.
     DbSize,
+    /// `FLUSHALL [ASYNC|SYNC]` and `FLUSHDB [ASYNC|SYNC]` (one database, so
+    /// the same): every key goes, as one log entry. ASYNC and SYNC are
+    /// accepted and mean the same: the entry is one range delete, as cheap
+    /// as Redis's lazy free, and the reply waits for it to be applied.
+    FlushAll,
     /// `INFO [section ...]`.
     Info {
         /// Requested sections, as sent; empty for the default set.

@@ -85,6 +85,13 @@ impl Access {
                 blind_write: true,
                 keys: Some(pairs.iter().map(|(key, _)| key.clone()).collect()),
             },
+            // Every key: it waits for every earlier request of the
+            // connection, and every later one waits for it.
+            Command::FlushAll => Access {
+                write: true,
+                blind_write: true,
+                keys: None,
+            },
             // SCAN, DBSIZE, INFO, and (never dispatched) the local ones.
             _ => Access {
                 write: false,

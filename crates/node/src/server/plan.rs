@@ -287,6 +287,7 @@ impl<A: KvApi> Shared<A> {
                     Shape::Integer,
                 )
             }
+            Command::FlushAll => planned(Request::FlushAll, Shape::Ok),
             Command::Rename {
                 from,
                 to,

@@ -70,6 +70,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("pttl", 2, &["readonly", "fast"], ONE_KEY, "generic", "Returns the expiration time in milliseconds of a key."),
     spec("persist", 2, &["write", "fast"], ONE_KEY, "generic", "Removes the expiration time of a key."),
     spec("scan", -2, &["readonly"], NO_KEYS, "generic", "Iterates over the key names in the database."),
+    spec("flushall", -1, &["write"], NO_KEYS, "server", "Removes all keys from all databases."),
+    spec("flushdb", -1, &["write"], NO_KEYS, "server", "Removes all keys from the current database."),
     spec("dbsize", 1, &["readonly", "fast"], NO_KEYS, "server", "Returns the number of keys in the database."),
     spec("info", -1, &["loading", "stale"], NO_KEYS, "server", "Returns information and statistics about the server."),
     spec("command", -1, &["loading", "stale"], NO_KEYS, "server", "Returns detailed information about all commands."),

@@ -156,6 +156,17 @@ pub fn admin_get(port: u16, path: &str) -> Option<String> {
     (head.split(' ').nth(1) == Some("200")).then(|| body.to_string())
 }
 
+/// The node's `ballast_proposed_entries_total` (log entries it proposed as
+/// leader), read from `/metrics` on `admin_port`.
+pub fn proposed_entries(admin_port: u16) -> u64 {
+    let metrics = admin_get(admin_port, "/metrics").expect("/metrics answers");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ballast_proposed_entries_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("ballast_proposed_entries_total on /metrics")
+}
+
 /// The `/status` JSON of the node whose admin port is `port`.
 pub fn status(port: u16) -> Option<serde_json::Value> {
     serde_json::from_str(&admin_get(port, "/status")?).ok()

@@ -35,6 +35,8 @@ const REQ_MSET_NX: u8 = 19;
 const REQ_EXPIRE_WHEN: u8 = 20;
 const REQ_READ: u8 = 21;
 const REQ_TRANSACTION: u8 = 22;
+/// FLUSHALL (issue 13): no body. Older nodes refuse the tag as unknown.
+const REQ_FLUSH_ALL: u8 = 23;
 
 const DEADLINE_PERSIST: u8 = 0;
 const DEADLINE_AT: u8 = 1;
@@ -218,6 +220,7 @@ pub fn encode_request(dst: &mut Vec<u8>, req: &Request) {
                     | flag(condition.lt, EXPIRE_LT),
             );
         }
+        Request::FlushAll => dst.push(REQ_FLUSH_ALL),
         Request::Read { keys } => {
             dst.push(REQ_READ);
             put_len(dst, keys.len());
@@ -421,8 +424,9 @@ fn decode_request_in(r: &mut ByteReader<'_>, level: Level) -> DResult<Request> {
         }
         REQ_MULTI if nested => return malformed("a multi inside a multi".to_string()),
         REQ_MULTI => {
-            // Each request takes at least its tag and one 4-byte length.
-            let n = r.count(5, "multi request count")?;
+            // A request takes at least its tag byte (FlushAll is nothing
+            // more), which still bounds the allocation by the entry's size.
+            let n = r.count(1, "multi request count")?;
             if n == 0 {
                 return malformed("an empty multi".to_string());
             }
@@ -486,6 +490,7 @@ fn decode_request_in(r: &mut ByteReader<'_>, level: Level) -> DResult<Request> {
             }
             Request::Read { keys }
         }
+        REQ_FLUSH_ALL => Request::FlushAll,
         REQ_TRANSACTION if level == Level::InTransaction => {
             return malformed("a transaction inside a transaction".to_string())
         }
@@ -502,7 +507,7 @@ fn decode_request_in(r: &mut ByteReader<'_>, level: Level) -> DResult<Request> {
                 };
                 watched.push(Watched { key, seen });
             }
-            let n = r.count(5, "transaction request count")?;
+            let n = r.count(1, "transaction request count")?;
             if n == 0 {
                 return malformed("an empty transaction".to_string());
             }

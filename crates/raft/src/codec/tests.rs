@@ -138,7 +138,7 @@ fn the_tags_of_older_request_kinds_are_unchanged() {
     );
     let new_tags: Vec<u8> = string_command_requests(b"k").into_iter().map(tag).collect();
     assert!(
-        new_tags.iter().all(|t| (13..=22).contains(t)),
+        new_tags.iter().all(|t| (13..=23).contains(t)),
         "{new_tags:?}"
     );
 }
@@ -236,9 +236,11 @@ fn string_command_requests(key: &[u8]) -> Vec<Request> {
             ],
             requests: vec![
                 Request::incr(key.clone()),
+                Request::FlushAll,
                 Request::Read { keys: vec![key] },
             ],
         },
+        Request::FlushAll,
     ]
 }
 

@@ -15,6 +15,18 @@ use bytes::Bytes;
 use openraft::StoredMembership;
 use std::sync::atomic::Ordering;
 
+/// The first key of the user key range: every non-empty key sorts at or
+/// after it (the engine refuses empty keys). The node keeps nothing of its
+/// own among the engine's keys (applied markers and membership travel in
+/// the manifest's applied marker), so FLUSHALL's range delete runs from
+/// here to the end.
+pub(crate) const USER_KEYS_START: &[u8] = b"\0";
+
+/// The overlay's mark (under the empty key, which no request can name)
+/// that an earlier request of the entry deleted every key: keys the overlay
+/// does not hold read as absent from then on.
+const FLUSHED: &[u8] = b"";
+
 /// A key's value and expiry as of an entry's time.
 pub(super) type Live = Option<(Bytes, Option<u64>)>;
 
@@ -69,6 +81,11 @@ fn overlay_writes(overlay: &mut Overlay, batch: &WriteBatch) {
     use ballast_storage::key::ValueKind;
     for e in batch.iter() {
         let written = match e.kind {
+            ValueKind::RangeDelete => {
+                overlay.clear();
+                overlay.insert(FLUSHED.to_vec(), None);
+                continue;
+            }
             ValueKind::Delete => None,
             ValueKind::Put => Some((Bytes::copy_from_slice(e.value), None)),
             ValueKind::PutExpiring => {
@@ -88,6 +105,7 @@ impl StateMachine {
         match overlay.get(key) {
             Some(Some((_, Some(expire_at)))) if *expire_at <= at_ms => Ok(None),
             Some(written) => Ok(written.clone()),
+            None if overlay.contains_key(FLUSHED) => Ok(None),
             None => Ok(self.db.get_entry_as_of(key, at_ms)?),
         }
     }
@@ -336,6 +354,10 @@ impl StateMachine {
             | Request::MSetNx { .. }
             | Request::ExpireWhen { .. }
             | Request::Read { .. } => self.plan_string(&mut b, req, at_ms, overlay)?,
+            Request::FlushAll => {
+                b.delete_range(USER_KEYS_START, None);
+                Response::Done
+            }
             Request::DeleteMany { keys } => {
                 // A key named twice counts once, as in Redis: the second
                 // occurrence finds it already gone.

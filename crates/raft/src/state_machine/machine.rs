@@ -130,6 +130,8 @@ impl StateMachine {
         self.planted = planted;
         self.db
             .set_expire_by_horizon(!planted.has(NodeBug::ExpireByLocalClock));
+        self.db
+            .set_range_deletes_compacted(!planted.has(NodeBug::RangeDeleteIgnoredByCompaction));
     }
 
     /// What the proposer needs from the state machine.

@@ -346,6 +346,10 @@ pub enum Request {
         /// The keys, in the client's order.
         keys: Vec<Vec<u8>>,
     },
+    /// FLUSHALL / FLUSHDB: every user key goes, in one entry applied as
+    /// one range delete in the engine (never a loop over the keys), so its
+    /// cost does not grow with the data. Answers [`Response::Done`].
+    FlushAll,
     /// MULTI ... EXEC: the queued requests, applied in order in one entry,
     /// each answered on its own ([`Response::Multi`]; a refused request
     /// does not undo the others, as in Redis), but only if every watched
@@ -466,6 +470,7 @@ impl fmt::Display for Request {
             Request::MSetNx { pairs } => write!(f, "msetnx({} pairs)", pairs.len()),
             Request::ExpireWhen { key, .. } => write!(f, "expire_when(key {}B)", key.len()),
             Request::Read { keys } => write!(f, "read({} keys)", keys.len()),
+            Request::FlushAll => write!(f, "flushall"),
             Request::Transaction { watched, requests } => write!(
                 f,
                 "transaction({} requests, {} watched)",

@@ -117,6 +117,7 @@ impl Request {
             Request::Rename { from, to, .. } => kv(from, to),
             Request::MSetNx { pairs } => pairs.iter().map(|(k, v)| kv(k, v)).sum(),
             Request::Read { keys } => keys.iter().map(|k| kv(k, &[])).sum(),
+            Request::FlushAll => PER_KEY,
             Request::Transaction { watched, requests } => {
                 watched
                     .iter()
@@ -260,6 +261,7 @@ impl Request {
                 count(keys.len())?;
                 keys.iter().try_for_each(|k| key(k))
             }
+            Request::FlushAll => Ok(()),
             Request::Transaction { .. } if nesting == Nesting::InTransaction => {
                 Err(InvalidRequest::NestedTransaction)
             }
