@@ -419,6 +419,12 @@ async fn merge_into_next_level(
         }
     }
     add(&engine.stats.compactions, 1);
+    if c.level > 0 {
+        add(&engine.stats.score_compactions, 1);
+    }
+    if moved {
+        add(&engine.stats.trivial_moves, 1);
+    }
     add(&engine.stats.compaction_bytes_in, bytes_in);
     add(&engine.stats.compaction_bytes_out, bytes_out);
     tracing::debug!(level = c.level, bytes_in, bytes_out, "compaction done");
