@@ -15,6 +15,7 @@ use crate::key::{parse_internal_key, SeqNo, ValueKind};
 use crate::lock::lock;
 use crate::merge::MergingIterator;
 use crate::options::LEVELS;
+use crate::planted::PlantedBug;
 use crate::stats::add;
 use crate::table::{Table, TableBuilder, TableOptions};
 use crate::version::{FileDesc, FileMeta, Version, VersionEdit};
@@ -93,7 +94,7 @@ impl<'a> EntryFilter<'a> {
                 ValueKind::PutExpiring
                     if value.len() >= 8 && crate::coding::get_fixed64(value) <= self.now_ms =>
                 {
-                    if base() {
+                    if base() || crate::planted::active(PlantedBug::ExpiredDroppedAboveBase) {
                         Decision::Drop
                     } else {
                         Decision::Tombstone

@@ -57,11 +57,25 @@ pub enum PlantedBug {
     /// first live segment, and the next recovery skips those segments and
     /// their acknowledged records.
     WalNumberFromListing,
+    /// Compaction drops a value whose TTL ran out above the bottom of its
+    /// key's history instead of writing a tombstone there, so an older
+    /// value of the key in a deeper level comes back.
+    ExpiredDroppedAboveBase,
+    /// Flush and compaction ignore the read snapshots held open: they keep
+    /// only the newest version of each key, so a snapshot reads values
+    /// written after it was taken.
+    CompactionIgnoresSnapshots,
+    /// Recovery makes the WAL it replays durable only when it opens the
+    /// WAL for new writes, after the manifest switch (the old order): a
+    /// power loss during that switch, after a process crash, loses
+    /// balanced writes acknowledged more than one sync interval and one
+    /// fsync before it.
+    LateRecoveryWalSync,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 13] = [
+    pub const ALL: [PlantedBug; 16] = [
         PlantedBug::SkipWalFsync,
         PlantedBug::AckBeforeGroupFsync,
         PlantedBug::SkipSegmentDirSync,
@@ -75,6 +89,9 @@ impl PlantedBug {
         PlantedBug::SkipWriteBackTimer,
         PlantedBug::ReadErrorAsEndOfLog,
         PlantedBug::WalNumberFromListing,
+        PlantedBug::ExpiredDroppedAboveBase,
+        PlantedBug::CompactionIgnoresSnapshots,
+        PlantedBug::LateRecoveryWalSync,
     ];
 
     /// A short name for reports and flags.
@@ -93,6 +110,9 @@ impl PlantedBug {
             PlantedBug::SkipWriteBackTimer => "skip-write-back-timer",
             PlantedBug::ReadErrorAsEndOfLog => "read-error-as-end-of-log",
             PlantedBug::WalNumberFromListing => "wal-number-from-listing",
+            PlantedBug::ExpiredDroppedAboveBase => "expired-dropped-above-base",
+            PlantedBug::CompactionIgnoresSnapshots => "compaction-ignores-snapshots",
+            PlantedBug::LateRecoveryWalSync => "late-recovery-wal-sync",
         }
     }
 
