@@ -389,7 +389,7 @@ impl Options {
         )?;
         range("level_base_bytes", self.level_base_bytes, 64 * KIB, 1 << 50)?;
         range("level_size_multiplier", self.level_size_multiplier, 2, 1000)?;
-        range("manifest_bytes_max", self.manifest_bytes_max, KIB, GIB)?;
+        range("manifest_bytes_max", self.manifest_bytes_max, 512, GIB)?;
         range("key_bytes_max", self.key_bytes_max, 1, 16 * MIB)?;
         range("value_bytes_max", self.value_bytes_max, 1, GIB)?;
         range(
