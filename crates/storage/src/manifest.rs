@@ -26,9 +26,7 @@ use std::sync::{Arc, Mutex};
 
 /// Magic bytes at the start of every manifest file.
 pub const MANIFEST_MAGIC: &[u8; 8] = b"BLSTMAN\0";
-/// The default of `Options::manifest_bytes_max`: a manifest larger than
-/// this is replaced by a fresh snapshot.
-pub const MANIFEST_BYTES_MAX: u64 = 4 << 20;
+pub use crate::options::MANIFEST_BYTES_MAX;
 
 /// The state found in the manifest at open.
 #[derive(Debug, Clone, Default)]

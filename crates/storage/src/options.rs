@@ -261,6 +261,10 @@ impl Default for Options {
     }
 }
 
+/// The default of [`Options::manifest_bytes_max`]: a manifest larger
+/// than this is replaced by a fresh snapshot.
+pub const MANIFEST_BYTES_MAX: u64 = 4 << 20;
+
 /// The number of levels (L0..L6).
 pub const LEVELS: usize = 7;
 
@@ -299,7 +303,7 @@ impl Options {
             l0_stop_writes_trigger: 12,
             level_base_bytes: 256 * MIB,
             level_size_multiplier: 10,
-            manifest_bytes_max: crate::manifest::MANIFEST_BYTES_MAX,
+            manifest_bytes_max: MANIFEST_BYTES_MAX,
             key_bytes_max: 64 * KIB,
             value_bytes_max: 16 * MIB,
             background: Background::Thread,
