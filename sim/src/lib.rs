@@ -27,7 +27,7 @@ pub mod scenario;
 pub mod trace;
 
 pub use engine::run;
-pub use matrix::Matrix;
+pub use matrix::{Matrix, TreeCell, TREE_WORK};
 pub use scenario::{FaultKind, Outcome, RunConfig, Scenario};
 
 /// One step of `sim`, with a panic in a simulated task turned into an

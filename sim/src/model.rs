@@ -28,8 +28,9 @@ pub struct OpRec {
     pub n: u64,
     /// Boot the operation was issued in.
     pub epoch: u32,
-    /// Key index -> new value (`None` deletes).
-    pub writes: Vec<(u32, Option<Bytes>)>,
+    /// The keys written, in batch order (a key may repeat; its last
+    /// write wins).
+    pub writes: Vec<KeyWrite>,
     /// Simulated time of invocation.
     pub invoked: Duration,
     /// Simulated time of acknowledgement, if acknowledged.
@@ -37,6 +38,32 @@ pub struct OpRec {
     /// The engine returned an error: the outcome is unknown.
     pub failed: bool,
 }
+
+/// One key's write in an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyWrite {
+    /// The client's key index.
+    pub k: u32,
+    /// The new value (`None` deletes).
+    pub value: Option<Bytes>,
+    /// When the value expires (ms on the engine's clock; `None`: never).
+    /// A value reads as absent once the clock is at or past it.
+    pub expire_at_ms: Option<u64>,
+}
+
+impl KeyWrite {
+    /// A write of `value` (or a delete) that never expires.
+    pub fn plain(k: u32, value: Option<Bytes>) -> KeyWrite {
+        KeyWrite {
+            k,
+            value,
+            expire_at_ms: None,
+        }
+    }
+}
+
+/// A value and its expiry (`None`: never).
+pub type Versioned = (Bytes, Option<u64>);
 
 /// The user key of client `c`'s key `k`.
 pub fn key(c: usize, k: u32) -> Vec<u8> {
@@ -54,14 +81,20 @@ pub fn marker_value(epoch: u32, n: u64) -> Bytes {
 }
 
 /// The value client `c` writes to key `k` in operation `n` of `epoch`,
-/// padded to `len` bytes with a pattern derived from the header.
+/// padded to `len` bytes with letters drawn from a generator seeded by the
+/// header. The letters do not repeat in a short period, so tables do not
+/// compress to nothing and the tree grows as deep as the data says.
 pub fn value(c: usize, epoch: u32, n: u64, k: u32, len: usize) -> Bytes {
     let mut v = format!("c{c}:e{epoch}:n{n}:k{k}:").into_bytes();
-    let seed = (c as u64) * 1_000_003 + n * 7919 + u64::from(epoch) * 31 + u64::from(k);
-    let mut i = 0u64;
+    let mut x = ((c as u64) * 1_000_003 + n * 7919 + u64::from(epoch) * 31 + u64::from(k))
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        | 1;
     while v.len() < len {
-        v.push(b'a' + ((seed.wrapping_add(i * 13)) % 26) as u8);
-        i += 1;
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push(b'a' + (x % 26) as u8);
     }
     Bytes::from(v)
 }
@@ -105,17 +138,17 @@ impl Model {
         }
     }
 
-    /// Client `c`'s state after its first `m` operations.
-    pub fn state_after(&self, c: usize, m: usize) -> BTreeMap<u32, Bytes> {
+    /// Client `c`'s state after its first `m` operations, with expiries.
+    pub fn state_after(&self, c: usize, m: usize) -> BTreeMap<u32, Versioned> {
         let mut s = BTreeMap::new();
         for op in &self.clients[c][..m] {
-            for (k, v) in &op.writes {
-                match v {
+            for w in &op.writes {
+                match &w.value {
                     Some(v) => {
-                        s.insert(*k, v.clone());
+                        s.insert(w.k, (v.clone(), w.expire_at_ms));
                     }
                     None => {
-                        s.remove(k);
+                        s.remove(&w.k);
                     }
                 }
             }
@@ -123,16 +156,26 @@ impl Model {
         s
     }
 
+    /// What client `c`'s keys read after its first `m` operations when
+    /// the engine's clock says `now_ms`: expired values are absent.
+    pub fn live_after(&self, c: usize, m: usize, now_ms: u64) -> BTreeMap<u32, Bytes> {
+        self.state_after(c, m)
+            .into_iter()
+            .filter(|(_, (_, at))| at.is_none_or(|at| at > now_ms))
+            .map(|(k, (v, _))| (k, v))
+            .collect()
+    }
+
     /// The whole database the model expects after `cut[c]` operations of
-    /// each client.
-    pub fn expected_db(&self, cut: &[usize]) -> BTreeMap<Vec<u8>, Bytes> {
+    /// each client, read when the engine's clock says `now_ms`.
+    pub fn expected_db(&self, cut: &[usize], now_ms: u64) -> BTreeMap<Vec<u8>, Bytes> {
         let mut db = BTreeMap::new();
         for (c, &m) in cut.iter().enumerate() {
             if m > 0 {
                 let op = &self.clients[c][m - 1];
                 db.insert(marker_key(c), marker_value(op.epoch, op.n));
             }
-            for (k, v) in self.state_after(c, m) {
+            for (k, v) in self.live_after(c, m, now_ms) {
                 db.insert(key(c, k), v);
             }
         }
@@ -229,7 +272,7 @@ mod tests {
         OpRec {
             n,
             epoch: 1,
-            writes: vec![(0, Some(value(0, 1, n, 0, 30)))],
+            writes: vec![KeyWrite::plain(0, Some(value(0, 1, n, 0, 30)))],
             invoked: Duration::from_millis(invoked),
             acked: acked.map(Duration::from_millis),
             failed: false,

@@ -189,7 +189,7 @@ impl Scenario {
             // WAL data after a process crash; balanced can.
             PlantedBug::SkipRecoveryWalSync | PlantedBug::SkipIntervalSync => Preset::Balanced,
             PlantedBug::SkipWriteBackTimer => Preset::Throughput,
-            PlantedBug::WalNumberFromListing => Preset::Balanced,
+            PlantedBug::WalNumberFromListing | PlantedBug::LateRecoveryWalSync => Preset::Balanced,
             _ => Preset::Durable,
         };
         let fault = match bug {
@@ -207,6 +207,11 @@ impl Scenario {
             PlantedBug::ReadErrorAsEndOfLog => FaultKind::LatentSector,
             PlantedBug::WalNumberFromListing => FaultKind::BitRot,
             PlantedBug::InstallWithoutVerify => FaultKind::CorruptRead,
+            PlantedBug::LateRecoveryWalSync => FaultKind::Mixed,
+            // Caught by the reads, which every kind has: the plainest.
+            PlantedBug::ExpiredDroppedAboveBase | PlantedBug::CompactionIgnoresSnapshots => {
+                FaultKind::ProcessCrash
+            }
         };
         Scenario {
             preset,
@@ -215,6 +220,9 @@ impl Scenario {
         }
     }
 }
+
+/// Keys in one batch of the bulk client.
+pub const BULK_BATCH_KEYS: u32 = 16;
 
 /// Size knobs of a run.
 #[derive(Debug, Clone, Copy)]
@@ -227,6 +235,14 @@ pub struct RunConfig {
     pub ops_per_boot: usize,
     /// Crash/recover cycles per run.
     pub crashes: u32,
+    /// Keys of the bulk client, written in full before the first boot's
+    /// workload (faults disarmed) so that the tree reaches level 2 and
+    /// deeper in every run.
+    pub bulk_keys: u32,
+    /// Batches of [`BULK_BATCH_KEYS`] keys the bulk client rewrites in
+    /// each boot's workload, at random places of its key range, so that
+    /// deep levels are merged under the faults, not only built.
+    pub bulk_batches: usize,
     /// Keep every trace line (for comparison and replay).
     pub keep_trace: bool,
     /// Log every trace line through `tracing`.
@@ -240,9 +256,41 @@ impl Default for RunConfig {
             keys: 6,
             ops_per_boot: 40,
             crashes: 3,
+            bulk_keys: 144,
+            bulk_batches: 6,
             keep_trace: false,
             echo: false,
         }
+    }
+}
+
+/// What the engine's tree went through in one run, summed over its boots
+/// (each boot's statistics sampled after every write of the workload).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeCounts {
+    /// The deepest LSM level that held a table (0: L0 only).
+    pub deepest_level: usize,
+    /// Write stalls (writers waiting for flush or compaction).
+    pub stalls: u64,
+    /// Compactions of level 1 or deeper picked by the level's size score.
+    pub score_compactions: u64,
+    /// Tables moved down a level without a rewrite.
+    pub trivial_moves: u64,
+    /// Manifests replaced after passing `manifest_bytes_max`.
+    pub manifest_rotations: u64,
+}
+
+impl TreeCounts {
+    /// Adds what `now` counted beyond `base` (one boot's counters, which
+    /// start at zero at its open); the deepest level is the deeper one.
+    pub fn add(&mut self, now: &TreeCounts, base: &TreeCounts) {
+        self.deepest_level = self.deepest_level.max(now.deepest_level);
+        self.stalls += now.stalls.saturating_sub(base.stalls);
+        self.score_compactions += now.score_compactions.saturating_sub(base.score_compactions);
+        self.trivial_moves += now.trivial_moves.saturating_sub(base.trivial_moves);
+        self.manifest_rotations += now
+            .manifest_rotations
+            .saturating_sub(base.manifest_rotations);
     }
 }
 
@@ -261,11 +309,14 @@ pub struct Outcome {
     pub cycles: u32,
     /// The event trace.
     pub trace: Trace,
-    /// The deepest LSM level holding a table at any recovery or workload
-    /// end of the run (0: L0 only).
-    pub deepest_level: usize,
-    /// Write stalls the engine reported over the run.
-    pub stalls: u64,
+    /// The tree's shape and the work the engine did over the run.
+    pub tree: TreeCounts,
+    /// The part of it done under the faults (the boots' workloads).
+    pub tree_faulted: TreeCounts,
+    /// Checkpoints taken under the faults, restored and checked.
+    pub checkpoints: u64,
+    /// Checkpoints installed into the node's engine at a boot.
+    pub installs: u64,
     /// The engine refused to open or to serve with a named corruption
     /// error after damage at rest (accepted: no wrong value was returned).
     pub refused: bool,

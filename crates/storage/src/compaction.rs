@@ -15,6 +15,7 @@ use crate::key::{parse_internal_key, SeqNo, ValueKind};
 use crate::lock::lock;
 use crate::merge::MergingIterator;
 use crate::options::LEVELS;
+use crate::planted::PlantedBug;
 use crate::range_floor::RangeFloor;
 use crate::stats::add;
 use crate::table::{Table, TableBuilder, TableOptions};
@@ -113,7 +114,7 @@ impl<'a> EntryFilter<'a> {
                 ValueKind::PutExpiring
                     if value.len() >= 8 && crate::coding::get_fixed64(value) <= self.now_ms =>
                 {
-                    if base() {
+                    if base() || crate::planted::active(PlantedBug::ExpiredDroppedAboveBase) {
                         Decision::Drop
                     } else {
                         Decision::Tombstone
@@ -523,6 +524,12 @@ async fn merge_into_next_level(
         }
     }
     add(&engine.stats.compactions, 1);
+    if c.level > 0 {
+        add(&engine.stats.score_compactions, 1);
+    }
+    if moved {
+        add(&engine.stats.trivial_moves, 1);
+    }
     add(&engine.stats.compaction_bytes_in, bytes_in);
     add(&engine.stats.compaction_bytes_out, bytes_out);
     tracing::debug!(level = c.level, bytes_in, bytes_out, "compaction done");

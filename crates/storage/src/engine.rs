@@ -20,7 +20,7 @@ use crate::manifest::{Recovered, VersionSet};
 use crate::memtable::MemTable;
 use crate::options::Options;
 use crate::range_floor::RangeFloor;
-use crate::stats::{LevelStats, Stats, StatsSnapshot};
+use crate::stats::{add, LevelStats, Stats, StatsSnapshot};
 use crate::table::BlockCache;
 use crate::version::{FileMeta, Version, VersionEdit};
 use crate::wal::Wal;
@@ -380,7 +380,7 @@ impl Engine {
             self.publish_read_view(&st);
             st.version.clone()
         };
-        if vs.wants_new_manifest() {
+        if vs.wants_new_manifest(self.opts.manifest_bytes_max) {
             let number = self.next_file_number.fetch_add(1, Ordering::SeqCst);
             vs.start_new_manifest(
                 number,
@@ -389,6 +389,7 @@ impl Engine {
                 &version,
             )
             .await?;
+            add(&self.stats.manifest_rotations, 1);
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! Every open writes a fresh manifest holding a snapshot of the recovered
 //! state and switches CURRENT to it (write CURRENT.tmp, fsync, rename,
 //! fsync the directory); a manifest that grows past
-//! [`MANIFEST_BYTES_MAX`] is replaced the same way. An edit takes effect
+//! `Options::manifest_bytes_max` is replaced the same way. An edit takes effect
 //! only after its record is fsynced (and, when it adds tables, after the
 //! directory holding them is fsynced).
 //!
@@ -26,8 +26,7 @@ use std::sync::{Arc, Mutex};
 
 /// Magic bytes at the start of every manifest file.
 pub const MANIFEST_MAGIC: &[u8; 8] = b"BLSTMAN\0";
-/// A manifest larger than this is replaced by a fresh snapshot.
-pub const MANIFEST_BYTES_MAX: u64 = 4 << 20;
+pub use crate::options::MANIFEST_BYTES_MAX;
 
 /// The state found in the manifest at open.
 #[derive(Debug, Clone, Default)]
@@ -238,9 +237,10 @@ impl VersionSet {
         Ok(())
     }
 
-    /// True once the manifest has grown past [`MANIFEST_BYTES_MAX`].
-    pub(crate) fn wants_new_manifest(&self) -> bool {
-        self.log.len() > MANIFEST_BYTES_MAX
+    /// True once the manifest has grown past `bytes_max`
+    /// (`Options::manifest_bytes_max`).
+    pub(crate) fn wants_new_manifest(&self, bytes_max: u64) -> bool {
+        self.log.len() > bytes_max
     }
 
     /// Replaces the manifest with a new one, `number`, holding `version`

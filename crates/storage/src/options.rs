@@ -203,6 +203,9 @@ pub struct Options {
     pub level_base_bytes: u64,
     /// Growth factor between levels.
     pub level_size_multiplier: u64,
+    /// A manifest that grows past this is replaced by a fresh one holding
+    /// a snapshot of the tree (default [`crate::MANIFEST_BYTES_MAX`]).
+    pub manifest_bytes_max: u64,
     /// Longest key accepted.
     pub key_bytes_max: u64,
     /// Longest value accepted.
@@ -258,6 +261,10 @@ impl Default for Options {
     }
 }
 
+/// The default of [`Options::manifest_bytes_max`]: a manifest larger
+/// than this is replaced by a fresh snapshot.
+pub const MANIFEST_BYTES_MAX: u64 = 4 << 20;
+
 /// The number of levels (L0..L6).
 pub const LEVELS: usize = 7;
 
@@ -296,6 +303,7 @@ impl Options {
             l0_stop_writes_trigger: 12,
             level_base_bytes: 256 * MIB,
             level_size_multiplier: 10,
+            manifest_bytes_max: MANIFEST_BYTES_MAX,
             key_bytes_max: 64 * KIB,
             value_bytes_max: 16 * MIB,
             background: Background::Thread,
@@ -385,6 +393,7 @@ impl Options {
         )?;
         range("level_base_bytes", self.level_base_bytes, 64 * KIB, 1 << 50)?;
         range("level_size_multiplier", self.level_size_multiplier, 2, 1000)?;
+        range("manifest_bytes_max", self.manifest_bytes_max, 512, GIB)?;
         range("key_bytes_max", self.key_bytes_max, 1, 16 * MIB)?;
         range("value_bytes_max", self.value_bytes_max, 1, GIB)?;
         range(
@@ -455,6 +464,7 @@ struct OptionsFile {
     l0_stop_writes_trigger: Option<u64>,
     level_base_bytes: Option<u64>,
     level_size_multiplier: Option<u64>,
+    manifest_bytes_max: Option<u64>,
     key_bytes_max: Option<u64>,
     value_bytes_max: Option<u64>,
 }
@@ -533,6 +543,7 @@ impl OptionsFile {
             l0_stop_writes_trigger,
             level_base_bytes,
             level_size_multiplier,
+            manifest_bytes_max,
             key_bytes_max,
             value_bytes_max
         );

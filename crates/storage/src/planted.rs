@@ -61,11 +61,25 @@ pub enum PlantedBug {
     /// reading their blocks, so a copy made through a corrupting read
     /// becomes the engine's content.
     InstallWithoutVerify,
+    /// Compaction drops a value whose TTL ran out above the bottom of its
+    /// key's history instead of writing a tombstone there, so an older
+    /// value of the key in a deeper level comes back.
+    ExpiredDroppedAboveBase,
+    /// Flush and compaction ignore the read snapshots held open: they keep
+    /// only the newest version of each key, so a snapshot reads values
+    /// written after it was taken.
+    CompactionIgnoresSnapshots,
+    /// Recovery makes the WAL it replays durable only when it opens the
+    /// WAL for new writes, after the manifest switch (the old order): a
+    /// power loss during that switch, after a process crash, loses
+    /// balanced writes acknowledged more than one sync interval and one
+    /// fsync before it.
+    LateRecoveryWalSync,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 14] = [
+    pub const ALL: [PlantedBug; 17] = [
         PlantedBug::SkipWalFsync,
         PlantedBug::AckBeforeGroupFsync,
         PlantedBug::SkipSegmentDirSync,
@@ -80,6 +94,9 @@ impl PlantedBug {
         PlantedBug::ReadErrorAsEndOfLog,
         PlantedBug::WalNumberFromListing,
         PlantedBug::InstallWithoutVerify,
+        PlantedBug::ExpiredDroppedAboveBase,
+        PlantedBug::CompactionIgnoresSnapshots,
+        PlantedBug::LateRecoveryWalSync,
     ];
 
     /// A short name for reports and flags.
@@ -99,6 +116,9 @@ impl PlantedBug {
             PlantedBug::ReadErrorAsEndOfLog => "read-error-as-end-of-log",
             PlantedBug::WalNumberFromListing => "wal-number-from-listing",
             PlantedBug::InstallWithoutVerify => "install-without-verify",
+            PlantedBug::ExpiredDroppedAboveBase => "expired-dropped-above-base",
+            PlantedBug::CompactionIgnoresSnapshots => "compaction-ignores-snapshots",
+            PlantedBug::LateRecoveryWalSync => "late-recovery-wal-sync",
         }
     }
 

@@ -18,6 +18,9 @@ pub struct Stats {
     pub(crate) compactions: AtomicU64,
     pub(crate) compaction_bytes_in: AtomicU64,
     pub(crate) compaction_bytes_out: AtomicU64,
+    pub(crate) score_compactions: AtomicU64,
+    pub(crate) trivial_moves: AtomicU64,
+    pub(crate) manifest_rotations: AtomicU64,
     pub(crate) gets: AtomicU64,
     group_batches: Mutex<Histogram<u64>>,
     write_latency_us: Mutex<Histogram<u64>>,
@@ -43,6 +46,9 @@ impl Default for Stats {
             compactions: AtomicU64::new(0),
             compaction_bytes_in: AtomicU64::new(0),
             compaction_bytes_out: AtomicU64::new(0),
+            score_compactions: AtomicU64::new(0),
+            trivial_moves: AtomicU64::new(0),
+            manifest_rotations: AtomicU64::new(0),
             gets: AtomicU64::new(0),
             group_batches: histogram(1 << 20),
             write_latency_us: histogram(60_000_000),
@@ -110,6 +116,15 @@ pub struct StatsSnapshot {
     pub compaction_bytes_in: u64,
     /// Bytes written by compactions.
     pub compaction_bytes_out: u64,
+    /// Compactions of level 1 or deeper, picked because the level was
+    /// over its target size (trivial moves included).
+    pub score_compactions: u64,
+    /// Compactions that moved a table down a level without rewriting it
+    /// (nothing in the next level overlapped it).
+    pub trivial_moves: u64,
+    /// Manifests replaced by a fresh one after passing
+    /// `Options::manifest_bytes_max`.
+    pub manifest_rotations: u64,
     /// Point lookups.
     pub gets: u64,
     /// Block cache hits.
@@ -181,6 +196,9 @@ impl Stats {
             compactions: l(&self.compactions),
             compaction_bytes_in: l(&self.compaction_bytes_in),
             compaction_bytes_out: l(&self.compaction_bytes_out),
+            score_compactions: l(&self.score_compactions),
+            trivial_moves: l(&self.trivial_moves),
+            manifest_rotations: l(&self.manifest_rotations),
             gets: l(&self.gets),
             write_latency_us_p50_p99_p999: lat,
             ..StatsSnapshot::default()

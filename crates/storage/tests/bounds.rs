@@ -145,3 +145,47 @@ fn a_batch_over_batch_bytes_max_is_refused_and_changes_nothing() {
         db.close().await.unwrap();
     });
 }
+
+/// `manifest_bytes_max` bounds the manifest: past it the manifest is
+/// replaced by a fresh snapshot (counted in `manifest_rotations`), one
+/// manifest file is left, and a reopen finds every table it named.
+#[test]
+fn a_manifest_past_manifest_bytes_max_is_replaced_and_reopens_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    rt().block_on(async {
+        let mut o = Options::preset(Preset::Durable);
+        o.background = Background::Tasks;
+        o.manifest_bytes_max = 1024;
+        let db = Db::open(dir.path(), o).await.expect("open");
+        for i in 0..40u32 {
+            db.put(format!("k{i:03}").as_bytes(), b"v")
+                .await
+                .expect("put");
+            db.flush().await.expect("flush");
+        }
+        let rotations = db.stats().manifest_rotations;
+        assert!(rotations > 0, "no rotation after 40 flushes");
+        db.close().await.expect("close");
+        let manifests = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("MANIFEST-"))
+            })
+            .count();
+        assert_eq!(manifests, 1, "the replaced manifests are removed");
+        let db = Db::open(dir.path(), Options::preset(Preset::Durable))
+            .await
+            .expect("reopen");
+        for i in 0..40u32 {
+            assert_eq!(
+                db.get(format!("k{i:03}").as_bytes())
+                    .expect("get")
+                    .as_deref(),
+                Some(&b"v"[..]),
+                "k{i:03}"
+            );
+        }
+        db.close().await.expect("close");
+    });
+}

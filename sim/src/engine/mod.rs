@@ -9,19 +9,21 @@
 //! the host (process crash: `bounce`; power loss: `crash` then `bounce`). The
 //! last boot only recovers and checks.
 
+mod checkpoint;
 mod shared;
 mod verify;
 mod workload;
 
+pub use self::shared::options;
 use self::shared::*;
 use self::verify::verify;
-use self::workload::{admin, client};
+use self::workload::{admin, bulk, client};
 use crate::fs::{Injectors, SimIo, Tag, TurmoilFs};
 use crate::model::Model;
 use crate::scenario::{FaultKind, Outcome, RunConfig, Scenario};
 use crate::trace::Trace;
 use ballast_storage::fs::IoOp;
-use ballast_storage::{Background, Db, FsyncPolicy, ManualClock, Options, Preset};
+use ballast_storage::{Db, Preset};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
@@ -37,38 +39,14 @@ enum Trigger {
     At(Duration),
     /// During the k-th fsync pause with written, unsynced data.
     SyncWindow(u32),
+    /// During the k-th fsync pause of a WAL segment with written, unsynced
+    /// data (the one a writer waits on; tables and the manifest fsync far
+    /// more often in the deep tree's runs, and would take the crash).
+    WalSyncWindow(u32),
     /// During the k-th pause of a table write (flush or compaction).
     Table(u32),
     /// During the k-th pause of a manifest switch or edit.
     Manifest(u32),
-}
-
-/// The engine options a scenario runs with: small memtables and tables so
-/// that flushes and compactions happen under the workload.
-pub fn options(preset: Preset, io: Arc<Mutex<SimIo>>) -> Options {
-    let mut o = Options::preset(preset);
-    o.background = Background::Tasks;
-    o.fs = TurmoilFs::new(io);
-    o.clock = ManualClock::new(1_700_000_000_000);
-    o.memtable_bytes = 64 * KIB;
-    o.wal_segment_bytes = 64 * KIB;
-    o.table_target_bytes = 64 * KIB;
-    o.level_base_bytes = 128 * KIB;
-    o.l0_compaction_trigger = 2;
-    o.l0_stop_writes_trigger = 8;
-    o.block_bytes = 1024;
-    // No cache: every table read reaches the simulated disk, and hashing
-    // inside the cache cannot influence which reads happen.
-    o.block_cache_bytes = 0;
-    o.group_commit_bytes_max = 64 * KIB;
-    o.batch_bytes_max = 64 * KIB;
-    if preset == Preset::Throughput {
-        o.fsync = FsyncPolicy::WriteBack {
-            buffer_bytes: 16 * KIB,
-            flush_interval_ms: WRITE_BACK_INTERVAL.as_millis() as u64,
-        };
-    }
-    o
 }
 
 fn injectors(fault: FaultKind, rng: &mut StdRng) -> Injectors {
@@ -121,7 +99,8 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
     }
     let mut sim = builder.build();
     let sh: Sh = Rc::new(RefCell::new(Shared {
-        model: Model::new(cfg.clients, cfg.keys),
+        // The bulk client is the last one.
+        model: Model::new(cfg.clients + 1, cfg.keys),
         trace: Trace::new(cfg.keep_trace, cfg.echo),
         violations: Vec::new(),
         epoch: 0,
@@ -135,8 +114,14 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         started_at: Duration::ZERO,
         ops_this_boot: 0,
         io: io.clone(),
-        deepest_level: 0,
-        stalls: 0,
+        tree: Default::default(),
+        boot_tree: Default::default(),
+        boot_base: Default::default(),
+        tree_faulted: Default::default(),
+        bulk_next: cfg.bulk_keys,
+        checkpoint: None,
+        checkpoints_checked: 0,
+        installs: 0,
         refused: false,
         wal_damage_checked: 0,
         wal_damaged: false,
@@ -213,6 +198,7 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
                         ));
                         s.recovery_crashes.push((t, power));
                     }
+                    sh.borrow_mut().end_boot();
                     if power {
                         sim.crash("node");
                     }
@@ -234,7 +220,13 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         }
         // Choose and await the crash trigger.
         let trigger = if scenario.fault == FaultKind::LostFsync {
-            Trigger::SyncWindow(drng.gen_range(1..6))
+            let k = drng.gen_range(1..6);
+            if scenario.preset == Preset::Throughput {
+                // No writer waits on a WAL fsync there: any fsync counts.
+                Trigger::SyncWindow(k)
+            } else {
+                Trigger::WalSyncWindow(k)
+            }
         } else {
             match drng.gen_range(0..4) {
                 0 => Trigger::At(Duration::from_micros(drng.gen_range(500..40_000))),
@@ -260,12 +252,15 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
                 _ => {
                     let (op, tag) = match trigger {
                         Trigger::SyncWindow(_) => (Some(IoOp::Sync), None),
+                        Trigger::WalSyncWindow(_) => (Some(IoOp::Sync), Some(Tag::Wal)),
                         Trigger::Table(_) => (None, Some(Tag::Table)),
                         _ => (None, None),
                     };
                     let in_window = io.paused_at(t, op, tag)
                         && match trigger {
-                            Trigger::SyncWindow(_) => !io.dirty.is_empty(),
+                            Trigger::SyncWindow(_) | Trigger::WalSyncWindow(_) => {
+                                !io.dirty.is_empty()
+                            }
                             Trigger::Manifest(_) => io
                                 .pause
                                 .is_some_and(|p| matches!(p.tag, Tag::Manifest | Tag::Current)),
@@ -277,7 +272,10 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
                         seen += 1;
                     }
                     let k = match trigger {
-                        Trigger::SyncWindow(k) | Trigger::Table(k) | Trigger::Manifest(k) => k,
+                        Trigger::SyncWindow(k)
+                        | Trigger::WalSyncWindow(k)
+                        | Trigger::Table(k)
+                        | Trigger::Manifest(k) => k,
                         Trigger::At(_) => 0,
                     };
                     fresh && seen >= k
@@ -376,12 +374,14 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
             s.phase = Phase::Booting;
             s.opened = false;
         }
+        sh.borrow_mut().end_boot();
         if power {
             sim.crash("node");
         }
         sim.bounce("node");
         cycles += 1;
     }
+    sh.borrow_mut().end_boot();
     {
         // Every file operation and its outcome, in the trace hash.
         let g = io.lock().unwrap_or_else(|e| e.into_inner());
@@ -405,8 +405,10 @@ fn run_inner(scenario: Scenario, seed: u64, cfg: RunConfig) -> Outcome {
         fired,
         cycles,
         trace: s.trace.clone(),
-        deepest_level: s.deepest_level,
-        stalls: s.stalls,
+        tree: s.tree,
+        tree_faulted: s.tree_faulted,
+        checkpoints: s.checkpoints_checked,
+        installs: s.installs,
         refused: s.refused,
     }
 }
@@ -455,6 +457,11 @@ async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>,
     let mut repaired = false;
     let db = loop {
         let opts = options(scenario.preset, io.clone());
+        // A failed WAL fsync of an earlier attempt belongs to an engine
+        // that is gone; one in this attempt must stop this engine.
+        io.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first_wal_sync_error = None;
         let res = Db::open(DB_DIR, opts).await;
         let faults = {
             let mut g = io.lock().unwrap_or_else(|e| e.into_inner());
@@ -561,6 +568,53 @@ async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>,
         s.phase = Phase::Done;
         return;
     }
+    let db = Rc::new(db);
+    let bulk_rng =
+        |preload: u64| StdRng::seed_from_u64(seed ^ (u64::from(epoch) << 36) ^ 0xb01c ^ preload);
+    if sh.borrow().last_crash.is_none() {
+        let fs = TurmoilFs::new(io.clone());
+        if let Err(e) = checkpoint::prepare(&*fs) {
+            sh.borrow_mut().violation(format!(
+                "boot {epoch}: making {} failed without faults: {e}",
+                checkpoint::CP_DIR
+            ));
+        }
+        // The first boot builds the deep tree every run starts from.
+        bulk(
+            db.clone(),
+            sh.clone(),
+            epoch,
+            bulk_rng(1),
+            cfg,
+            scenario.fault,
+            true,
+        )
+        .await;
+        // Every level down to its target before the faults start: the
+        // tree every run starts from is deep whatever the timing.
+        let compacted = db.compact().await;
+        let mut s = sh.borrow_mut();
+        s.note_tree(&db);
+        s.event(format!(
+            "boot {epoch}: bulk preload done at {}, compacted {:?}",
+            ms(now()),
+            compacted.as_ref().map_err(|e| e.to_string())
+        ));
+        if let Err(e) = compacted {
+            s.violation(format!(
+                "boot {epoch}: compaction without faults failed: {e}"
+            ));
+        }
+    }
+    // Now and then a later boot starts from the last good checkpoint:
+    // installed (faults disarmed), it must read as the checkpoint's cut,
+    // and survive the crashes that follow like any acknowledged write.
+    // (Not under the at-rest kinds: damage to the shared tables would
+    // make the install refuse, which their own checks cover.)
+    let install = StdRng::seed_from_u64(seed ^ (u64::from(epoch) << 20) ^ 0x1457).gen_bool(0.4);
+    if install && !scenario.fault.at_rest() && sh.borrow().last_crash.is_some() {
+        checkpoint::install_saved(&db, &sh, scenario.fault, epoch).await;
+    }
     {
         let mut rng = StdRng::seed_from_u64(seed ^ u64::from(epoch).wrapping_mul(0x9e37_79b9));
         let mut io = io.lock().unwrap_or_else(|e| e.into_inner());
@@ -569,12 +623,21 @@ async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>,
     }
     {
         let mut s = sh.borrow_mut();
+        s.start_counting(&db);
         s.phase = Phase::Running;
         s.started_at = now();
         s.ops_this_boot = 0;
     }
-    let db = Rc::new(db);
     let mut tasks = Vec::new();
+    tasks.push(tokio::task::spawn_local(bulk(
+        db.clone(),
+        sh.clone(),
+        epoch,
+        bulk_rng(0),
+        cfg,
+        scenario.fault,
+        false,
+    )));
     for c in 0..cfg.clients {
         let rng = StdRng::seed_from_u64(
             seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ (u64::from(epoch) << 32) ^ c as u64,
@@ -594,7 +657,8 @@ async fn boot(scenario: Scenario, cfg: RunConfig, sh: Sh, io: Arc<Mutex<SimIo>>,
         db.clone(),
         sh.clone(),
         admin_rng,
-        scenario.fault,
+        scenario,
+        epoch,
     )));
     for t in tasks {
         let _ = t.await;

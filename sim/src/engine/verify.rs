@@ -15,70 +15,9 @@ use std::time::Duration;
 /// violation.
 pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) -> Result<(), Error> {
     let mut s = sh.borrow_mut();
-    let clients = s.model.clients.len();
-    let mut cut = vec![0usize; clients];
-    for (c, m) in cut.iter_mut().enumerate() {
-        match db.get(&model::marker_key(c)) {
-            Ok(v) => match s.model.cut_of_marker(c, v.as_deref()) {
-                Ok(n) => *m = n,
-                Err(v) => {
-                    s.violation(v);
-                    return Ok(());
-                }
-            },
-            Err(e) => return Err(e),
-        }
-    }
-    let expected = s.model.expected_db(&cut);
-    let mut actual = BTreeMap::new();
-    match db.scan::<&[u8]>(..) {
-        Ok(it) => {
-            for kv in it {
-                match kv {
-                    Ok((k, v)) => {
-                        actual.insert(k.to_vec(), v);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Err(e) => return Err(e),
-    }
-    if actual != expected {
-        let keys: std::collections::BTreeSet<&Vec<u8>> =
-            actual.keys().chain(expected.keys()).collect();
-        for k in keys {
-            let (a, e) = (actual.get(k), expected.get(k));
-            if a != e {
-                let show = |v: Option<&bytes::Bytes>| {
-                    v.map_or("<absent>".to_string(), |v| {
-                        String::from_utf8_lossy(&v[..v.len().min(24)]).into_owned()
-                    })
-                };
-                s.violation(format!(
-                    "boot {epoch}: recovered state is not the model's state after cut {cut:?}: key {} is {} but should be {}",
-                    String::from_utf8_lossy(k),
-                    show(a),
-                    show(e)
-                ));
-                return Ok(());
-            }
-        }
-    }
-    for (k, v) in &expected {
-        match db.get(k) {
-            Ok(Some(got)) if got == v => {}
-            Err(e) => return Err(e),
-            other => {
-                s.violation(format!(
-                    "boot {epoch}: get({}) after recovery disagrees with scan: {:?}",
-                    String::from_utf8_lossy(k),
-                    other.map(|o| o.map(|b| b.len()))
-                ));
-                return Ok(());
-            }
-        }
-    }
+    let Some((cut, keys)) = check_content(db, &mut s, &format!("boot {epoch}"))? else {
+        return Ok(());
+    };
     // The window each crash leaves open: what the preset may lose of the
     // writes acknowledged just before it (None: no lower bound).
     let window = |power: bool| match (scenario.preset, power) {
@@ -129,8 +68,7 @@ pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) -> Result
     let (found, violations) = s.model.check_cut(&cut, epoch.saturating_sub(1), bound);
     let lost: usize = found.iter().map(|r| r.lost_acked).sum();
     s.event(format!(
-        "boot {epoch}: verified cut {cut:?} ({} keys), acknowledged-but-lost {lost}, bound {:?}",
-        expected.len(),
+        "boot {epoch}: verified cut {cut:?} ({keys} keys), acknowledged-but-lost {lost}, bound {:?}",
         bound.acked_by.map(ms)
     ));
     for v in violations {
@@ -138,4 +76,69 @@ pub(super) fn verify(db: &Db, scenario: Scenario, sh: &Sh, epoch: u32) -> Result
     }
     s.model.truncate(&cut);
     Ok(())
+}
+
+/// Reads every client's marker in `db` (the cut it holds) and checks its
+/// whole content, by a full scan and by point reads, against the model
+/// after that cut (expired values absent). Returns the cut and the number
+/// of keys, or `None` after a violation; a read that fails returns its
+/// error.
+pub(super) fn check_content(
+    db: &Db,
+    s: &mut Shared,
+    what: &str,
+) -> Result<Option<(Vec<usize>, usize)>, Error> {
+    let clients = s.model.clients.len();
+    let mut cut = vec![0usize; clients];
+    for (c, m) in cut.iter_mut().enumerate() {
+        let v = db.get(&model::marker_key(c))?;
+        match s.model.cut_of_marker(c, v.as_deref()) {
+            Ok(n) => *m = n,
+            Err(v) => {
+                s.violation(format!("{what}: {v}"));
+                return Ok(None);
+            }
+        }
+    }
+    let expected = s.model.expected_db(&cut, clock_ms());
+    let mut actual = BTreeMap::new();
+    for kv in db.scan::<&[u8]>(..)? {
+        let (k, v) = kv?;
+        actual.insert(k.to_vec(), v);
+    }
+    if actual != expected {
+        let keys: std::collections::BTreeSet<&Vec<u8>> =
+            actual.keys().chain(expected.keys()).collect();
+        if let Some(k) = keys
+            .into_iter()
+            .find(|k| actual.get(*k) != expected.get(*k))
+        {
+            let show = |v: Option<&bytes::Bytes>| {
+                v.map_or("<absent>".to_string(), |v| {
+                    String::from_utf8_lossy(&v[..v.len().min(24)]).into_owned()
+                })
+            };
+            s.violation(format!(
+                "{what}: recovered state is not the model's state after cut {cut:?}: key {} is {} but should be {}",
+                String::from_utf8_lossy(k),
+                show(actual.get(k)),
+                show(expected.get(k))
+            ));
+        }
+        return Ok(None);
+    }
+    for (k, v) in &expected {
+        match db.get(k)? {
+            Some(got) if got == v => {}
+            other => {
+                s.violation(format!(
+                    "{what}: get({}) disagrees with scan: {:?}",
+                    String::from_utf8_lossy(k),
+                    other.map(|o| o.len())
+                ));
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some((cut, expected.len())))
 }

@@ -50,4 +50,4 @@ pub use segment::{
     SEGMENT_BYTES_MIN,
 };
 pub use segment_file::{prepare_segment, PreparedSegment, PREPARED_SUFFIX};
-pub use writer::{SyncTicket, Wal};
+pub use writer::{sync_existing_segments, SyncTicket, Wal};

@@ -142,6 +142,13 @@ impl fmt::Debug for Wal {
 /// Fsyncs every segment in `segments`: cheap when they are durable already
 /// (nothing dirty), and required when a process crash left them in the
 /// page cache only.
+/// Fsyncs every segment in `dir`: what recovery reads may sit only in
+/// the page cache after a process crash.
+pub fn sync_existing_segments(fs: &dyn fs::FileSystem, dir: &Path) -> Result<()> {
+    let existing = list_segments(fs, dir)?;
+    sync_segments(fs, dir, &existing)
+}
+
 fn sync_segments(fs: &dyn fs::FileSystem, dir: &Path, segments: &[u64]) -> Result<()> {
     for &n in segments {
         let path = segment_path(dir, n);
