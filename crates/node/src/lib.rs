@@ -48,4 +48,4 @@ pub use command::Command;
 pub use config::NodeConfig;
 pub use env::NodeEnv;
 pub use error::{Error, ProtocolError};
-pub use node::Node;
+pub use node::{Node, OpenState};

@@ -78,6 +78,58 @@ pub enum NodeError {
     /// empty log. The text says how to replace it.
     #[error("refusing to start: this node's data directory is new, but its cluster knows it from before ({0})")]
     WipedMember(IdentityRefusal),
+    /// The state machine was durable ahead of the Raft log (the flush
+    /// barrier failed): the log lacks applied entries and no snapshot
+    /// covers them, so this node could never send them to a follower
+    /// (openraft's own invariant, `purge_upto <= snapshot`, is broken).
+    /// Like etcd with a log behind its commit index, it refuses to start.
+    #[error("refusing to start: {0}; replace this node: remove it from the cluster, empty its data directory, and add it back as a learner")]
+    StateAheadOfLog(String),
+}
+
+/// What a node found on its disk when it started, before openraft
+/// reconciled its log with its state machine.
+///
+/// Under the flush barrier (`Options::flush_barrier`) the engine makes
+/// applied entries durable only once the Raft log holding them is durable,
+/// so the state machine is never durably ahead of its own log, except just
+/// after a snapshot install whose log purge a crash interrupted (openraft
+/// repairs that case by purging at start). [`OpenState::ahead_of_log`]
+/// names any other case, and the node refuses to start
+/// ([`NodeError::StateAheadOfLog`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenState {
+    /// The last index the Raft log held: its last entry, else its last
+    /// purged index.
+    pub log_last_index: Option<u64>,
+    /// The last index the state machine had applied durably (after
+    /// finishing a snapshot install a crash interrupted).
+    pub applied_index: Option<u64>,
+    /// The last index of the newest snapshot the state machine keeps.
+    pub snapshot_index: Option<u64>,
+}
+
+impl OpenState {
+    /// Says how the state machine was durably ahead of the log, if it was
+    /// and a snapshot does not explain it (its applied index is not the
+    /// newest snapshot's).
+    pub fn ahead_of_log(&self) -> Option<String> {
+        let applied = self.applied_index?;
+        let ahead = self.log_last_index.is_none_or(|l| applied > l);
+        (ahead && self.snapshot_index != Some(applied)).then(|| {
+            format!(
+                "the state machine was durable at index {applied}, ahead of its Raft log \
+                 ending at {} (newest snapshot: {}): applied entries were flushed before \
+                 the log holding them was durable",
+                fmt_index(self.log_last_index),
+                fmt_index(self.snapshot_index),
+            )
+        })
+    }
+}
+
+fn fmt_index(i: Option<u64>) -> String {
+    i.map_or_else(|| "none".into(), |i| i.to_string())
 }
 
 /// A running node. Cloning gives another handle to the same node.
@@ -248,5 +300,34 @@ impl Node {
         ApiError::Timeout {
             ms: self.shared.config.request_timeout_ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpenState;
+
+    fn open(log: Option<u64>, applied: Option<u64>, snapshot: Option<u64>) -> OpenState {
+        OpenState {
+            log_last_index: log,
+            applied_index: applied,
+            snapshot_index: snapshot,
+        }
+    }
+
+    #[test]
+    fn applied_state_ahead_of_the_log_is_named_unless_a_snapshot_explains_it() {
+        // In step, or behind: nothing to say.
+        assert_eq!(open(Some(10), Some(10), None).ahead_of_log(), None);
+        assert_eq!(open(Some(10), Some(4), Some(2)).ahead_of_log(), None);
+        assert_eq!(open(None, None, None).ahead_of_log(), None);
+        // An install whose purge a crash interrupted.
+        assert_eq!(open(Some(3), Some(9), Some(9)).ahead_of_log(), None);
+        assert_eq!(open(None, Some(9), Some(9)).ahead_of_log(), None);
+        // Flushed ahead of the log.
+        let ahead = open(Some(445), Some(449), Some(299)).ahead_of_log();
+        assert!(ahead
+            .is_some_and(|w| w.contains("durable at index 449") && w.contains("ending at 445")));
+        assert!(open(None, Some(149), None).ahead_of_log().is_some());
     }
 }

@@ -107,6 +107,18 @@ impl Node {
         sm.set_applied_index(applied_index.clone());
         log_store.set_applied_index(applied_index)?;
         let db = sm.shared_db();
+        let log_state = log_store.log_state()?;
+        let opened = super::OpenState {
+            log_last_index: log_state.last_log_id.map(|l| l.index),
+            applied_index: sm.applied().map(|a| a.index),
+            snapshot_index: sm.snapshot_index(),
+        };
+        if let Some(what) = opened.ahead_of_log() {
+            // A release build of openraft would count the missing entries
+            // as purged and go on, unable to send them to any follower.
+            tracing::error!(id, "{what}");
+            return Err(NodeError::StateAheadOfLog(what));
+        }
 
         let identity = Identity::open(fs.clone(), &dir, id, &*env.nonces, config.planted)?;
         let mut net = NetConfig::new(env.nonces.clone());

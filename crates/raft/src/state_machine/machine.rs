@@ -172,6 +172,14 @@ impl StateMachine {
         self.applied
     }
 
+    /// The last index of the newest snapshot this state machine keeps.
+    pub fn snapshot_index(&self) -> Option<u64> {
+        lock_store(&self.snapshots)
+            .current
+            .as_ref()
+            .and_then(|s| s.meta().last_log_id.map(|l| l.index))
+    }
+
     /// The directory holding this state machine's snapshots.
     pub fn snapshots_dir(&self) -> PathBuf {
         self.dir.join(SNAPSHOTS_DIR)
