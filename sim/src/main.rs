@@ -69,6 +69,16 @@ enum Cmd {
         #[arg(long)]
         sweep_secs: Option<u64>,
     },
+    /// How fast the simulation runs a 3-node cluster under client load
+    /// (no faults), per preset.
+    ClusterSpeed {
+        /// Seeds per preset.
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+        /// Client hosts.
+        #[arg(long, default_value_t = 4)]
+        clients: u32,
+    },
     /// Hunts every planted node bug in its cluster scenario and reports the
     /// seeds it took to catch.
     ClusterPlanted {
@@ -277,6 +287,11 @@ fn main() -> Result<()> {
                 (None, None) => cli::run_seeds(&list, start, seeds),
             };
             if !ok {
+                std::process::exit(1);
+            }
+        }
+        Cmd::ClusterSpeed { seeds, clients } => {
+            if !ballast_sim::cluster::cli::speed(seeds, clients) {
                 std::process::exit(1);
             }
         }

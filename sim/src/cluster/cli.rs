@@ -165,6 +165,53 @@ pub fn run_seeds(list: &[ClusterScenario], start: u64, seeds: u64) -> bool {
     p.failures == 0
 }
 
+/// The speed of the simulation for a 3-node cluster under load: `seeds`
+/// fault-free runs per preset with `clients` clients (every oracle still
+/// judges them); prints, per preset, the simulated and real time, their
+/// ratio, and client operations per simulated and per real second. False
+/// if a run violated.
+pub fn speed(seeds: u64, clients: u32) -> bool {
+    let cfg = ClusterConfig {
+        clients,
+        faults: false,
+        ..ClusterConfig::default()
+    };
+    println!("{clients} clients, {seeds} fault-free seeds per preset");
+    let mut ok = true;
+    let (mut sim_all, mut real_all) = (0.0, 0.0);
+    for preset in [Preset::Durable, Preset::Balanced, Preset::Throughput] {
+        // The fault kind only names the run; no plan is applied.
+        let s = ClusterScenario {
+            preset,
+            fault: ClusterFault::Partition,
+            bug: None,
+        };
+        let started = Instant::now();
+        let (mut simulated, mut ops) = (Duration::ZERO, 0usize);
+        for seed in 0..seeds {
+            let o = super::run(s, seed, cfg);
+            simulated += o.simulated;
+            ops += o.operations;
+            if !o.violations.is_empty() {
+                ok = false;
+                report_failure(&o);
+            }
+        }
+        let real = started.elapsed().as_secs_f64();
+        let sim = simulated.as_secs_f64();
+        (sim_all, real_all) = (sim_all + sim, real_all + real);
+        println!(
+            "{:<10} {sim:7.1}s simulated in {real:6.1}s real: {:5.1}x; {:6.0} operations per simulated second, {:7.0} per real second",
+            preset.name(),
+            sim / real,
+            ops as f64 / sim,
+            ops as f64 / real
+        );
+    }
+    println!("all        simulated time {:.1}x real", sim_all / real_all);
+    ok
+}
+
 /// Runs fresh seeds over `list` until `secs` pass (or forever); false if
 /// any seed violated.
 pub fn sweep(list: &[ClusterScenario], mut seed: u64, secs: Option<u64>) -> bool {

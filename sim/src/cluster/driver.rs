@@ -520,8 +520,12 @@ pub fn run(scenario: ClusterScenario, seed: u64, cfg: ClusterConfig) -> ClusterO
         });
     }
     let start = now();
-    let mut steps: std::collections::VecDeque<Step> =
-        faults::plan(scenario.fault, &mut d.rng, start, cfg.workload).into();
+    let mut steps: std::collections::VecDeque<Step> = if cfg.faults {
+        faults::plan(scenario.fault, &mut d.rng, start, cfg.workload)
+    } else {
+        Vec::new()
+    }
+    .into();
     let end = start + cfg.workload;
     while now() < end && d.errors.is_empty() {
         while steps.front().is_some_and(|s| s.at <= now()) {

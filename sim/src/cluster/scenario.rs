@@ -184,6 +184,9 @@ pub struct ClusterConfig {
     pub keep_trace: bool,
     /// Log every trace event.
     pub echo: bool,
+    /// Apply the scenario's fault plan (off: the cluster under load
+    /// alone, for `cluster-speed`).
+    pub faults: bool,
 }
 
 impl Default for ClusterConfig {
@@ -193,6 +196,7 @@ impl Default for ClusterConfig {
             workload: Duration::from_secs(6),
             keep_trace: false,
             echo: false,
+            faults: true,
         }
     }
 }
