@@ -91,6 +91,13 @@ fn planted_bugs_are_caught_and_their_seeds_pass_without_them() {
             "not linearizable",
         ),
         (NodeBug::AckBeforeLogFsync, 0, "not linearizable"),
+        // The same seed, seen by the node-level oracle: the logs came back
+        // without entries they had told openraft were durable.
+        (
+            NodeBug::AckBeforeLogFsync,
+            0,
+            "lost entries it acknowledged as durable",
+        ),
         (NodeBug::ReadWithoutReadIndex, 1, "not linearizable"),
         // A node that expires keys by its own (skewed) clock drops keys the
         // others keep: the state hashes differ.

@@ -71,6 +71,8 @@ async fn recreated_segment_marks(planted: Planted) -> (Marks, PathBuf) {
     let seg2 = segment_path(&log, 2);
 
     append_acked(&mut store, entries(1, 0..=2)).await;
+    let acks = store.durable_acks().expect("state");
+    assert_eq!(acks.get(), Some(2), "entries 0..=2 acknowledged durable");
     // Segment 2 comes prepared; wait for it so that the only fsync of the
     // file named segment 2 below is the flusher's.
     until("segment 2 prepared", || {
@@ -97,6 +99,7 @@ async fn recreated_segment_marks(planted: Planted) -> (Marks, PathBuf) {
         .await
         .expect("truncate");
     assert_eq!(store.entries(..).expect("read"), entries(1, 0..=2));
+    assert_eq!(acks.get(), Some(2), "the truncation kept 0..=2");
     let (tx, rx_new) = TypeConfig::oneshot();
     store
         .append(entries(2, 3..=4), IOFlushed::signal(tx))
@@ -108,6 +111,13 @@ async fn recreated_segment_marks(planted: Planted) -> (Marks, PathBuf) {
     let _ = tokio::time::timeout(Duration::from_secs(30), rx_old)
         .await
         .expect("old append answered");
+    // The truncated append's acknowledgement speaks for entries that are
+    // gone: it must not count (3' and 4' may be acknowledged by now).
+    assert!(
+        acks.get() <= Some(4),
+        "a truncated append counted as durable: {:?}",
+        acks.get()
+    );
     tokio::time::timeout(Duration::from_secs(30), rx_new)
         .await
         .expect("acknowledged")
@@ -116,6 +126,7 @@ async fn recreated_segment_marks(planted: Planted) -> (Marks, PathBuf) {
 
     // 5' ends segment 2 exactly where the stale fsync's ticket ended.
     append_acked(&mut store, entries(2, 5..=5)).await;
+    assert_eq!(acks.get(), Some(5));
     let marks = fs.marks(&seg2).expect("segment 2 exists");
     assert_eq!(marks.written, 24 + 3 * r, "segment 2 holds 3', 4', 5'");
     drop(store);

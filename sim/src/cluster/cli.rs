@@ -242,7 +242,7 @@ pub fn scenario_for(bug: NodeBug) -> Option<ClusterScenario> {
         NodeBug::UncleanNodeVotes => (Preset::Balanced, ClusterFault::PowerLossOne),
         NodeBug::WipedNodeRebootstraps => (Preset::Durable, ClusterFault::DiskWipe),
         NodeBug::TruncateBelowApplied => (Preset::Durable, ClusterFault::LeaderIsolated),
-        NodeBug::SyncTicketBySegment => (Preset::Durable, ClusterFault::PowerLossAll),
+        NodeBug::SyncTicketBySegment => (Preset::Durable, ClusterFault::DiskStall),
         NodeBug::ReadWithoutReadIndex => (Preset::Durable, ClusterFault::LeaderIsolated),
         NodeBug::FlushBarrierSkipped => (Preset::Throughput, ClusterFault::PowerLossAll),
         NodeBug::SkipRequestValidation => (Preset::Durable, ClusterFault::BadPeer),

@@ -6,13 +6,10 @@ use super::faults::{self, Action, Step, Who};
 use super::node_host::{host_name, NodeHost, SkewedClock};
 use super::oracle::{self, Cut, Observed, CONVERGED_WITHIN, LEADER_WITHIN};
 use super::scenario::{ClusterConfig, ClusterFault, ClusterOutcome, ClusterScenario};
-use super::transport::TurmoilTransport;
 use super::workload;
 use super::world::World;
 use crate::fs::{Injectors, Latency, SimIo};
-use ballast_raft::net::{ForwardClient, NetConfig, Secret};
 use ballast_raft::planted::Planted;
-use ballast_raft::Request;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +24,7 @@ const JOINER: u64 = 4;
 /// How long the cluster may take to elect its first leader.
 const FIRST_LEADER_WITHIN: Duration = Duration::from_secs(10);
 
+mod bad_peer;
 mod triggers;
 
 fn lock(io: &Mutex<SimIo>) -> std::sync::MutexGuard<'_, SimIo> {
@@ -61,6 +59,8 @@ struct Driver {
     /// Per node, the manifest files it had unsynced writes in at the last
     /// look (see [`Action::PowerAfterFlush`]).
     manifests_in_flight: BTreeMap<u64, BTreeSet<PathBuf>>,
+    /// The run's fault kind.
+    fault: ClusterFault,
 }
 
 /// Power losses in a row (see `Driver::note_rolling_loss`).
@@ -180,6 +180,7 @@ impl Driver {
             // The old process's files stop working before turmoil runs its
             // destructors (a dead process writes nothing more).
             lock(&self.ios[&id]).crashed(true);
+            self.world.power_lost(id);
             self.sim.crash(host_name(id));
             self.world.0.borrow_mut().reports.remove(&id);
             self.powered_off.insert(id, until);
@@ -304,6 +305,8 @@ impl Driver {
                 let n = self.resolve(*who);
                 self.world.wipe_on_next_boot(n);
                 self.power_off(&[n], *down);
+                // A lost disk takes what it acknowledged with it.
+                self.world.0.borrow_mut().acked_at_power_loss.remove(&n);
             }
             Action::Power { who, down } => {
                 let ids: Vec<u64> = if who.is_empty() {
@@ -313,10 +316,16 @@ impl Driver {
                 };
                 self.power_off(&ids, *down);
             }
+            Action::Unstall(who) => {
+                let n = self.resolve(*who);
+                self.world.event(format!("n{n}'s disk no longer stalls"));
+                lock(&self.ios[&n]).latency = disk_latency(self.fault);
+            }
             // Expanded by the step loop.
             Action::PowerWhenDirty { .. }
             | Action::PowerAfterFlush { .. }
-            | Action::LagThenLose { .. } => {}
+            | Action::LagThenLose { .. }
+            | Action::StallThenLose { .. } => {}
             Action::Disk { who, injectors } => {
                 let n = self.resolve(*who);
                 self.world
@@ -352,7 +361,7 @@ impl Driver {
                 self.sim.host(name.clone(), move || {
                     let (world, name) = (world.clone(), name.clone());
                     async move {
-                        bad_peer(&name, l, seed, &world).await;
+                        bad_peer::bad_peer(&name, l, seed, &world).await;
                         Ok(())
                     }
                 });
@@ -458,6 +467,7 @@ pub fn run(scenario: ClusterScenario, seed: u64, cfg: ClusterConfig) -> ClusterO
         poisons: 0,
         rolling: None,
         manifests_in_flight: BTreeMap::new(),
+        fault: scenario.fault,
         nodes: nodes.clone(),
         errors: Vec::new(),
     };
@@ -530,14 +540,23 @@ pub fn run(scenario: ClusterScenario, seed: u64, cfg: ClusterConfig) -> ClusterO
     while now() < end && d.errors.is_empty() {
         while steps.front().is_some_and(|s| s.at <= now()) {
             let Some(s) = steps.pop_front() else { break };
-            if let Action::LagThenLose {
-                wipe,
-                lose_after,
-                down,
-                heal_after,
-            } = s.action
-            {
-                for step in d.lag_then_lose(wipe, lose_after, down, heal_after) {
+            let later = match s.action {
+                Action::LagThenLose {
+                    wipe,
+                    lose_after,
+                    down,
+                    heal_after,
+                } => Some(d.lag_then_lose(wipe, lose_after, down, heal_after)),
+                Action::StallThenLose {
+                    isolate,
+                    stall_ms,
+                    unstall_after,
+                    lose_after,
+                } => Some(d.stall_then_lose(isolate, stall_ms, unstall_after, lose_after)),
+                _ => None,
+            };
+            if let Some(later) = later {
+                for step in later {
                     let at = steps.partition_point(|x| x.at <= step.at);
                     steps.insert(at, step);
                 }
@@ -763,24 +782,5 @@ impl Driver {
                 .collect::<Vec<_>>()
                 .join(", "))
         }
-    }
-}
-
-/// A peer that holds the cluster's secret forwards two requests no log may
-/// hold (an empty batch and a nested one) to node `to`; every node must
-/// refuse them where they enter and keep serving.
-async fn bad_peer(name: &str, to: u64, seed: u64, world: &World) {
-    let mut net = NetConfig::new(super::node_host::seeded_nonces(seed));
-    net.secret = Some(Secret::new(super::node_host::SECRET));
-    net.transport = TurmoilTransport::shared(name);
-    let client = ForwardClient::new(Arc::new(net));
-    let addr = format!("{}:{}", host_name(to), super::node_host::RAFT_PORT);
-    let empty = Request::Multi(Vec::new());
-    let nested = Request::Multi(vec![Request::Multi(vec![Request::Delete {
-        key: b"k0-g0".to_vec(),
-    }])]);
-    for req in [empty, nested] {
-        let answer = client.write(&addr, req).await;
-        world.event(format!("{name} -> n{to}: {answer:?}"));
     }
 }

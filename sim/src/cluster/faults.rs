@@ -77,6 +77,8 @@ pub enum Action {
     },
     /// Disarm every disk.
     DiskOff,
+    /// A stalled disk's fsyncs take their normal time again.
+    Unstall(Who),
     /// Skew a node's clock.
     Skew {
         /// The node.
@@ -101,6 +103,27 @@ pub enum Action {
     PowerAfterFlush {
         /// The latest time to do it.
         deadline: Duration,
+    },
+    /// The leader's disk stalls: every fsync it begins takes seconds (a
+    /// cloud disk's hiccup), as the leader is cut off and keeps taking
+    /// writes it cannot commit. At the heal it takes the new leader's log,
+    /// cutting its own tail, while fsyncs begun before are still running;
+    /// then it loses power. What its log acknowledged as durable must be
+    /// there when it starts again (an fsync of a segment the truncation
+    /// removed must not count for the one it created in its place: the
+    /// window of `sync-ticket-by-segment`, which this plan aims at but
+    /// does not reach; see the README).
+    StallThenLose {
+        /// From the cut to the heal.
+        isolate: Duration,
+        /// Each fsync's latency while stalled, in milliseconds (low, high).
+        stall_ms: (u64, u64),
+        /// From the heal to the end of the stall (fsyncs begun before
+        /// still take their time).
+        unstall_after: Duration,
+        /// From the heal to the power loss (at the first step with
+        /// unsynced writes on its disk, within a second).
+        lose_after: Duration,
     },
     /// A quorum with a lagging member loses power in its other member: one
     /// follower is cut off now, so the leader commits with the other one
@@ -470,6 +493,18 @@ fn add(kind: ClusterFault, rng: &mut StdRng, start: Duration, span: Duration, ou
         }
         // Planned in `plan` (a lag-then-wipe); not part of `mixed`.
         ClusterFault::DiskWipe => {}
+        ClusterFault::DiskStall => {
+            let at = when(rng, 0.5);
+            push(
+                at,
+                Action::StallThenLose {
+                    isolate: ms(rng.gen_range(1_500..3_000)),
+                    stall_ms: (300, 1_000),
+                    unstall_after: ms(rng.gen_range(0..1_000)),
+                    lose_after: ms(rng.gen_range(200..2_500)),
+                },
+            );
+        }
         ClusterFault::Mixed => {
             let mut kinds: Vec<ClusterFault> = ClusterFault::ALL
                 .into_iter()
@@ -480,6 +515,7 @@ fn add(kind: ClusterFault, rng: &mut StdRng, start: Duration, span: Duration, ou
                             | ClusterFault::Membership
                             | ClusterFault::BadPeer
                             | ClusterFault::DiskWipe
+                            | ClusterFault::DiskStall
                     )
                 })
                 .collect();

@@ -194,6 +194,7 @@ impl NodeHost {
                 }
             };
             world.event(format!("n{id} started"));
+            world.started(id, boot, &node);
             let listener = match env
                 .transport
                 .bind(&format!("{}:{RESP_PORT}", host_name(id)))

@@ -149,6 +149,15 @@ pub fn judge(world: &World, o: &Observed) -> (bool, Vec<String>) {
             v.push(format!("n{id} failed with a healthy disk: {what}"));
         }
     }
+    // What a log acknowledged as durable survives a power loss of its
+    // node (a disk with injected faults may lie about its fsyncs).
+    for (id, what) in &w.lost_acked {
+        if !o.disk_faulted.contains(id) {
+            v.push(format!(
+                "n{id} lost entries it acknowledged as durable, {what}"
+            ));
+        }
+    }
     let _ = o.healed;
     (linearizable, v)
 }

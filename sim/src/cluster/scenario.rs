@@ -59,13 +59,17 @@ pub enum ClusterFault {
     /// leader is cut off (see `faults::Action::LagThenLose`); the wiped
     /// node is out of the run afterwards (an operator replaces it).
     DiskWipe,
+    /// The leader's disk stalls (each fsync takes seconds) as it is cut
+    /// off; the stall outlasts the heal, then the node loses power (see
+    /// `faults::Action::StallThenLose`).
+    DiskStall,
     /// Several kinds at once.
     Mixed,
 }
 
 impl ClusterFault {
     /// Every kind.
-    pub const ALL: [ClusterFault; 21] = [
+    pub const ALL: [ClusterFault; 22] = [
         ClusterFault::Partition,
         ClusterFault::OneWay,
         ClusterFault::LeaderIsolated,
@@ -86,6 +90,7 @@ impl ClusterFault {
         ClusterFault::Membership,
         ClusterFault::BadPeer,
         ClusterFault::DiskWipe,
+        ClusterFault::DiskStall,
         ClusterFault::Mixed,
     ];
 
@@ -113,6 +118,7 @@ impl ClusterFault {
             ClusterFault::BadPeer => "bad-peer",
             ClusterFault::Mixed => "mixed",
             ClusterFault::DiskWipe => "disk-wipe",
+            ClusterFault::DiskStall => "disk-stall",
         }
     }
 

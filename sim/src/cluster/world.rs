@@ -132,6 +132,14 @@ pub struct State {
     pub wipe_next_boot: BTreeSet<u64>,
     /// Nodes whose data directory was wiped (a lost disk).
     pub wiped: BTreeSet<u64>,
+    /// What each running node's Raft log acknowledged as durable.
+    pub durable_acks: BTreeMap<u64, ballast_raft::log_store::DurableAcks>,
+    /// The last index a node's log had acknowledged as durable when its
+    /// power went, until its next start.
+    pub acked_at_power_loss: BTreeMap<u64, u64>,
+    /// Starts that found the log without entries acknowledged as durable
+    /// before a power loss, with the node id.
+    pub lost_acked: Vec<(u64, String)>,
 }
 
 /// A handle on the shared state.
@@ -170,6 +178,36 @@ impl World {
             .borrow_mut()
             .trace
             .event(format!("{:>9.3} {what}", t.as_secs_f64()));
+    }
+
+    /// Records node `id`'s start (boot `boot`): checks that its log still
+    /// holds everything it acknowledged as durable before its last power
+    /// loss, and keeps its acknowledgements for the next.
+    pub fn started(&self, id: u64, boot: u64, node: &ballast_node::Node) {
+        let last = node.opened().log_last_index;
+        let before = {
+            let mut s = self.0.borrow_mut();
+            s.durable_acks.insert(id, node.log_durable_acks());
+            s.acked_at_power_loss.remove(&id)
+        };
+        if let Some(acked) = before.filter(|&a| last.is_none_or(|l| l < a)) {
+            let what = format!(
+                "boot {boot}: its Raft log acknowledged entries up to {acked} as durable before \
+                 the power loss, and ends at {} after it",
+                last.map_or_else(|| "nothing".into(), |l| l.to_string())
+            );
+            self.event(format!("n{id} LOST ACKNOWLEDGED ENTRIES, {what}"));
+            self.0.borrow_mut().lost_acked.push((id, what));
+        }
+    }
+
+    /// Records node `id`'s power loss: what its log acknowledged as
+    /// durable must be there at its next start.
+    pub fn power_lost(&self, id: u64) {
+        let mut s = self.0.borrow_mut();
+        if let Some(acked) = s.durable_acks.remove(&id).and_then(|a| a.get()) {
+            s.acked_at_power_loss.insert(id, acked);
+        }
     }
 
     /// Records a node failure.

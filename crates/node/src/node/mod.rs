@@ -36,7 +36,7 @@ mod start;
 use crate::api::ApiError;
 use crate::config::NodeConfig;
 use ballast_raft::identity::IdentityRefusal;
-use ballast_raft::log_store::LogSyncer;
+use ballast_raft::log_store::{DurableAcks, LogSyncer};
 use ballast_raft::net::{BallastRaft, ForwardClient, ServerHandle, VoteGate};
 use ballast_raft::propose::Proposer;
 use ballast_raft::NodeId;
@@ -164,6 +164,10 @@ struct NodeShared {
     proposals: InFlight,
     /// Batches this node's writes (and those forwarded to it) into entries.
     proposer: Proposer,
+    /// What it found on its disk at start.
+    opened: OpenState,
+    /// What its Raft log acknowledged as durable.
+    durable_acks: DurableAcks,
 }
 
 /// Counts proposals in flight on the leader, and the most at once.
@@ -204,6 +208,18 @@ impl Node {
     /// The node's id.
     pub fn id(&self) -> NodeId {
         self.shared.config.id
+    }
+
+    /// What this node found on its disk when it started.
+    pub fn opened(&self) -> OpenState {
+        self.shared.opened
+    }
+
+    /// The last log index this node's Raft log acknowledged as durable
+    /// (durable preset; see [`DurableAcks`]): a power loss must not take
+    /// it away.
+    pub fn log_durable_acks(&self) -> DurableAcks {
+        self.shared.durable_acks.clone()
     }
 
     /// The address the Raft RPC server listens on.

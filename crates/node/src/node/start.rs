@@ -108,6 +108,7 @@ impl Node {
         log_store.set_applied_index(applied_index)?;
         let db = sm.shared_db();
         let log_state = log_store.log_state()?;
+        let durable_acks = log_store.durable_acks()?;
         let opened = super::OpenState {
             log_last_index: log_state.last_log_id.map(|l| l.index),
             applied_index: sm.applied().map(|a| a.index),
@@ -237,6 +238,8 @@ impl Node {
                 recovered: tokio::sync::watch::Sender::new(false),
                 proposals: InFlight::default(),
                 proposer,
+                opened,
+                durable_acks,
             }),
         };
         if unclean {

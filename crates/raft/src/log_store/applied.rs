@@ -29,3 +29,59 @@ impl AppliedIndex {
         self.0.load(Ordering::SeqCst).checked_sub(1)
     }
 }
+
+/// The last log index the store told openraft was durable (the durable
+/// policy's flusher calls back only after the fsync that covers an
+/// append), lowered by every truncation below it: what a power loss must
+/// not take away. Kept in memory, for diagnostics and the cluster
+/// simulation, which compares it with what the log holds after the node's
+/// next start. Clones share one value.
+#[derive(Clone, Debug, Default)]
+pub struct DurableAcks(Arc<std::sync::Mutex<AckState>>);
+
+#[derive(Debug, Default)]
+struct AckState {
+    /// Truncations so far: an acknowledgement of an append made before
+    /// the last one no longer speaks for the entries at its indexes.
+    epoch: u64,
+    index: Option<u64>,
+}
+
+impl DurableAcks {
+    fn state(&self) -> std::sync::MutexGuard<'_, AckState> {
+        // Every critical section leaves the state consistent.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The number of truncations so far (taken with an append, under the
+    /// store's lock).
+    pub(super) fn epoch(&self) -> u64 {
+        self.state().epoch
+    }
+
+    /// Records that the append ending at `index`, made in `epoch`, was
+    /// acknowledged as durable.
+    pub(super) fn acknowledged(&self, epoch: u64, index: u64) {
+        let mut s = self.state();
+        if s.epoch == epoch {
+            s.index = s.index.max(Some(index));
+        }
+    }
+
+    /// Records a truncation that keeps the entries up to `last` (none:
+    /// every entry goes).
+    pub(super) fn truncated(&self, last: Option<u64>) {
+        let mut s = self.state();
+        s.epoch += 1;
+        s.index = match (s.index, last) {
+            (Some(i), Some(l)) => Some(i.min(l)),
+            _ => None,
+        };
+    }
+
+    /// The last log index acknowledged as durable since the store opened
+    /// (and not truncated since).
+    pub fn get(&self) -> Option<u64> {
+        self.state().index
+    }
+}

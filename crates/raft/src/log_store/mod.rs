@@ -79,7 +79,7 @@ mod sync;
 mod tests;
 
 pub use crate::codec::{COMMIT_RECORD_KIND, COMMIT_RECORD_LEN};
-pub use applied::AppliedIndex;
+pub use applied::{AppliedIndex, DurableAcks};
 pub use ballast_storage::FsyncPolicy;
 pub use open::{OpenReport, LOCK_FILE, LOG_DIR};
 pub use store::{LogReader, LogStore};

@@ -212,6 +212,7 @@ impl LogStore {
             committed,
             applied: None,
             planted,
+            durable_acks: Default::default(),
             _lock: lock,
         };
         let prepare = Arc::new(Notify::new());

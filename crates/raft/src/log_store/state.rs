@@ -56,6 +56,8 @@ pub(super) struct StoreState {
     pub(super) applied: Option<AppliedIndex>,
     /// Planted bugs this store runs with.
     pub(super) planted: Planted,
+    /// What the store acknowledged as durable.
+    pub(super) durable_acks: super::applied::DurableAcks,
     /// Held for the life of the store.
     pub(super) _lock: Option<DynFile>,
 }

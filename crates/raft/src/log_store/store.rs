@@ -3,7 +3,7 @@
 //! read, vote, truncate, purge, the committed log id) and openraft's
 //! [`RaftLogStorage`] and [`RaftLogReader`] on top of them.
 
-use super::applied::AppliedIndex;
+use super::applied::{AppliedIndex, DurableAcks};
 use super::state::Shared;
 use super::sync::{flusher, Flush, LogSyncer, FLUSHES_QUEUED_MAX};
 use crate::codec::{self, encode_commit_record};
@@ -74,10 +74,16 @@ impl LogStore {
         }
         let written = written.and_then(|()| {
             let mut inner = self.shared.lock()?;
-            inner.wal.begin_sync().map_err(|e| inner.stop(e.into()))
+            let ticket = inner.wal.begin_sync().map_err(|e| inner.stop(e.into()))?;
+            let acked = inner.last_log_id().map(|l| {
+                let acks = inner.durable_acks.clone();
+                let epoch = acks.epoch();
+                (acks, epoch, l.index)
+            });
+            Ok((ticket, acked))
         });
-        let ticket = match written {
-            Ok(ticket) => ticket,
+        let (ticket, acked) = match written {
+            Ok(written) => written,
             Err(e) => {
                 callback.io_completed(Err(io::Error::other(e.to_string())));
                 return Err(e);
@@ -89,12 +95,19 @@ impl LogStore {
             tokio::spawn(flusher(Arc::downgrade(shared), rx));
             tx
         });
-        if let Err(mpsc::error::SendError((_, callback))) = tx.send((ticket, callback)).await {
+        if let Err(mpsc::error::SendError((_, callback, _))) =
+            tx.send((ticket, callback, acked)).await
+        {
             let e = Error::Stopped("the log store's flusher stopped".into());
             callback.io_completed(Err(io::Error::other(e.to_string())));
             return Err(e);
         }
         Ok(())
+    }
+
+    /// What this store acknowledged as durable (see [`DurableAcks`]).
+    pub fn durable_acks(&self) -> Result<DurableAcks> {
+        Ok(self.shared.lock()?.durable_acks.clone())
     }
 
     /// A handle that makes the log durable on demand.
@@ -298,6 +311,12 @@ impl LogStore {
             Ok(keep) => inner.index.entries.truncate(keep),
             Err(e) => return Err(inner.stop(e.into())),
         }
+        inner.durable_acks.truncated(cut_from.checked_sub(1));
+        tracing::debug!(
+            from = cut_from,
+            removed = end - cut_from,
+            "Raft log: truncated"
+        );
         // Commit records after the cut went with it.
         if inner.committed.is_some_and(|c| c.index >= cut_from) {
             inner.committed = None;
@@ -526,7 +545,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
                 let written = self.add_entries(entries);
                 let answer = match &written {
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        // Told durable: recorded as such (what the cluster
+                        // simulation checks after a power loss).
+                        let inner = self.shared.lock()?;
+                        if let Some(last) = inner.last_log_id() {
+                            let acks = &inner.durable_acks;
+                            acks.acknowledged(acks.epoch(), last.index);
+                        }
+                        Ok(())
+                    }
                     Err(e) => Err(io::Error::other(e.to_string())),
                 };
                 callback.io_completed(answer);

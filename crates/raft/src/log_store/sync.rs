@@ -7,6 +7,7 @@
 //!
 //! Limits: at most [`FLUSHES_QUEUED_MAX`] appends wait for the flusher.
 
+use super::applied::DurableAcks;
 use super::state::{sync_ticket, Shared};
 use crate::error::{Error, Result};
 use crate::typ::TypeConfig;
@@ -20,8 +21,13 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 
 /// An append waiting for its fsync: the sync to run (`None` if the bytes
-/// were durable already) and whom to tell.
-pub(super) type Flush = (Option<SyncTicket>, IOFlushed<TypeConfig>);
+/// were durable already), whom to tell, and what to record once it is
+/// durable (the truncation epoch it was made in and its last index).
+pub(super) type Flush = (Option<SyncTicket>, IOFlushed<TypeConfig>, Acked);
+
+/// What a durable append records in [`super::DurableAcks`]: the epoch it
+/// was made in, its last index.
+pub(super) type Acked = Option<(DurableAcks, u64, u64)>;
 
 /// Appends waiting for the flusher at most; openraft waits beyond that.
 pub(super) const FLUSHES_QUEUED_MAX: usize = 1024;
@@ -163,7 +169,7 @@ pub(super) async fn flusher(shared: std::sync::Weak<Shared>, mut rx: mpsc::Recei
         while let Ok(next) = rx.try_recv() {
             group.push(next);
         }
-        let ticket = group.iter_mut().rev().find_map(|(t, _)| t.take());
+        let ticket = group.iter_mut().rev().find_map(|(t, _, _)| t.take());
         let outcome = match ticket {
             None => Ok(()),
             Some(ticket) => match shared.upgrade() {
@@ -171,7 +177,10 @@ pub(super) async fn flusher(shared: std::sync::Weak<Shared>, mut rx: mpsc::Recei
                 None => Err(Error::Stopped("the log store was closed".into())),
             },
         };
-        for (_, callback) in group {
+        for (_, callback, acked) in group {
+            if let (Ok(()), Some((acks, epoch, index))) = (&outcome, acked) {
+                acks.acknowledged(epoch, index);
+            }
             callback.io_completed(
                 outcome
                     .as_ref()

@@ -1,6 +1,7 @@
 //! The driver's fault triggers that watch the run: a power loss right
 //! after a manifest edit landed before the Raft log's fsync, and a lagging
-//! quorum that loses power in its other member.
+//! quorum that loses power in its other member, and a stalled disk cut
+//! off and then powered off.
 
 use super::{lock, now, Driver, FOUNDERS};
 use crate::cluster::faults::{Action, Step, Who};
@@ -97,6 +98,46 @@ impl Driver {
             Step {
                 at: heal,
                 action: Action::Heal,
+            },
+        ]
+    }
+
+    /// Starts [`Action::StallThenLose`] now: stalls the leader's disk and
+    /// cuts it off; returns the later steps, with the node fixed now.
+    pub(super) fn stall_then_lose(
+        &mut self,
+        isolate: Duration,
+        stall_ms: (u64, u64),
+        unstall_after: Duration,
+        lose_after: Duration,
+    ) -> Vec<Step> {
+        let leader = self.resolve(Who::Leader);
+        self.world.event(format!(
+            "n{leader}'s disk stalls: fsyncs take {}-{} ms",
+            stall_ms.0, stall_ms.1
+        ));
+        lock(&self.ios[&leader]).latency.sync_us = (stall_ms.0 * 1_000, stall_ms.1 * 1_000);
+        self.fired += 1;
+        self.apply(&Action::Cut {
+            who: Who::Node(leader),
+            oneway: false,
+        });
+        let heal = now() + isolate;
+        vec![
+            Step {
+                at: heal,
+                action: Action::Heal,
+            },
+            Step {
+                at: heal + unstall_after,
+                action: Action::Unstall(Who::Node(leader)),
+            },
+            Step {
+                at: heal + lose_after,
+                action: Action::PowerWhenDirty {
+                    who: Who::Node(leader),
+                    deadline: heal + lose_after + Duration::from_secs(1),
+                },
             },
         ]
     }
