@@ -96,7 +96,7 @@ fn planted_bugs_are_caught_and_their_seeds_pass_without_them() {
         (
             NodeBug::AckBeforeLogFsync,
             0,
-            "lost entries it acknowledged as durable",
+            "lost what it acknowledged as durable",
         ),
         (NodeBug::ReadWithoutReadIndex, 1, "not linearizable"),
         // A node that expires keys by its own (skewed) clock drops keys the
@@ -107,6 +107,9 @@ fn planted_bugs_are_caught_and_their_seeds_pass_without_them() {
         (NodeBug::ApplyChecksLocalLimits, 0, "did not converge"),
         // The renamed meta file lost its unsynced content in the power cut.
         (NodeBug::VoteNotFsynced, 0, "meta file is 0 bytes"),
+        // Where the meta file survived, it held an older vote: the node
+        // came back able to vote again in a term it had voted in.
+        (NodeBug::VoteNotFsynced, 5, "came back with"),
         // The entries a truncation removed came back in front of the ones
         // appended after it.
         (NodeBug::TruncationNotDurable, 43, "hole in the Raft log"),

@@ -154,7 +154,7 @@ pub fn judge(world: &World, o: &Observed) -> (bool, Vec<String>) {
     for (id, what) in &w.lost_acked {
         if !o.disk_faulted.contains(id) {
             v.push(format!(
-                "n{id} lost entries it acknowledged as durable, {what}"
+                "n{id} lost what it acknowledged as durable, {what}"
             ));
         }
     }

@@ -134,9 +134,9 @@ pub struct State {
     pub wiped: BTreeSet<u64>,
     /// What each running node's Raft log acknowledged as durable.
     pub durable_acks: BTreeMap<u64, ballast_raft::log_store::DurableAcks>,
-    /// The last index a node's log had acknowledged as durable when its
-    /// power went, until its next start.
-    pub acked_at_power_loss: BTreeMap<u64, u64>,
+    /// What a node's log had acknowledged as durable (last index, last
+    /// vote) when its power went, until its next start.
+    pub acked_at_power_loss: BTreeMap<u64, (Option<u64>, Option<ballast_raft::Vote>)>,
     /// Starts that found the log without entries acknowledged as durable
     /// before a power loss, with the node id.
     pub lost_acked: Vec<(u64, String)>,
@@ -184,19 +184,40 @@ impl World {
     /// holds everything it acknowledged as durable before its last power
     /// loss, and keeps its acknowledgements for the next.
     pub fn started(&self, id: u64, boot: u64, node: &ballast_node::Node) {
-        let last = node.opened().log_last_index;
-        let before = {
+        let opened = node.opened();
+        let last = opened.log_last_index;
+        let (index, vote) = {
             let mut s = self.0.borrow_mut();
             s.durable_acks.insert(id, node.log_durable_acks());
-            s.acked_at_power_loss.remove(&id)
+            s.acked_at_power_loss.remove(&id).unwrap_or_default()
         };
-        if let Some(acked) = before.filter(|&a| last.is_none_or(|l| l < a)) {
-            let what = format!(
+        let mut lost = Vec::new();
+        if let Some(acked) = index.filter(|&a| last.is_none_or(|l| l < a)) {
+            lost.push(format!(
                 "boot {boot}: its Raft log acknowledged entries up to {acked} as durable before \
                  the power loss, and ends at {} after it",
                 last.map_or_else(|| "nothing".into(), |l| l.to_string())
-            );
-            self.event(format!("n{id} LOST ACKNOWLEDGED ENTRIES, {what}"));
+            ));
+        }
+        // A vote may only move forward: one that went back (or sideways, to
+        // another candidate in the same term) lets the node vote twice.
+        if let Some(saved) = vote {
+            let kept = opened.vote.is_some_and(|v| {
+                matches!(
+                    v.partial_cmp(&saved),
+                    Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+                )
+            });
+            if !kept {
+                lost.push(format!(
+                    "boot {boot}: it saved the vote {saved} before the power loss and \
+                     came back with {}",
+                    opened.vote.map_or_else(|| "none".into(), |v| v.to_string())
+                ));
+            }
+        }
+        for what in lost {
+            self.event(format!("n{id} LOST ACKNOWLEDGED STATE, {what}"));
             self.0.borrow_mut().lost_acked.push((id, what));
         }
     }
@@ -205,8 +226,8 @@ impl World {
     /// durable must be there at its next start.
     pub fn power_lost(&self, id: u64) {
         let mut s = self.0.borrow_mut();
-        if let Some(acked) = s.durable_acks.remove(&id).and_then(|a| a.get()) {
-            s.acked_at_power_loss.insert(id, acked);
+        if let Some(acks) = s.durable_acks.remove(&id) {
+            s.acked_at_power_loss.insert(id, (acks.get(), acks.vote()));
         }
     }
 

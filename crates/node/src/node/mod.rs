@@ -107,6 +107,8 @@ pub struct OpenState {
     pub applied_index: Option<u64>,
     /// The last index of the newest snapshot the state machine keeps.
     pub snapshot_index: Option<u64>,
+    /// The vote the Raft log held.
+    pub vote: Option<ballast_raft::Vote>,
 }
 
 impl OpenState {
@@ -328,6 +330,7 @@ mod tests {
             log_last_index: log,
             applied_index: applied,
             snapshot_index: snapshot,
+            vote: None,
         }
     }
 

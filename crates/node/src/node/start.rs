@@ -113,6 +113,7 @@ impl Node {
             log_last_index: log_state.last_log_id.map(|l| l.index),
             applied_index: sm.applied().map(|a| a.index),
             snapshot_index: sm.snapshot_index(),
+            vote: log_store.vote()?,
         };
         if let Some(what) = opened.ahead_of_log() {
             // A release build of openraft would count the missing entries

@@ -30,12 +30,12 @@ impl AppliedIndex {
     }
 }
 
-/// The last log index the store told openraft was durable (the durable
-/// policy's flusher calls back only after the fsync that covers an
-/// append), lowered by every truncation below it: what a power loss must
-/// not take away. Kept in memory, for diagnostics and the cluster
-/// simulation, which compares it with what the log holds after the node's
-/// next start. Clones share one value.
+/// What the store told openraft was durable, which a power loss must not
+/// take away: the last log index (the durable policy's flusher calls back
+/// only after the fsync that covers an append), lowered by every
+/// truncation below it, and the last vote saved. Kept in memory, for
+/// diagnostics and the cluster simulation, which compares it with what
+/// the log holds after the node's next start. Clones share one value.
 #[derive(Clone, Debug, Default)]
 pub struct DurableAcks(Arc<std::sync::Mutex<AckState>>);
 
@@ -45,6 +45,7 @@ struct AckState {
     /// the last one no longer speaks for the entries at its indexes.
     epoch: u64,
     index: Option<u64>,
+    vote: Option<crate::typ::Vote>,
 }
 
 impl DurableAcks {
@@ -83,5 +84,15 @@ impl DurableAcks {
     /// (and not truncated since).
     pub fn get(&self) -> Option<u64> {
         self.state().index
+    }
+
+    /// Records that `vote` was saved.
+    pub(super) fn vote_saved(&self, vote: crate::typ::Vote) {
+        self.state().vote = Some(vote);
+    }
+
+    /// The last vote saved since the store opened.
+    pub fn vote(&self) -> Option<crate::typ::Vote> {
+        self.state().vote
     }
 }

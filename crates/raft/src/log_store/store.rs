@@ -208,6 +208,9 @@ impl LogStore {
         let mut inner = self.shared.lock()?;
         match r {
             Ok(()) => {
+                if let Some(vote) = next.vote {
+                    inner.durable_acks.vote_saved(vote);
+                }
                 inner.meta = next;
                 Ok(())
             }
