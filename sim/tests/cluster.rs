@@ -129,8 +129,6 @@ fn planted_bugs_are_caught_and_their_seeds_pass_without_them() {
         (NodeBug::UncleanNodeVotes, 20, "not linearizable"),
         // The wiped follower came back with an empty log and voted for the
         // lagging one, which lacked entries the wiped one had acknowledged.
-        // (Seed 1: at seeds 0 and 2-5 openraft's own debug assertion,
-        // `log_id <= committed`, aborts a debug build's process first.)
         (NodeBug::WipedNodeRebootstraps, 1, "not linearizable"),
         // n1's engine flushed entries 446-449 while its Raft log held them
         // only in the page cache; the power cut took the log's tail, and

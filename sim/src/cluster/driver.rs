@@ -325,7 +325,8 @@ impl Driver {
             Action::PowerWhenDirty { .. }
             | Action::PowerAfterFlush { .. }
             | Action::LagThenLose { .. }
-            | Action::StallThenLose { .. } => {}
+            | Action::StallThenLose { .. }
+            | Action::Replace { .. } => {}
             Action::Disk { who, injectors } => {
                 let n = self.resolve(*who);
                 self.world
@@ -553,6 +554,10 @@ pub fn run(scenario: ClusterScenario, seed: u64, cfg: ClusterConfig) -> ClusterO
                     unstall_after,
                     lose_after,
                 } => Some(d.stall_then_lose(isolate, stall_ms, unstall_after, lose_after)),
+                Action::Replace { who, step } => {
+                    let n = d.resolve(who);
+                    Some(d.replace_step(n, step))
+                }
                 _ => None,
             };
             if let Some(later) = later {
@@ -745,12 +750,12 @@ impl Driver {
             .and_then(|l| w.reports.get(&l))
             .map(|r| r.voters.iter().chain(&r.learners).copied().collect())
             .unwrap_or_else(|| FOUNDERS.to_vec());
-        // A node that lost its disk is out until an operator replaces it
-        // (removes it, adds it back as a learner: the node tests
-        // `wiped_node_is_refused_and_replaced` do that); its peers refuse it.
+        // A node that lost its disk is out until the operator's
+        // replacement (`Driver::replace_step`) starts it again as a new
+        // member; until then its peers refuse it.
         members
             .into_iter()
-            .filter(|m| !w.wiped.contains(m))
+            .filter(|m| !w.wiped.contains(m) || w.replaced.contains(m))
             .collect()
     }
 

@@ -79,6 +79,14 @@ pub enum Action {
     DiskOff,
     /// A stalled disk's fsyncs take their normal time again.
     Unstall(Who),
+    /// A step of an operator's replacement of a node whose disk was lost
+    /// (as `wiped_node_is_refused_and_replaced` does it).
+    Replace {
+        /// The node.
+        who: Who,
+        /// The step.
+        step: ReplaceStep,
+    },
     /// Skew a node's clock.
     Skew {
         /// The node.
@@ -147,6 +155,19 @@ pub enum Action {
     },
 }
 
+/// The operator's steps to replace a node whose disk was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplaceStep {
+    /// Remove it from the voters (through the leader).
+    Remove,
+    /// Start it again on an empty disk, without initial members.
+    NewDisk,
+    /// Add it as a learner.
+    AddLearner,
+    /// Make it a voter again.
+    Promote,
+}
+
 /// A timed action.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -184,13 +205,21 @@ pub fn plan(kind: ClusterFault, rng: &mut StdRng, start: Duration, span: Duratio
         || (kind == ClusterFault::PowerLossOne && rng.gen_bool(0.4))
     {
         let span_ms = span.as_millis() as u64;
+        let wipe = kind == ClusterFault::DiskWipe;
+        // A wiped node's replacement takes 1.6 s after the heal: early
+        // enough that it ends within the workload.
+        let latest_ms = if wipe { 1_200 } else { span_ms * 6 / 10 };
         steps.push(Step {
-            at: start + ms(rng.gen_range(200..(span_ms * 6 / 10).max(201))),
+            at: start + ms(rng.gen_range(200..latest_ms.max(201))),
             action: Action::LagThenLose {
-                wipe: kind == ClusterFault::DiskWipe,
+                wipe,
                 lose_after: ms(rng.gen_range(300..900)),
                 down: ms(rng.gen_range(100..600)),
-                heal_after: ms(rng.gen_range(1_000..2_000)),
+                heal_after: ms(if wipe {
+                    rng.gen_range(1_000..1_500)
+                } else {
+                    rng.gen_range(1_000..2_000)
+                }),
             },
         });
     } else {

@@ -171,7 +171,11 @@ impl NodeHost {
             background: Background::Tasks,
             links: None,
         };
-        let config = self.config();
+        let mut config = self.config();
+        if world.is_replaced(id) {
+            // A new member: added by the leader, never bootstrapping.
+            config.initial_members.clear();
+        }
         let server_config = ServerConfig {
             password: config.password.clone(),
             ..ServerConfig::default()

@@ -57,7 +57,8 @@ pub enum ClusterFault {
     BadPeer,
     /// One follower's disk is lost (wiped) while the other lags and the
     /// leader is cut off (see `faults::Action::LagThenLose`); the wiped
-    /// node is out of the run afterwards (an operator replaces it).
+    /// node is replaced afterwards, as an operator would (removed, started
+    /// on an empty disk, added as a learner, promoted).
     DiskWipe,
     /// The leader's disk stalls (each fsync takes seconds) as it is cut
     /// off; the stall outlasts the heal, then the node loses power (see

@@ -132,6 +132,9 @@ pub struct State {
     pub wipe_next_boot: BTreeSet<u64>,
     /// Nodes whose data directory was wiped (a lost disk).
     pub wiped: BTreeSet<u64>,
+    /// Wiped nodes an operator replaced: they start again on an empty
+    /// disk without initial members, to be added back as learners.
+    pub replaced: BTreeSet<u64>,
     /// What each running node's Raft log acknowledged as durable.
     pub durable_acks: BTreeMap<u64, ballast_raft::log_store::DurableAcks>,
     /// What a node's log had acknowledged as durable (last index, last
@@ -350,6 +353,19 @@ impl World {
     /// lost and replaced by an empty one).
     pub fn wipe_on_next_boot(&self, id: u64) {
         self.0.borrow_mut().wipe_next_boot.insert(id);
+    }
+
+    /// Marks node `id` replaced: its next boot is on an empty disk,
+    /// without initial members.
+    pub fn replace(&self, id: u64) {
+        let mut s = self.0.borrow_mut();
+        s.wipe_next_boot.insert(id);
+        s.replaced.insert(id);
+    }
+
+    /// True if node `id` was replaced after losing its disk.
+    pub fn is_replaced(&self, id: u64) -> bool {
+        self.0.borrow().replaced.contains(&id)
     }
 
     /// True (once) if node `id`'s data directory must be wiped now.

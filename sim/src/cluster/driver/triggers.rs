@@ -4,7 +4,9 @@
 //! off and then powered off.
 
 use super::{lock, now, Driver, FOUNDERS};
-use crate::cluster::faults::{Action, Step, Who};
+use crate::cluster::faults::{Action, ReplaceStep, Step, Who};
+use crate::cluster::node_host::{host_name, RAFT_PORT, RESP_PORT};
+use crate::cluster::world::MembershipRequest;
 use rand::Rng;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -69,7 +71,18 @@ impl Driver {
         };
         let lose = now() + lose_after;
         let heal = lose + down + heal_after;
-        vec![
+        let mut replace = Vec::new();
+        if wipe {
+            // The operator replaces the wiped node after the heal.
+            replace.push(Step {
+                at: heal + Duration::from_millis(200),
+                action: Action::Replace {
+                    who: Who::Node(losing),
+                    step: ReplaceStep::Remove,
+                },
+            });
+        }
+        let mut steps = vec![
             Step {
                 at: lose,
                 action: Action::Heal,
@@ -99,7 +112,77 @@ impl Driver {
                 at: heal,
                 action: Action::Heal,
             },
-        ]
+        ];
+        steps.extend(replace);
+        steps
+    }
+
+    /// Runs one step of an operator's replacement of node `n`, whose disk
+    /// was lost, once what it waits for is there: remove it from the
+    /// voters (a leader), start it on an empty disk without initial
+    /// members (the removal done), add it as a learner (a leader, the new
+    /// node up), promote it (it is a learner). Returns the next step, or
+    /// this one again a little later.
+    pub(super) fn replace_step(&mut self, n: u64, step: ReplaceStep) -> Vec<Step> {
+        let leader = self.leader().filter(|&l| l != n);
+        let membership = leader.and_then(|l| {
+            let w = self.world.0.borrow();
+            w.reports
+                .get(&l)
+                .map(|r| (r.voters.clone(), r.learners.clone()))
+        });
+        let ready = match step {
+            ReplaceStep::Remove => leader.is_some(),
+            ReplaceStep::NewDisk => membership
+                .as_ref()
+                .is_some_and(|(v, l)| !v.contains(&n) && !l.contains(&n)),
+            ReplaceStep::AddLearner => {
+                leader.is_some() && self.world.0.borrow().reports.contains_key(&n)
+            }
+            ReplaceStep::Promote => membership.as_ref().is_some_and(|(_, l)| l.contains(&n)),
+        };
+        let again = |step| {
+            vec![Step {
+                at: now() + Duration::from_millis(100),
+                action: Action::Replace {
+                    who: Who::Node(n),
+                    step,
+                },
+            }]
+        };
+        let Some(l) = leader.filter(|_| ready) else {
+            return again(step);
+        };
+        let (req, next) = match step {
+            ReplaceStep::Remove => (
+                MembershipRequest::ChangeVoters(FOUNDERS.into_iter().filter(|&v| v != n).collect()),
+                Some(ReplaceStep::NewDisk),
+            ),
+            ReplaceStep::NewDisk => {
+                self.world
+                    .event(format!("operator: n{n} starts again on an empty disk"));
+                self.world.replace(n);
+                self.world.0.borrow_mut().reports.remove(&n);
+                lock(&self.ios[&n]).crashed(false);
+                self.sim.bounce(host_name(n));
+                return again(ReplaceStep::AddLearner);
+            }
+            ReplaceStep::AddLearner => (
+                MembershipRequest::AddLearner {
+                    id: n,
+                    raft_addr: format!("{}:{RAFT_PORT}", host_name(n)),
+                    client_addr: format!("{}:{RESP_PORT}", host_name(n)),
+                },
+                Some(ReplaceStep::Promote),
+            ),
+            ReplaceStep::Promote => (
+                MembershipRequest::ChangeVoters(FOUNDERS.into_iter().collect()),
+                None,
+            ),
+        };
+        self.world.event(format!("operator: ask n{l}: {req:?}"));
+        self.world.0.borrow_mut().membership.insert(l, req);
+        next.map(again).unwrap_or_default()
     }
 
     /// Starts [`Action::StallThenLose`] now: stalls the leader's disk and
