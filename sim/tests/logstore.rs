@@ -37,8 +37,14 @@ fn expected(bug: NodeBug) -> &'static [&'static str] {
     match bug {
         NodeBug::VoteNotFsynced => &["the vote went back"],
         // The removed entries come back in front of the new ones: the
-        // store refuses the hole they leave, or they read as resurrected.
-        NodeBug::TruncationNotDurable => &["hole in the Raft log", "a truncated entry came back"],
+        // store refuses the hole they leave, or the cut segment's length
+        // disagrees with the next segment's link record (WAL format 2), or
+        // they read as resurrected.
+        NodeBug::TruncationNotDurable => &[
+            "hole in the Raft log",
+            "link record says it ended at",
+            "a truncated entry came back",
+        ],
         NodeBug::SyncTicketBySegment | NodeBug::AckBeforeLogFsync => &["acknowledged append lost"],
         NodeBug::TruncateBelowApplied => &["below the applied index", "was accepted"],
         // Replicated mode: a flush records applied entries the log has not
