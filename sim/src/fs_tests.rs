@@ -197,6 +197,38 @@ fn a_file_recreated_after_an_unsynced_unlink_keeps_its_fsynced_data() {
     assert_eq!(got, vec![5u8; 300], "the new file's fsynced data survives");
 }
 
+/// A file removed with unsynced writes, its removal made durable, and a
+/// new file renamed to its name (a Raft log segment recreated after a
+/// truncation, from a prepared file): the new file never gets the removed
+/// file's unsynced bytes. turmoil keys pending writes by path and applied
+/// them at the new file's fsync (`replicated-power-loss` seed 568).
+#[test]
+fn a_file_at_a_removed_name_never_gets_the_removed_files_unsynced_writes() {
+    let io = SimIo::new(7, Latency::NORMAL, Injectors::default());
+    let got = two_boots(
+        io,
+        true,
+        |fs| {
+            let old = durable_file(&fs, 100)?;
+            old.write_all_at(&[9u8; 200], 100)?;
+            fs.remove_file(Path::new(FILE))?;
+            fs.sync_dir(Path::new(DIR))?;
+            let tmp = Path::new("/d/f.prep");
+            let f = fs.open(tmp, OpenMode::CreateNew)?;
+            f.write_all_at(&[0u8; 300], 0)?;
+            f.sync_data()?;
+            fs.rename(tmp, Path::new(FILE))?;
+            fs.sync_dir(Path::new(DIR))?;
+            f.write_all_at(&[5u8; 50], 0)?;
+            f.sync_data()
+        },
+        |fs| read_back(&fs),
+    );
+    let mut want = vec![5u8; 50];
+    want.resize(300, 0);
+    assert_eq!(got, want, "the removed file's unsynced bytes stayed away");
+}
+
 #[test]
 fn a_directory_removed_and_created_again_takes_new_files() {
     let io = SimIo::new(6, Latency::NORMAL, Injectors::default());

@@ -90,7 +90,7 @@ enum Cmd {
     /// scenario (or `all`), replays one, or (`--planted`) hunts the planted
     /// node bugs the log store acts on.
     Log {
-        /// `log-{process-crash,power-loss,fsync-error}` or `all`.
+        /// `{log,log-throughput,replicated}-{process-crash,power-loss,fsync-error}` or `all`.
         #[arg(long, default_value = "all")]
         scenario: String,
         /// A planted node bug to switch on.

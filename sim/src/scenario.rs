@@ -190,6 +190,7 @@ impl Scenario {
             PlantedBug::SkipRecoveryWalSync | PlantedBug::SkipIntervalSync => Preset::Balanced,
             PlantedBug::SkipWriteBackTimer => Preset::Throughput,
             PlantedBug::WalNumberFromListing | PlantedBug::LateRecoveryWalSync => Preset::Balanced,
+            PlantedBug::IgnoreSegmentLink => Preset::Balanced,
             _ => Preset::Durable,
         };
         let fault = match bug {
@@ -208,6 +209,7 @@ impl Scenario {
             PlantedBug::WalNumberFromListing => FaultKind::BitRot,
             PlantedBug::InstallWithoutVerify => FaultKind::CorruptRead,
             PlantedBug::LateRecoveryWalSync => FaultKind::Mixed,
+            PlantedBug::IgnoreSegmentLink => FaultKind::MisdirectedWrite,
             // Caught by the reads, which every kind has: the plainest.
             PlantedBug::ExpiredDroppedAboveBase | PlantedBug::CompactionIgnoresSnapshots => {
                 FaultKind::ProcessCrash

@@ -103,10 +103,13 @@ fn expected_violation(bug: PlantedBug) -> &'static [&'static str] {
             "disagrees with scan",
         ],
         // Either the write after the failure is acknowledged, or the dropped
-        // group leaves a zeroed hole before acknowledged records.
+        // group leaves a zeroed hole before acknowledged records (inside a
+        // segment, or at its end, which the next segment's link record
+        // names).
         PlantedBug::RetryFailedFsync => &[
             "acknowledged after a failed WAL fsync",
             "zeroed record header followed by non-zero bytes",
+            "link record says it ended at",
         ],
         // Older writes vanish behind newer durable ones.
         PlantedBug::SkipRecoveryWalSync => &[
@@ -132,6 +135,8 @@ fn expected_violation(bug: PlantedBug) -> &'static [&'static str] {
         PlantedBug::LateRecoveryWalSync => &["lost acknowledged writes"],
         // A held snapshot reads a value written after it was taken.
         PlantedBug::CompactionIgnoresSnapshots => &["snapshot of"],
+        // A record lost at the end of a WAL segment, the next one replayed.
+        PlantedBug::IgnoreSegmentLink => &["not a prefix"],
     }
 }
 
@@ -297,12 +302,13 @@ fn a_crash_inside_open_never_stops_the_next_open() {
 /// `wal-number-from-listing` keeps the old numbering.
 #[test]
 fn a_removed_damaged_segment_never_restarts_wal_numbering() {
-    // Seed 36 found it with an earlier workload; 261 fails the same way
-    // with this one.
+    // Seed 36 found it with an earlier workload; 128 fails the same way
+    // with this one (WAL format 2, and bit rot aimed at file heads a
+    // quarter of the time).
     passes_and_fails_with_bug(
         Preset::Balanced,
         FaultKind::BitRot,
-        261,
+        128,
         PlantedBug::WalNumberFromListing,
     );
 }
@@ -322,6 +328,32 @@ fn recovery_fsyncs_the_wal_before_the_manifest_switch() {
         526,
         PlantedBug::LateRecoveryWalSync,
     );
+}
+
+/// The hole `balanced-misdirected-write` seed 53 found: the last record
+/// of a WAL segment, fsynced and acknowledged, was misdirected into
+/// another file; its place read as the segment's clean end, and recovery
+/// replayed the next segment over the hole ("not a prefix: client 3's op
+/// n=30 ... survived but client 2's op n=47 ... acknowledged earlier was
+/// lost"). WAL format 2 starts every segment with a link record naming
+/// where the previous one ended, so recovery now refuses with a named
+/// corruption error; the planted `ignore-segment-link` skips the check.
+#[test]
+fn a_record_lost_at_a_wal_segment_end_is_a_named_error_not_a_hole() {
+    passes_and_fails_with_bug(
+        Preset::Balanced,
+        FaultKind::MisdirectedWrite,
+        53,
+        PlantedBug::IgnoreSegmentLink,
+    );
+    // It passes by refusing to open with the corruption error, not by
+    // missing the damage.
+    let s = Scenario {
+        preset: Preset::Balanced,
+        fault: FaultKind::MisdirectedWrite,
+        bug: None,
+    };
+    assert!(run(s, 53, RunConfig::default()).refused);
 }
 
 /// Faults at rest under the planted `ignore-crc-mismatch`: bit rot that

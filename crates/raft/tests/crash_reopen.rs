@@ -86,14 +86,16 @@ fn vote(term: u64, node: u64, committed: bool) -> Vote {
     }
 }
 
-/// The highest-numbered segment file holding more than its header.
+/// The highest-numbered segment file holding more than its header and
+/// link record (WAL format 2).
 fn last_data_segment(dir: &Path) -> std::path::PathBuf {
     let log = dir.join(LOG_DIR);
     let mut segs = wal::list_segments(&StdFs, &log).expect("list");
     segs.reverse();
+    let empty = (wal::format::FILE_HEADER_LEN + wal::format::LINK_RECORD_LEN) as u64;
     for s in segs {
         let p = wal::segment_path(&log, s);
-        if std::fs::metadata(&p).expect("stat").len() > wal::format::FILE_HEADER_LEN as u64 {
+        if std::fs::metadata(&p).expect("stat").len() > empty {
             return p;
         }
     }

@@ -17,7 +17,7 @@ use ballast_raft::codec;
 use ballast_raft::planted::{NodeBug, Planted};
 use ballast_raft::typ::log_id;
 use ballast_raft::{Entry, LogStore, TypeConfig};
-use ballast_storage::wal::{segment_path, WalOptions};
+use ballast_storage::wal::{self, segment_path, WalOptions};
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::type_config::TypeConfigExt;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,10 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
     support::until(what, Duration::from_secs(30), cond).await
 }
 
+/// Where a segment's records start: after its header and (WAL format 2)
+/// its link record.
+const FIRST_RECORD: u64 = (wal::format::FILE_HEADER_LEN + wal::format::LINK_RECORD_LEN) as u64;
+
 /// Runs the scenario and returns the watermarks of segment 2 right after
 /// the last append was acknowledged.
 async fn recreated_segment_marks(planted: Planted) -> (Marks, PathBuf) {
@@ -60,7 +64,7 @@ async fn recreated_segment_marks(planted: Planted) -> (Marks, PathBuf) {
     let r = record_len();
     // Three entries fill a segment exactly.
     let opts = WalOptions {
-        segment_bytes: 24 + 3 * r,
+        segment_bytes: FIRST_RECORD + 3 * r,
         ..WalOptions::default()
     };
     let (mut store, _) = LogStore::open(fs.clone(), dir.path(), opts)
@@ -128,7 +132,11 @@ async fn recreated_segment_marks(planted: Planted) -> (Marks, PathBuf) {
     append_acked(&mut store, entries(2, 5..=5)).await;
     assert_eq!(acks.get(), Some(5));
     let marks = fs.marks(&seg2).expect("segment 2 exists");
-    assert_eq!(marks.written, 24 + 3 * r, "segment 2 holds 3', 4', 5'");
+    assert_eq!(
+        marks.written,
+        FIRST_RECORD + 3 * r,
+        "segment 2 holds 3', 4', 5'"
+    );
     drop(store);
     (marks, seg2)
 }

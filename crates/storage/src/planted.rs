@@ -75,11 +75,16 @@ pub enum PlantedBug {
     /// balanced writes acknowledged more than one sync interval and one
     /// fsync before it.
     LateRecoveryWalSync,
+    /// Recovery ignores each segment's link record (the behaviour before
+    /// format version 2): a record lost at the end of a segment (a
+    /// misdirected write) reads as that segment's clean end, and the next
+    /// segment is replayed over the hole.
+    IgnoreSegmentLink,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 17] = [
+    pub const ALL: [PlantedBug; 18] = [
         PlantedBug::SkipWalFsync,
         PlantedBug::AckBeforeGroupFsync,
         PlantedBug::SkipSegmentDirSync,
@@ -97,6 +102,7 @@ impl PlantedBug {
         PlantedBug::ExpiredDroppedAboveBase,
         PlantedBug::CompactionIgnoresSnapshots,
         PlantedBug::LateRecoveryWalSync,
+        PlantedBug::IgnoreSegmentLink,
     ];
 
     /// A short name for reports and flags.
@@ -119,6 +125,7 @@ impl PlantedBug {
             PlantedBug::ExpiredDroppedAboveBase => "expired-dropped-above-base",
             PlantedBug::CompactionIgnoresSnapshots => "compaction-ignores-snapshots",
             PlantedBug::LateRecoveryWalSync => "late-recovery-wal-sync",
+            PlantedBug::IgnoreSegmentLink => "ignore-segment-link",
         }
     }
 

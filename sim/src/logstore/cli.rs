@@ -16,7 +16,7 @@ pub fn scenarios(name: &str, bug: Option<&str>) -> Result<Vec<LogScenario>, Stri
         LogScenario::all()
     } else {
         vec![LogScenario::parse(name).ok_or_else(|| {
-            format!("unknown log scenario `{name}`: use log-{{process-crash,power-loss,fsync-error}} or all")
+            format!("unknown log scenario `{name}`: use {{log,log-throughput,replicated}}-{{process-crash,power-loss,fsync-error}} or all")
         })?]
     };
     for s in &mut v {
@@ -54,18 +54,24 @@ pub fn run_seeds(list: &[LogScenario], start: u64, seeds: u64) -> bool {
     let started = Instant::now();
     let (mut cycles, mut failing) = (0u64, 0u64);
     for &s in list {
-        let (mut fired, mut bad) = (0, 0);
+        let (mut fired, mut bad, mut lost_within_bound) = (0, 0, 0);
         for seed in start..start + seeds {
             let o = run(s, seed, false, false);
             fired += u64::from(o.fired);
+            lost_within_bound += o.lost_within_bound;
             cycles += u64::from(o.cycles);
             if !o.violations.is_empty() {
                 bad += 1;
                 report(&o);
             }
         }
+        let window = if s.write_back && !s.replicated {
+            format!(", {lost_within_bound} acknowledged appends lost within the bound")
+        } else {
+            String::new()
+        };
         println!(
-            "{:<20} {seeds}/{fired}/{bad} (runs/fired/violations)",
+            "{:<28} {seeds}/{fired}/{bad} (runs/fired/violations){window}",
             s.name()
         );
         failing += bad;

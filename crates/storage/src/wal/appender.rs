@@ -93,6 +93,13 @@ impl Appender {
         (offset, (RECORD_HEADER_LEN + stored.len()) as u64)
     }
 
+    /// Encodes the link record of a new segment (not counted as a record;
+    /// see [`format::KIND_LINK`]) into `pending`: the previous segment's
+    /// data ended at `prev_end`.
+    pub(crate) fn push_link(&mut self, prev_end: u64) {
+        format::encode_link_record(&mut self.pending, &self.salted, prev_end);
+    }
+
     /// One positional write of `pending`.
     pub(crate) fn write_pending(&mut self) -> Result<()> {
         if self.pending.is_empty() {

@@ -15,8 +15,21 @@ use std::path::Path;
 /// Magic bytes at the start of every WAL (and Raft log) segment.
 pub const WAL_MAGIC: [u8; 8] = *b"BLSTWAL\0";
 
-/// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this build reads.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The version of the WAL and Raft log segments this build writes. Version
+/// 2 adds the link record (see [`KIND_LINK`]); version 1 segments, which
+/// have none, are still read.
+pub const SEGMENT_FORMAT_VERSION: u32 = 2;
+
+/// The version of single-file logs (the manifest) this build writes: their
+/// layout is version 1's (no link record), so an older build still reads
+/// them.
+pub const LOG_FILE_FORMAT_VERSION: u32 = 1;
+
+/// The first version whose segments start with a link record.
+const LINK_VERSION: u32 = 2;
 
 /// Length of the file header: magic (8), version (4), number (8), CRC (4).
 pub const FILE_HEADER_LEN: usize = 24;
@@ -30,7 +43,30 @@ pub const PAYLOAD_BYTES_MAX: usize = u32::MAX as usize;
 /// Record kind: a complete record (the only kind written by version 1).
 pub const KIND_FULL: u8 = 1;
 
-/// Bits of the type byte holding the record kind. Kinds 0 and 2..=15 are
+/// Record kind (version 2): the link record, the first record of every
+/// segment, never returned as data. Its payload is
+/// [`LINK_PAYLOAD_LEN`] bytes: the offset where the previous segment's
+/// data ended when this segment was started (u64 LE), or
+/// [`PREV_END_UNKNOWN`]. Recovery compares it with where the previous
+/// segment's records really end: without it, a lost record at the end of
+/// a segment (a misdirected or lost write of data already fsynced) read
+/// as that segment's clean end, and the records of the next segment were
+/// replayed over a silent hole.
+pub const KIND_LINK: u8 = 2;
+
+/// Payload length of a link record.
+pub const LINK_PAYLOAD_LEN: usize = 8;
+
+/// Encoded length of a link record.
+pub const LINK_RECORD_LEN: usize = RECORD_HEADER_LEN + LINK_PAYLOAD_LEN;
+
+/// A link record's value when the writer did not know where the previous
+/// segment ended (the first segment, or one whose predecessor recovery did
+/// not read): nothing to check. Never a real end, which is at least
+/// [`FILE_HEADER_LEN`].
+pub const PREV_END_UNKNOWN: u64 = 0;
+
+/// Bits of the type byte holding the record kind. Kinds 0 and 3..=15 are
 /// reserved (0 so that a zeroed header never looks like a record).
 pub const KIND_MASK: u8 = 0x0f;
 
@@ -40,12 +76,14 @@ pub const FLAG_SNAPPY: u8 = 0x80;
 /// Type-byte bits that must be zero in version 1.
 const RESERVED_BITS: u8 = 0x70;
 
-/// Encodes the 24-byte file header for a file with `magic` and `number`
-/// (the segment number for WAL segments; any salt for single-file logs).
-pub fn encode_file_header(magic: &[u8; 8], number: u64) -> [u8; FILE_HEADER_LEN] {
+/// Encodes the 24-byte file header for a file with `magic`, format
+/// `version` ([`SEGMENT_FORMAT_VERSION`] or [`LOG_FILE_FORMAT_VERSION`])
+/// and `number` (the segment number for WAL segments; any salt for
+/// single-file logs).
+pub fn encode_file_header(magic: &[u8; 8], version: u32, number: u64) -> [u8; FILE_HEADER_LEN] {
     let mut h = [0u8; FILE_HEADER_LEN];
     h[..8].copy_from_slice(magic);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&version.to_le_bytes());
     h[12..20].copy_from_slice(&number.to_le_bytes());
     let crc = crc32fast::hash(&h[..20]);
     h[20..24].copy_from_slice(&crc.to_le_bytes());
@@ -103,8 +141,19 @@ pub fn salted_hasher(salt: u64) -> Hasher {
 /// guarantees `stored.len() <= PAYLOAD_BYTES_MAX`.
 #[inline]
 pub fn encode_record(dst: &mut Vec<u8>, salted: &Hasher, stored: &[u8], compressed: bool) {
-    debug_assert!(stored.len() <= PAYLOAD_BYTES_MAX);
     let ty = KIND_FULL | if compressed { FLAG_SNAPPY } else { 0 };
+    encode_typed(dst, salted, stored, ty);
+}
+
+/// Appends the link record saying that the previous segment's data ended
+/// at `prev_end` (see [`KIND_LINK`]).
+pub fn encode_link_record(dst: &mut Vec<u8>, salted: &Hasher, prev_end: u64) {
+    encode_typed(dst, salted, &prev_end.to_le_bytes(), KIND_LINK);
+}
+
+#[inline]
+fn encode_typed(dst: &mut Vec<u8>, salted: &Hasher, stored: &[u8], ty: u8) {
+    debug_assert!(stored.len() <= PAYLOAD_BYTES_MAX);
     let mut tail = [0u8; 5];
     tail[..4].copy_from_slice(&(stored.len() as u32).to_le_bytes());
     tail[4] = ty;
@@ -213,6 +262,8 @@ pub struct RawRecord<'a> {
     pub stored: &'a [u8],
     /// True if `stored` is snappy-compressed.
     pub compressed: bool,
+    /// A link record ([`KIND_LINK`]) rather than data.
+    pub link: bool,
 }
 
 /// Checks the record header `hdr` (at least [`RECORD_HEADER_LEN`] bytes) and
@@ -234,7 +285,7 @@ fn check_record(rest: &[u8], salted: &Hasher) -> Option<(usize, u8)> {
 
 #[inline]
 fn valid_type(ty: u8) -> bool {
-    ty & KIND_MASK == KIND_FULL && ty & RESERVED_BITS == 0
+    (ty & KIND_MASK == KIND_FULL && ty & RESERVED_BITS == 0) || ty == KIND_LINK
 }
 
 /// Scans the records of `buf` starting at `start`, calling `f` for each valid
@@ -298,6 +349,7 @@ pub fn scan_records<'a>(
             len: enc_len as u64,
             stored: &rest[RECORD_HEADER_LEN..enc_len],
             compressed: ty & FLAG_SNAPPY != 0,
+            link: ty == KIND_LINK,
         })?;
         off += enc_len;
     }
@@ -391,7 +443,14 @@ pub fn decompress(path: &Path, offset: u64, stored: &[u8]) -> Result<Vec<u8>> {
 pub struct DecodedFile {
     /// The header.
     pub header: FileHeader,
-    /// `(offset, encoded length, payload)` of every valid record, in order.
+    /// The format version in the header (0 for an unwritten header).
+    pub version: u32,
+    /// What the link record at the start of the file says (version 2
+    /// segments; see [`KIND_LINK`]): where the previous segment's data
+    /// ended, or [`PREV_END_UNKNOWN`]. `None` if there is none.
+    pub link: Option<u64>,
+    /// `(offset, encoded length, payload)` of every valid data record, in
+    /// order (the link record is not one).
     pub records: Vec<(u64, u64, Bytes)>,
     /// Where the scan stopped (`Clean` at 0 for an unwritten header).
     pub end: ScanEnd,
@@ -413,15 +472,14 @@ pub fn decode_file(
         Ok(h) => h,
         // A damaged header over an empty body: the header write itself was
         // torn (the file holds no data). Only the caller knows whether that
-        // is acceptable (last file) or corruption.
-        Err(Error::Corruption { .. }) if all_zero(&data[FILE_HEADER_LEN..]) => {
-            FileHeader::Unwritten
-        }
+        // is acceptable (last file) or corruption. A segment's header and
+        // link record are one write, so its body may be the link alone.
+        Err(Error::Corruption { .. }) if empty_body(&data, expect_number) => FileHeader::Unwritten,
         Err(e) => return Err(e),
     };
     let number = match header {
         FileHeader::Unwritten => {
-            if data.len() > FILE_HEADER_LEN && !all_zero(&data[FILE_HEADER_LEN..]) {
+            if !empty_body(&data, expect_number) {
                 return Err(Error::corruption(
                     path,
                     0,
@@ -430,6 +488,8 @@ pub fn decode_file(
             }
             return Ok(DecodedFile {
                 header,
+                version: 0,
+                link: None,
                 records: Vec::new(),
                 end: ScanEnd::Clean { offset: 0 },
                 file_len,
@@ -446,18 +506,58 @@ pub fn decode_file(
             ));
         }
     }
+    let version = get_fixed32(&data[8..12]);
     let mut records = Vec::new();
+    let mut link = None;
     let end = scan_records(path, &data, number, FILE_HEADER_LEN, |r| {
+        let first = r.offset == FILE_HEADER_LEN as u64;
+        if r.link {
+            // Written only as the first record of a version 2 segment.
+            if !first || version < LINK_VERSION || r.stored.len() != LINK_PAYLOAD_LEN {
+                return Err(Error::corruption(
+                    path,
+                    r.offset,
+                    "a link record where none belongs (not the first record of a version 2 segment, or of the wrong length)",
+                ));
+            }
+            link = Some(get_fixed64(r.stored));
+            return Ok(());
+        }
+        if first && version >= LINK_VERSION {
+            return Err(Error::corruption(
+                path,
+                r.offset,
+                "a version 2 segment whose first record is not its link record",
+            ));
+        }
         let payload = decode_payload(path, r.offset, &data, r.stored, r.compressed)?;
         records.push((r.offset, r.len, payload));
         Ok(())
     })?;
     Ok(DecodedFile {
         header,
+        version,
+        link,
         records,
         end,
         file_len,
     })
+}
+
+/// True if everything after the file header is zero, or (for a segment
+/// whose number is known) its link record followed by zeros: a file whose
+/// creation wrote no data.
+fn empty_body(data: &[u8], segment: Option<u64>) -> bool {
+    let body = data.get(FILE_HEADER_LEN..).unwrap_or_default();
+    if all_zero(body) {
+        return true;
+    }
+    let Some(number) = segment else {
+        return false;
+    };
+    body.len() >= LINK_RECORD_LEN
+        && check_record(body, &salted_hasher(number)) == Some((LINK_PAYLOAD_LEN, KIND_LINK))
+        && all_zero(&body[LINK_RECORD_LEN..])
 }
 
 /// Decodes the single record in `rec` (exactly one encoded record) written
@@ -490,11 +590,13 @@ pub fn decode_single_record(
             "record length does not match the requested position",
         ));
     }
-    if !valid_type(ty) {
+    if !valid_type(ty) || ty == KIND_LINK {
         return Err(Error::corruption(
             path,
             offset,
-            format!("record has unknown type byte {ty:#04x}"),
+            format!(
+                "record has unknown type byte {ty:#04x} (or is a segment's link record, not data)"
+            ),
         ));
     }
     if ty & FLAG_SNAPPY != 0 {

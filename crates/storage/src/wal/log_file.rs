@@ -116,7 +116,7 @@ impl LogFile {
         let file = fs
             .open(path, OpenMode::CreateNew)
             .map_err(|e| Error::io(path, e))?;
-        let header = format::encode_file_header(magic, number);
+        let header = format::encode_file_header(magic, format::LOG_FILE_FORMAT_VERSION, number);
         file.write_all_at(&header, 0)
             .and_then(|()| file.sync_data())
             .map_err(|e| Error::io(path, e))?;

@@ -2,7 +2,7 @@
 //! reads, and the two ways of cutting the log (torn-tail repair and
 //! `truncate_after`).
 
-use super::format::{self, DecodedFile, FileHeader, ScanEnd, WAL_MAGIC};
+use super::format::{self, DecodedFile, FileHeader, ScanEnd, FILE_HEADER_LEN, WAL_MAGIC};
 use super::segment::{list_segments, segment_path, RecordPos};
 use crate::error::{Error, Result};
 use crate::fs::{FileHandle, FileSystem, OpenMode};
@@ -41,6 +41,11 @@ pub struct RecoveryReport {
     pub last_segment: Option<u64>,
     /// Position of the last record returned.
     pub last_record: Option<RecordPos>,
+    /// Where the log's data ends once the torn tail (if any) is cut: the
+    /// highest segment that stays and the offset just past its last record
+    /// (link record included; the header's end if it holds none). The next
+    /// segment's link record names this offset.
+    pub kept_end: Option<(u64, u64)>,
     /// Under [`TailPolicy::PointInTime`], the offset of the first valid
     /// record that was cut with the torn tail because an earlier record in
     /// the same (last) segment was damaged.
@@ -190,7 +195,10 @@ struct Segment {
 }
 
 impl Segment {
-    /// No records and no damage (header-only, zero-filled or unwritten).
+    /// No records and no damage (header-only, zero-filled or unwritten; a
+    /// link record is not data). Damage before such a segment is read as
+    /// a torn tail, as it was before link records: it cuts only the last
+    /// records of the log, never leaves a hole.
     fn holds_no_data(&self) -> bool {
         self.file.records.is_empty() && matches!(self.file.end, ScanEnd::Clean { .. })
     }
@@ -244,11 +252,14 @@ fn apply(
         ..RecoveryReport::default()
     };
     let mut seen = 0usize;
+    // The previous segment read and where its records ended.
+    let mut prev_end: Option<(u64, u64)> = None;
     while let Some(seg) = source() {
         let seg = seg?;
         seen += 1;
         report.segments += 1;
         let is_last = seen == segs.len();
+        check_link(&seg, prev_end)?;
         if seg.file.header == FileHeader::Unwritten {
             if is_last {
                 report.truncated = Some(TornTail {
@@ -276,7 +287,10 @@ fn apply(
             f(pos, payload)?;
         }
         match seg.file.end {
-            ScanEnd::Clean { .. } => {}
+            ScanEnd::Clean { offset } => {
+                prev_end = Some((seg.number, offset));
+                report.kept_end = prev_end;
+            }
             ScanEnd::Bad {
                 offset,
                 reason,
@@ -318,11 +332,39 @@ fn apply(
                     offset,
                     bytes_dropped: seg.file.file_len - offset,
                 });
+                report.kept_end = Some((seg.number, offset));
                 break;
             }
         }
     }
     Ok(report)
+}
+
+/// Checks `seg`'s link record against where the segment before it (read
+/// just before, if it was) really ends. Segment `n` is durable before
+/// segment `n + 1` gets its link record, so a difference is damage to
+/// data already fsynced: a record at the end of `n` lost (a misdirected or
+/// lost write reads as a clean end there), or bytes that should not be
+/// there. Without this check recovery replayed `n + 1` over the hole (the
+/// engine simulation's `balanced-misdirected-write` seed 53).
+fn check_link(seg: &Segment, prev_end: Option<(u64, u64)>) -> Result<()> {
+    let (Some(link), Some((prev, end))) = (seg.file.link, prev_end) else {
+        return Ok(());
+    };
+    if link == super::format::PREV_END_UNKNOWN
+        || prev + 1 != seg.number
+        || link == end
+        || crate::planted::active(crate::planted::PlantedBug::IgnoreSegmentLink)
+    {
+        return Ok(());
+    }
+    Err(Error::corruption(
+        &seg.path,
+        FILE_HEADER_LEN as u64,
+        format!(
+            "segment {prev} ends at offset {end}, but this segment's link record says it ended at {link}: records at the end of segment {prev} are lost or damaged"
+        ),
+    ))
 }
 
 /// Repairs a torn tail reported by recovery so that the next segment can be

@@ -89,7 +89,7 @@ async fn fill_in_steps(
     number: u64,
     options: &WalOptions,
 ) -> std::io::Result<()> {
-    let header = format::encode_file_header(&WAL_MAGIC, number);
+    let header = format::encode_file_header(&WAL_MAGIC, format::SEGMENT_FORMAT_VERSION, number);
     fs::pause(fs, IoOp::Write).await;
     file.write_all_at(&header, 0)?;
     if options.preallocate {
@@ -116,20 +116,23 @@ async fn fill_in_steps(
     file.sync_data()
 }
 
-/// Creates segment `number`: header, optional zero fill, fsync, directory
-/// fsync. On failure the partial file is removed (best effort), so that a
-/// full disk gets its space back.
+/// Creates segment `number`: header and link record (the previous
+/// segment's data ended at `prev_end`, or [`format::PREV_END_UNKNOWN`]),
+/// optional zero fill, fsync, directory fsync. The caller has made the
+/// previous segment durable up to `prev_end` first. On failure the partial
+/// file is removed (best effort), so that a full disk gets its space back.
 pub(crate) fn create_segment(
     fs: &dyn FileSystem,
     dir: &Path,
     number: u64,
     options: &WalOptions,
+    prev_end: u64,
 ) -> Result<Appender> {
     let path = segment_path(dir, number);
     let file = fs
         .open(&path, OpenMode::CreateNew)
         .map_err(|e| Error::io(&path, e))?;
-    if let Err(e) = write_header_and_fill(&*file, number, options) {
+    if let Err(e) = write_header_and_fill(&*file, number, options, prev_end) {
         drop(file);
         let _ = fs.remove_file(&path);
         let _ = fs.sync_dir(dir);
@@ -138,20 +141,24 @@ pub(crate) fn create_segment(
     if !crate::planted::active(crate::planted::PlantedBug::SkipSegmentDirSync) {
         fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     }
-    Ok(Appender::new(path, file, number, FILE_HEADER_LEN as u64))
+    let end = (FILE_HEADER_LEN + format::LINK_RECORD_LEN) as u64;
+    Ok(Appender::new(path, file, number, end))
 }
 
-/// Header, optional zero fill, fdatasync: a new segment's content before
-/// any record.
+/// Header, link record, optional zero fill, fdatasync: a new segment's
+/// content before any data record.
 fn write_header_and_fill(
     file: &dyn crate::fs::FileHandle,
     number: u64,
     options: &WalOptions,
+    prev_end: u64,
 ) -> std::io::Result<()> {
-    let header = format::encode_file_header(&WAL_MAGIC, number);
-    file.write_all_at(&header, 0)?;
+    let mut start =
+        format::encode_file_header(&WAL_MAGIC, format::SEGMENT_FORMAT_VERSION, number).to_vec();
+    format::encode_link_record(&mut start, &format::salted_hasher(number), prev_end);
+    file.write_all_at(&start, 0)?;
     if options.preallocate {
-        let mut at = FILE_HEADER_LEN as u64;
+        let mut at = start.len() as u64;
         let total = options.segment_bytes;
         let chunk = (total.saturating_sub(at)).min(ZERO_CHUNK_BYTES_MAX as u64) as usize;
         let zeros = vec![0u8; chunk];

@@ -204,7 +204,13 @@ impl Wal {
         if !crate::planted::active(crate::planted::PlantedBug::WalNumberFromListing) {
             next = next.max(recovered.last_segment.unwrap_or(0));
         }
-        let seg = create_segment(&*fs, dir, next, &options)?;
+        // The new segment's link record names where the one before it
+        // ends (after the repair above), when recovery read that one.
+        let prev_end = recovered
+            .kept_end
+            .filter(|&(segment, _)| segment + 1 == next)
+            .map_or(format::PREV_END_UNKNOWN, |(_, end)| end);
+        let seg = create_segment(&*fs, dir, next, &options, prev_end)?;
         Ok(Wal {
             compressor: Compressor::new(options.compression_threshold_bytes),
             fs,
@@ -466,7 +472,8 @@ impl Wal {
         }
         let r = self.seg.sync();
         r.map_err(|e| self.poison.fail("fsync", e))?;
-        self.start_segment(number)
+        let prev_end = self.seg.end();
+        self.start_segment(number, prev_end)
     }
 
     /// A roll that only switches files: the current segment's pending bytes
@@ -484,10 +491,13 @@ impl Wal {
             p.discard(&*self.fs);
             let r = self.seg.sync();
             r.map_err(|e| self.poison.fail("fsync", e))?;
-            return self.start_segment(number);
+            let prev_end = self.seg.end();
+            return self.start_segment(number, prev_end);
         }
         let number = p.number;
-        let next = Appender::new(path, p.file, number, FILE_HEADER_LEN as u64);
+        let mut next = Appender::new(path, p.file, number, FILE_HEADER_LEN as u64);
+        // Written with the new segment's first records, after the seal.
+        next.push_link(self.seg.end());
         let prev = std::mem::replace(&mut self.seg, next);
         self.syncs_before += prev.syncs;
         self.generation += 1;
@@ -499,11 +509,13 @@ impl Wal {
         Ok(())
     }
 
-    fn start_segment(&mut self, number: u64) -> Result<()> {
+    /// Starts segment `number` in place; the segment before it is durable
+    /// and its data ends at `prev_end` (its link record says so).
+    fn start_segment(&mut self, number: u64, prev_end: u64) -> Result<()> {
         if let Some(p) = self.prepared.take() {
             p.discard(&*self.fs);
         }
-        let r = create_segment(&*self.fs, &self.dir, number, &self.options);
+        let r = create_segment(&*self.fs, &self.dir, number, &self.options, prev_end);
         let sealed = self.seg.syncs;
         self.seg = r.map_err(|e| self.poison.fail("segment creation", e))?;
         self.syncs_before += sealed + 1;
@@ -526,7 +538,7 @@ impl Wal {
         let durable = !self.truncation_not_durable;
         let r = reader::truncate_after_with(&*self.fs, &self.dir, pos, durable);
         r.map_err(|e| self.poison.fail("truncate", e))?;
-        self.start_segment(pos.segment + 1)
+        self.start_segment(pos.segment + 1, pos.end())
     }
 
     /// Cuts the log right *before* the record at `pos` (which must hold a
@@ -549,7 +561,7 @@ impl Wal {
         let durable = !self.truncation_not_durable;
         let r = reader::truncate_torn_tail_with(&*self.fs, &self.dir, &torn, durable);
         r.map_err(|e| self.poison.fail("truncate", e))?;
-        self.start_segment(pos.segment + 1)
+        self.start_segment(pos.segment + 1, pos.offset)
     }
 
     /// Reads the record at `pos` back, also from the pending buffer.
