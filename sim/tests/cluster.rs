@@ -110,9 +110,14 @@ fn planted_bugs_are_caught_and_their_seeds_pass_without_them() {
         // Where the meta file survived, it held an older vote: the node
         // came back able to vote again in a term it had voted in.
         (NodeBug::VoteNotFsynced, 5, "came back with"),
-        // The entries a truncation removed came back in front of the ones
-        // appended after it.
-        (NodeBug::TruncationNotDurable, 43, "hole in the Raft log"),
+        // The entries a truncation removed came back: segment 1 ends past
+        // where the next segment's link record says it ended (WAL format
+        // 2; before it, a hole after the entries appended since).
+        (
+            NodeBug::TruncationNotDurable,
+            43,
+            "link record says it ended",
+        ),
         // A peer's batch no log may hold gets in; the leader stops reading
         // it back.
         (NodeBug::SkipRequestValidation, 0, "Raft stopped"),
@@ -181,11 +186,13 @@ fn recovered_log_tail_is_made_durable_before_new_entries() {
     ballast_storage::planted::set(Some(PlantedBug::SkipRecoveryWalSync));
     let planted = cluster::run(s, HOLE_SEED, ClusterConfig::default());
     ballast_storage::planted::set(None);
+    // The hole is now named where it starts: the next segment's link
+    // record (WAL format 2) says segment 1 ended later than it does.
     assert!(
         planted
             .violations
             .iter()
-            .any(|v| v.contains("hole in the Raft log")),
+            .any(|v| v.contains("records at the end of segment")),
         "{} with skip-recovery-wal-sync: {:?}",
         planted.repro(),
         planted.violations
