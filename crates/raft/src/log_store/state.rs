@@ -81,6 +81,16 @@ impl StoreState {
         self.index.last_log_id(self.meta.last_purged)
     }
 
+    /// What acknowledging every entry appended so far as durable records
+    /// in [`super::DurableAcks`] (taken under the lock, so that the epoch
+    /// and the last index belong together).
+    pub(super) fn durable_mark(&self) -> super::sync::Acked {
+        self.last_log_id().map(|l| {
+            let epoch = self.durable_acks.epoch();
+            (self.durable_acks.clone(), epoch, l.index)
+        })
+    }
+
     /// The log index the next appended entry must have, if constrained.
     pub(super) fn next_index(&self) -> Option<u64> {
         self.index

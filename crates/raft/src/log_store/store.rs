@@ -75,12 +75,7 @@ impl LogStore {
         let written = written.and_then(|()| {
             let mut inner = self.shared.lock()?;
             let ticket = inner.wal.begin_sync().map_err(|e| inner.stop(e.into()))?;
-            let acked = inner.last_log_id().map(|l| {
-                let acks = inner.durable_acks.clone();
-                let epoch = acks.epoch();
-                (acks, epoch, l.index)
-            });
-            Ok((ticket, acked))
+            Ok((ticket, inner.durable_mark()))
         });
         let (ticket, acked) = match written {
             Ok(written) => written,
@@ -551,10 +546,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     Ok(()) => {
                         // Told durable: recorded as such (what the cluster
                         // simulation checks after a power loss).
-                        let inner = self.shared.lock()?;
-                        if let Some(last) = inner.last_log_id() {
-                            let acks = &inner.durable_acks;
-                            acks.acknowledged(acks.epoch(), last.index);
+                        if let Some((acks, epoch, index)) = self.shared.lock()?.durable_mark() {
+                            acks.acknowledged(epoch, index);
                         }
                         Ok(())
                     }
