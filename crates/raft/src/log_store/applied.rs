@@ -30,6 +30,10 @@ impl AppliedIndex {
     }
 }
 
+/// What a durable append records in [`DurableAcks`]: the epoch it was
+/// made in, its last index.
+pub(super) type Acked = Option<(DurableAcks, u64, u64)>;
+
 /// What the store told openraft was durable, which a power loss must not
 /// take away: the last log index (the durable policy's flusher calls back
 /// only after the fsync that covers an append), lowered by every

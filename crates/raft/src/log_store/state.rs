@@ -84,7 +84,7 @@ impl StoreState {
     /// What acknowledging every entry appended so far as durable records
     /// in [`super::DurableAcks`] (taken under the lock, so that the epoch
     /// and the last index belong together).
-    pub(super) fn durable_mark(&self) -> super::sync::Acked {
+    pub(super) fn durable_mark(&self) -> super::applied::Acked {
         self.last_log_id().map(|l| {
             let epoch = self.durable_acks.epoch();
             (self.durable_acks.clone(), epoch, l.index)

@@ -7,7 +7,7 @@
 //!
 //! Limits: at most [`FLUSHES_QUEUED_MAX`] appends wait for the flusher.
 
-use super::applied::DurableAcks;
+use super::applied::Acked;
 use super::state::{sync_ticket, Shared};
 use crate::error::{Error, Result};
 use crate::typ::TypeConfig;
@@ -24,10 +24,6 @@ use tokio::sync::{mpsc, Notify};
 /// were durable already), whom to tell, and what to record once it is
 /// durable (the truncation epoch it was made in and its last index).
 pub(super) type Flush = (Option<SyncTicket>, IOFlushed<TypeConfig>, Acked);
-
-/// What a durable append records in [`super::DurableAcks`]: the epoch it
-/// was made in, its last index.
-pub(super) type Acked = Option<(DurableAcks, u64, u64)>;
 
 /// Appends waiting for the flusher at most; openraft waits beyond that.
 pub(super) const FLUSHES_QUEUED_MAX: usize = 1024;
