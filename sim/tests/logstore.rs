@@ -47,6 +47,9 @@ fn expected(bug: NodeBug) -> &'static [&'static str] {
             "a truncated entry came back",
         ],
         NodeBug::SyncTicketBySegment | NodeBug::AckBeforeLogFsync => &["acknowledged append lost"],
+        // Acknowledged from the write-back buffer, which the stopped
+        // store never hands to the OS: a later process crash takes them.
+        NodeBug::StopLeavesBuffer => &["acknowledged append lost"],
         NodeBug::TruncateBelowApplied => &["below the applied index", "was accepted"],
         // Replicated mode: a flush records applied entries the log has not
         // made durable, and a power loss takes them from the log.
@@ -77,8 +80,8 @@ fn planted_log_store_bugs_are_caught_within_1000_seeds() {
         println!("{}: caught at seed {}: {first}", bug.name(), caught.seed);
     }
     assert_eq!(
-        hunted, 6,
-        "the log store and replicated mode act on six planted bugs"
+        hunted, 7,
+        "the log store and replicated mode act on seven planted bugs"
     );
 }
 

@@ -65,6 +65,13 @@ pub enum NodeBug {
     /// hole 7; takes effect once the node shares the state machine's
     /// `AppliedIndex` with the store).
     TruncateBelowApplied,
+    /// A log store that refuses a truncation below the applied index stops
+    /// without first making what it acknowledged durable: its interval
+    /// fsync or write-back timer ends with it, so appends a relaxed preset
+    /// acknowledged from its buffer stay there, and a process crash any
+    /// time later loses them (the throughput preset promises them after
+    /// its write-back interval). Planted for the log store's simulation.
+    StopLeavesBuffer,
     /// A linearizable read is served from this node's own state machine,
     /// without openraft's read index and without forwarding to the leader:
     /// a follower behind the leader, or a deposed leader that has not
@@ -119,7 +126,7 @@ pub enum NodeBug {
 
 impl NodeBug {
     /// Every switch.
-    pub const ALL: [NodeBug; 18] = [
+    pub const ALL: [NodeBug; 19] = [
         NodeBug::LeaderRestoreUnpersistedCommit,
         NodeBug::SkipRequestValidation,
         NodeBug::ExpireByLocalClock,
@@ -129,6 +136,7 @@ impl NodeBug {
         NodeBug::WipedNodeRebootstraps,
         NodeBug::UncleanNodeVotes,
         NodeBug::TruncateBelowApplied,
+        NodeBug::StopLeavesBuffer,
         NodeBug::ReadWithoutReadIndex,
         NodeBug::FlushBarrierSkipped,
         NodeBug::VoteNotFsynced,
@@ -152,6 +160,7 @@ impl NodeBug {
             NodeBug::WipedNodeRebootstraps => "wiped-node-rebootstraps",
             NodeBug::UncleanNodeVotes => "unclean-node-votes",
             NodeBug::TruncateBelowApplied => "truncate-below-applied",
+            NodeBug::StopLeavesBuffer => "stop-leaves-buffer",
             NodeBug::ReadWithoutReadIndex => "read-without-read-index",
             NodeBug::FlushBarrierSkipped => "flush-barrier-skipped",
             NodeBug::VoteNotFsynced => "vote-not-fsynced",

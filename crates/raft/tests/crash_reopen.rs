@@ -599,6 +599,20 @@ async fn the_committed_log_id_survives_reopen_and_never_exceeds_the_durable_log(
     assert!(committed <= last);
 }
 
+/// A throughput store whose timer never fires within a test: what it
+/// acknowledges stays in its buffer until something writes it out.
+async fn open_write_back(dir: &Path) -> LogStore {
+    let policy = FsyncPolicy::WriteBack {
+        buffer_bytes: 1 << 20,
+        flush_interval_ms: 3_600_000,
+    };
+    let (store, _) =
+        LogStore::open_with_policy(Arc::new(StdFs), dir, WalOptions::default(), policy)
+            .await
+            .expect("open");
+    store
+}
+
 /// Under throughput a commit record waits in the write-back buffer like
 /// the entries: a crash before the buffer reaches the OS loses it, never
 /// leaving a committed log id the log cannot back.
@@ -606,15 +620,8 @@ async fn the_committed_log_id_survives_reopen_and_never_exceeds_the_durable_log(
 async fn a_buffered_commit_record_is_lost_with_its_buffer_never_alone() {
     use openraft::storage::RaftLogStorage;
     let dir = TempDir::new().expect("tempdir");
-    let policy = FsyncPolicy::WriteBack {
-        buffer_bytes: 1 << 20,
-        flush_interval_ms: 3_600_000,
-    };
     {
-        let (mut store, _) =
-            LogStore::open_with_policy(Arc::new(StdFs), dir.path(), WalOptions::default(), policy)
-                .await
-                .expect("open");
+        let mut store = open_write_back(dir.path()).await;
         store
             .append_by_policy(entries(1, 0..=4))
             .await
@@ -705,6 +712,55 @@ async fn the_planted_switch_truncates_below_the_applied_index() {
         .await
         .expect("the planted bug truncates");
     assert_eq!(store.entries(..).expect("read"), entries(1, 0..=3));
+}
+
+/// A throughput store acknowledges from its write-back buffer, and its
+/// timer ends when the store stops. Returns how many entries a process
+/// crash after a refused truncation below the applied index leaves, of
+/// the ten acknowledged before it.
+async fn entries_after_a_refusal_then_a_crash(planted: Planted) -> usize {
+    use openraft::storage::RaftLogStorage;
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let mut store = open_write_back(dir.path()).await;
+        store.set_planted(planted).expect("planted");
+        store
+            .append_by_policy(entries(1, 0..=9))
+            .await
+            .expect("append");
+        let applied = AppliedIndex::new();
+        store.set_applied_index(applied.clone()).expect("share");
+        applied.set(5);
+        let err = store
+            .truncate_after_durably(Some(log_id(1, 3)))
+            .await
+            .expect_err("truncated applied entries");
+        assert!(matches!(err, Error::TruncateBelowApplied { .. }), "{err:?}");
+        assert!(store.save_committed(Some(log_id(1, 9))).await.is_err());
+        // The process goes on with the store stopped, however long, then
+        // crashes: nothing flushes at the drop.
+    }
+    let (store, report) = open(dir.path(), WalOptions::default()).await;
+    drop(store);
+    report.entries as usize
+}
+
+/// Stopping on a refused truncation does not strand what the throughput
+/// preset acknowledged: the store makes it durable before it stops.
+#[tokio::test]
+async fn a_refused_truncation_makes_the_acknowledged_buffer_durable_before_stopping() {
+    assert_eq!(
+        entries_after_a_refusal_then_a_crash(Planted::NONE).await,
+        10
+    );
+}
+
+/// The planted switch stops with the buffer still in memory: the crash
+/// takes the acknowledged entries.
+#[tokio::test]
+async fn the_planted_switch_stops_with_the_buffer_in_memory() {
+    let planted = Planted::NONE.with(NodeBug::StopLeavesBuffer);
+    assert_eq!(entries_after_a_refusal_then_a_crash(planted).await, 0);
 }
 
 /// Client writes only (membership entries are durable even with the

@@ -142,19 +142,22 @@ impl LogScenario {
 
     /// The scenario that must catch `bug`, if the log store acts on it.
     pub fn for_bug(bug: NodeBug) -> Option<LogScenario> {
-        let (fault, replicated) = match bug {
+        let (fault, replicated, write_back) = match bug {
             NodeBug::VoteNotFsynced
             | NodeBug::TruncationNotDurable
             | NodeBug::SyncTicketBySegment
-            | NodeBug::AckBeforeLogFsync => (LogFault::PowerLoss, false),
-            NodeBug::TruncateBelowApplied => (LogFault::ProcessCrash, false),
-            NodeBug::FlushBarrierSkipped => (LogFault::PowerLoss, true),
+            | NodeBug::AckBeforeLogFsync => (LogFault::PowerLoss, false, false),
+            NodeBug::TruncateBelowApplied => (LogFault::ProcessCrash, false, false),
+            // The throughput bound after a process crash: what the store
+            // acknowledged before it stopped must survive.
+            NodeBug::StopLeavesBuffer => (LogFault::ProcessCrash, false, true),
+            NodeBug::FlushBarrierSkipped => (LogFault::PowerLoss, true, false),
             _ => return None,
         };
         Some(LogScenario {
             fault,
             replicated,
-            write_back: false,
+            write_back,
             bug: Some(bug),
         })
     }
@@ -215,7 +218,6 @@ pub fn run(scenario: LogScenario, seed: u64, keep_trace: bool, echo: bool) -> Lo
         acked_at: BTreeMap::new(),
         unpromised: Vec::new(),
         lost_within_bound: 0,
-        stopped_at: None,
     }));
     sh.borrow_mut().event(format!(
         "run {} seed {seed} bug {:?}",
@@ -335,7 +337,6 @@ pub fn run(scenario: LogScenario, seed: u64, keep_trace: bool, echo: bool) -> Lo
 /// [`WRITE_BACK_BOUND`] before it are promised across a process crash
 /// (the model then requires them); a power loss promises none.
 fn promise_write_back(s: &mut Shared, now: Duration, power: bool) {
-    let now = s.stopped_at.take().map_or(now, |t| t.min(now));
     let acked = std::mem::take(&mut s.acked_at);
     s.unpromised.clear();
     let mut promised = 0;

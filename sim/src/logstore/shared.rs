@@ -41,10 +41,6 @@ pub(super) struct Shared {
     pub(super) unpromised: Vec<(u64, u64)>,
     /// Throughput: acknowledged appends a crash took within the bound.
     pub(super) lost_within_bound: u64,
-    /// When the store stopped this boot (it refused a truncation below
-    /// the applied index): its timer writes nothing after that, so the
-    /// throughput bound ends there.
-    pub(super) stopped_at: Option<Duration>,
 }
 
 impl Shared {

@@ -259,12 +259,31 @@ impl LogStore {
 
     /// Removes every entry after `last` (all of them for `None`).
     ///
-    /// Refuses with [`Error::TruncateBelowApplied`], and stops the store,
-    /// if that would remove an entry the state machine already applied
+    /// Refuses with [`Error::TruncateBelowApplied`], and stops the store
+    /// (after an fsync of everything appended, so that a relaxed preset's
+    /// acknowledged appends survive), if that would remove an entry the
+    /// state machine already applied
     /// (see [`LogStore::set_applied_index`]): the node's log then conflicts
     /// with the leader's under state it already holds, and only a rebuild
     /// brings it back.
     pub async fn truncate_after_durably(&self, last: Option<LogId>) -> Result<()> {
+        let Some((refusal, planted)) = self.truncate_or_refuse(last)? else {
+            return Ok(());
+        };
+        // The store stops, and its interval fsync or write-back timer with
+        // it: what a relaxed preset acknowledged from its buffer must reach
+        // the disk first, or a process crash any time later would lose it.
+        if !planted.has(NodeBug::StopLeavesBuffer) {
+            if let Err(e) = self.shared.sync_now().await {
+                tracing::error!(error = %e, "Raft log: the last fsync before stopping failed");
+            }
+        }
+        Err(self.shared.lock()?.stop(refusal))
+    }
+
+    /// Truncates as [`LogStore::truncate_after_durably`] says, or returns
+    /// the refusal (and the planted switches) without stopping yet.
+    fn truncate_or_refuse(&self, last: Option<LogId>) -> Result<Option<(Error, Planted)>> {
         let mut inner = self.shared.lock()?;
         inner.check()?;
         if let (Some(k), Some(p)) = (last, inner.meta.last_purged) {
@@ -275,13 +294,13 @@ impl LogStore {
             }
         }
         if inner.index.entries.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let first = inner.index.first;
         let cut_from = last.map_or(0, |k| k.index + 1);
         let end = first + inner.index.entries.len() as u64;
         if cut_from >= end {
-            return Ok(());
+            return Ok(None);
         }
         let applied = inner.applied.as_ref().and_then(AppliedIndex::get);
         if let Some(applied) = applied.filter(|&a| a >= cut_from) {
@@ -290,8 +309,8 @@ impl LogStore {
                     applied,
                     truncate_from: cut_from,
                 };
-                tracing::error!(error = %e, "Raft log: refusing a truncation below the applied index; the log stopped");
-                return Err(inner.stop(e));
+                tracing::error!(error = %e, "Raft log: refusing a truncation below the applied index; the log stops");
+                return Ok(Some((e, inner.planted)));
             }
         }
         let cut = if cut_from > first {
@@ -322,7 +341,7 @@ impl LogStore {
         if inner.wal.segment_to_prepare().is_some() {
             self.shared.prepare.notify_one();
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Saves `committed` (openraft's `save_committed`) without an fsync: a
