@@ -212,6 +212,19 @@ fn waiting_nodes_ahead_of_the_clean_one_stand_for_election() {
     assert!(o.violations.is_empty(), "{}: {:?}", o.repro(), o.violations);
 }
 
+/// An oracle that judged too strictly: under throughput n3 lost power,
+/// n1 (the leader) was SIGKILLed, then n2 lost power, before any of them
+/// was caught up; writes acknowledged from the write-back buffers were
+/// then on no node, which the throughput contract allows (a prefix is
+/// kept), and the next reads showed the older values. A process crash
+/// under throughput now joins a rolling loss as a power loss does.
+#[test]
+fn a_throughput_process_crash_joins_a_rolling_loss() {
+    let s = ClusterScenario::parse("cluster-throughput-mixed").expect("scenario");
+    let o = run_twice(s, 5013);
+    assert!(o.violations.is_empty(), "{}: {:?}", o.repro(), o.violations);
+}
+
 #[test]
 #[ignore = "a diagnostic: repeats one seed and prints its trace hashes"]
 fn repeat_one_seed() {

@@ -10,6 +10,7 @@ use super::workload;
 use super::world::World;
 use crate::fs::{Injectors, Latency, SimIo};
 use ballast_raft::planted::Planted;
+use ballast_storage::Preset;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,6 +62,8 @@ struct Driver {
     manifests_in_flight: BTreeMap<u64, BTreeSet<PathBuf>>,
     /// The run's fault kind.
     fault: ClusterFault,
+    /// The run's preset.
+    preset: Preset,
 }
 
 /// Power losses in a row (see `Driver::note_rolling_loss`).
@@ -188,11 +191,12 @@ impl Driver {
         }
     }
 
-    /// Power losses that follow one another before the nodes they hit are
-    /// back and caught up (within [`CATCH_UP_GRACE`] of the last restart)
-    /// form one rolling loss; once it has hit every founder it is a
-    /// cluster-wide power loss, judged as one cut (from its first loss to
-    /// its last restart): no node kept the data through it.
+    /// Power losses (and under throughput, process crashes) that follow
+    /// one another before the nodes they hit are back and caught up
+    /// (within [`CATCH_UP_GRACE`] of the last restart) form one rolling
+    /// loss; once it has hit every founder it is a cluster-wide loss,
+    /// judged as one cut (from its first loss to its last restart): no
+    /// node kept the data through it.
     fn note_rolling_loss(&mut self, ids: &[u64], until: Duration) {
         let t = now();
         let rolling = match self.rolling.take() {
@@ -300,6 +304,15 @@ impl Driver {
                 lock(&self.ios[&n]).crashed(false);
                 self.sim.bounce(host_name(n));
                 self.fired += 1;
+                // Under throughput a process crash loses the node's
+                // write-back buffer, acknowledged entries in it: as a power
+                // loss does, it takes the node's copy of what no node had
+                // written out (`cluster-throughput-mixed` seed 5013: n3's
+                // power, n1's process, then n2's power, before any caught
+                // up).
+                if self.preset == Preset::Throughput {
+                    self.note_rolling_loss(&[n], now() + *down);
+                }
             }
             Action::Wipe { who, down } => {
                 let n = self.resolve(*who);
@@ -469,6 +482,7 @@ pub fn run(scenario: ClusterScenario, seed: u64, cfg: ClusterConfig) -> ClusterO
         rolling: None,
         manifests_in_flight: BTreeMap::new(),
         fault: scenario.fault,
+        preset: scenario.preset,
         nodes: nodes.clone(),
         errors: Vec::new(),
     };
