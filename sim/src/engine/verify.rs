@@ -113,16 +113,39 @@ pub(super) fn check_content(
             .into_iter()
             .find(|k| actual.get(*k) != expected.get(*k))
         {
+            let (got, want) = (actual.get(k), expected.get(k));
+            // Where the two values part (a flipped byte may sit past any
+            // fixed prefix): 24 bytes from a little before it.
+            let at = match (got, want) {
+                (Some(a), Some(b)) => a
+                    .iter()
+                    .zip(b.iter())
+                    .position(|(x, y)| x != y)
+                    .unwrap_or(a.len().min(b.len())),
+                _ => 0,
+            };
+            let from = at.saturating_sub(8);
             let show = |v: Option<&bytes::Bytes>| {
                 v.map_or("<absent>".to_string(), |v| {
-                    String::from_utf8_lossy(&v[..v.len().min(24)]).into_owned()
+                    let part = &v[from.min(v.len())..v.len().min(from + 24)];
+                    format!(
+                        "{}{:?} ({} bytes)",
+                        if from > 0 { "..." } else { "" },
+                        String::from_utf8_lossy(part),
+                        v.len()
+                    )
                 })
             };
+            let differ = if got.is_some() && want.is_some() {
+                format!(", first difference at byte {at}")
+            } else {
+                String::new()
+            };
             s.violation(format!(
-                "{what}: recovered state is not the model's state after cut {cut:?}: key {} is {} but should be {}",
+                "{what}: recovered state is not the model's state after cut {cut:?}: key {} is {} but should be {}{differ}",
                 String::from_utf8_lossy(k),
-                show(actual.get(k)),
-                show(expected.get(k))
+                show(got),
+                show(want)
             ));
         }
         return Ok(None);
