@@ -461,6 +461,14 @@ impl TurmoilFs {
 
     fn remove_dir_op(&self, path: &Path) -> io::Result<()> {
         self.alive()?;
+        // A POSIX rmdir needs the directory empty, so once the removal is
+        // durable the unlinks of its entries are too. turmoil keeps them
+        // pending until an fsync of the directory itself, which nothing
+        // can run once it is gone; a power loss then undid them and the
+        // files came back in a directory made again at the same path
+        // (`cluster-throughput-disk-wipe` seed 9007). Commit them first.
+        tfs::sync_dir(path)?;
+        lock(&self.io).dir_committed(path);
         tfs::remove_dir(path)?;
         // turmoil keeps a removed directory's entry pending until its
         // parent is fsynced, and a `create_dir_all` of the same path in

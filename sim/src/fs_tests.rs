@@ -229,6 +229,23 @@ fn a_file_at_a_removed_name_never_gets_the_removed_files_unsynced_writes() {
     assert_eq!(got, want, "the removed file's unsynced bytes stayed away");
 }
 
+/// Makes `dir` (under [`DIR`]) and in it `file`, `len` bytes of `fill`,
+/// every step durable.
+fn durable_file_in(
+    fs: &TurmoilFs,
+    dir: &Path,
+    file: &Path,
+    fill: u8,
+    len: usize,
+) -> io::Result<()> {
+    fs.create_dir_all(dir)?;
+    let f = fs.open(file, OpenMode::CreateNew)?;
+    f.write_all_at(&vec![fill; len], 0)?;
+    f.sync_data()?;
+    fs.sync_dir(dir)?;
+    fs.sync_dir(Path::new(DIR))
+}
+
 #[test]
 fn a_directory_removed_and_created_again_takes_new_files() {
     let io = SimIo::new(6, Latency::NORMAL, Injectors::default());
@@ -239,26 +256,53 @@ fn a_directory_removed_and_created_again_takes_new_files() {
         io,
         false,
         move |fs| {
-            fs.create_dir_all(sub)?;
-            let f = fs.open(&file, OpenMode::CreateNew)?;
-            f.write_all_at(&[1u8; 10], 0)?;
-            f.sync_data()?;
-            fs.sync_dir(sub)?;
-            fs.sync_dir(Path::new(DIR))?;
+            durable_file_in(&fs, sub, &file, 1, 10)?;
             // A failed build's clean-up: the removal of the directory is
             // not fsynced before the same name is made again.
             fs.remove_file(&file)?;
             fs.remove_dir(sub)?;
-            fs.create_dir_all(sub)?;
-            let f = fs.open(&file, OpenMode::CreateNew)?;
-            f.write_all_at(&[2u8; 20], 0)?;
-            f.sync_data()?;
-            fs.sync_dir(sub)?;
-            fs.sync_dir(Path::new(DIR))
+            durable_file_in(&fs, sub, &file, 2, 20)
         },
         move |fs| ballast_storage::fs::read_file(&*fs, &read),
     );
     assert_eq!(got, vec![2u8; 20], "the new directory's file is there");
+}
+
+/// A directory emptied and removed, its removal made durable by the
+/// parent's fsync, then a power loss: its files must not come back. A
+/// POSIX rmdir needs the directory empty, so once it is durable the
+/// unlinks before it are too; turmoil kept them pending (they wait for an
+/// fsync of the directory itself, which no longer exists), the power loss
+/// undid them, and the files reappeared when a directory of the same name
+/// was made again (`cluster-throughput-disk-wipe` seed 9007: a replaced
+/// node's first snapshot install failed with "file already exists").
+#[test]
+fn a_removed_directory_does_not_bring_its_files_back_after_a_power_loss() {
+    let io = SimIo::new(8, Latency::NORMAL, Injectors::default());
+    let sub = Path::new("/d/snap-1");
+    let file = sub.join("000002.sst");
+    let (file2, sub2) = (file.clone(), sub.to_path_buf());
+    let got = two_boots(
+        io,
+        true,
+        move |fs| {
+            durable_file_in(&fs, sub, &file, 1, 10)?;
+            fs.remove_file(&file)?;
+            fs.remove_dir(sub)?;
+            fs.sync_dir(Path::new(DIR))
+        },
+        move |fs| {
+            fs.create_dir_all(&sub2)?;
+            let listed = fs.list_dir(&sub2)?;
+            let created = fs.open(&file2, OpenMode::CreateNew).is_ok();
+            Ok((listed, created))
+        },
+    );
+    assert_eq!(
+        got,
+        (Vec::<String>::new(), true),
+        "the removed directory's file came back"
+    );
 }
 
 #[test]

@@ -198,7 +198,13 @@ pub(crate) fn link_snapshot(
     fs.create_dir_all(to)?;
     for f in &from.0.descriptor.files {
         let path = to.join(&f.name);
-        fs.hard_link(&from.dir().join(&f.name), &path)?;
+        let original = from.dir().join(&f.name);
+        fs.hard_link(&original, &path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("linking {} to {}: {e}", original.display(), path.display()),
+            )
+        })?;
         if verify {
             let crc = file_crc(&fs, &path, f.len)?;
             if crc != f.crc32 {
