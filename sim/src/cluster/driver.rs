@@ -183,10 +183,7 @@ impl Driver {
         if !hit.is_empty() {
             self.note_rolling_loss(&hit, until);
         }
-        for &id in ids {
-            if self.powered_off.contains_key(&id) {
-                continue;
-            }
+        for id in hit {
             let dirty = lock(&self.ios[&id]).dirty.len();
             self.world.event(format!(
                 "power loss n{id} ({dirty} files with unsynced writes), back at {:.3}",
